@@ -1,0 +1,151 @@
+"""Documents -> Chunks: one chunk per section when it fits, split inside the section otherwise.
+
+No chunk crosses a section boundary. Each chunk's `text` is exactly
+`document.text[start:end]`; the embedded text adds the letter's title, date and section so
+that a passage about "de Alliantie" still knows it is about China.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+from typing import Iterable, Iterator
+
+from rag.documents import Document, Section
+
+CHUNKER_VERSION = 1
+
+# Sentence ends (not after a one-letter abbreviation such as "o.a." or "art."), then clause ends.
+_SEPARATORS = [
+    r"\n\n",
+    r"\n",
+    r"(?<=[a-zà-ÿ0-9)”’\"»]{2}[.!?])[”’\"»)]*\s+(?=[A-ZÀ-Ý0-9“‘\"(«])",
+    r"(?<=[;:])\s+",
+    r"(?<=,)\s+",
+    r"\s+",
+]
+
+
+@dataclass(frozen=True)
+class ChunkSettings:
+    max_chars: int = 1000
+    overlap_chars: int = 150
+
+    def as_manifest(self) -> dict:
+        return {**asdict(self), "chunker_version": CHUNKER_VERSION}
+
+
+@dataclass(frozen=True)
+class Chunk:
+    chunk_id: str
+    doc_id: str
+    title: str
+    date: str | None
+    section: str
+    start: int
+    end: int
+    text: str
+    source: str
+    embed_text: str
+
+    def as_json(self) -> dict:
+        """The fields of a Hit without rank and score (the CLI contract)."""
+        return {
+            "chunk_id": self.chunk_id, "doc_id": self.doc_id, "title": self.title,
+            "date": self.date, "section": self.section, "start": self.start, "end": self.end,
+            "text": self.text, "source": self.source,
+        }
+
+
+def chunk_id_for(document: Document, start: int, end: int) -> str:
+    digest = hashlib.sha1(f"{document.doc_id}:{document.content_hash}:{start}:{end}".encode()).hexdigest()
+    return f"{document.doc_id}#{digest[:10]}"
+
+
+def embed_text_for(document: Document, section_label: str, passage: str) -> str:
+    header = document.title if not document.date else f"{document.title} ({dutch_date(document.date)})"
+    return f"{header}\n{section_label}\n\n{passage}"
+
+
+_MONTH_NAMES = ("januari februari maart april mei juni juli augustus september oktober november december").split()
+
+
+def dutch_date(iso: str) -> str:
+    year, month, day = (int(part) for part in iso.split("-"))
+    return f"{day} {_MONTH_NAMES[month - 1]} {year}"
+
+
+def chunk_documents(documents: Iterable[Document], settings: ChunkSettings = ChunkSettings()) -> list[Chunk]:
+    return [chunk for document in documents for chunk in chunk_document(document, settings)]
+
+
+def chunk_document(document: Document, settings: ChunkSettings = ChunkSettings()) -> list[Chunk]:
+    chunks = []
+    for label, start, end in _section_spans(document):
+        for piece_start, piece_end in _split_span(document.text, start, end, settings):
+            passage = document.text[piece_start:piece_end]
+            chunks.append(Chunk(
+                chunk_id=chunk_id_for(document, piece_start, piece_end),
+                doc_id=document.doc_id,
+                title=document.title,
+                date=document.date,
+                section=label,
+                start=piece_start,
+                end=piece_end,
+                text=passage,
+                source=document.source,
+                embed_text=embed_text_for(document, label, passage),
+            ))
+    return chunks
+
+
+def _section_spans(document: Document) -> Iterator[tuple[str, int, int]]:
+    """Section bodies; a heading-only section (`SESSIE 2`) lends its name to the next one."""
+    pending: list[Section] = []
+    for section in document.sections:
+        if not document.text[section.start:section.end].strip():
+            pending.append(section)
+            continue
+        label = section.label
+        for waiting in pending:
+            if not label.startswith(waiting.label):
+                label = f"{waiting.label} > {label}"
+        pending = []
+        yield label, section.start, section.end
+
+
+def _split_span(text: str, start: int, end: int, settings: ChunkSettings) -> list[tuple[int, int]]:
+    body = text[start:end]
+    stripped_start = start + (len(body) - len(body.lstrip()))
+    stripped_end = start + len(body.rstrip())
+    if stripped_end <= stripped_start:
+        return []
+    if stripped_end - stripped_start <= settings.max_chars:
+        return [(stripped_start, stripped_end)]
+    pieces = _splitter(settings).split_text(text[stripped_start:stripped_end])
+    spans: list[tuple[int, int]] = []
+    for piece in pieces:
+        # The splitter returns substrings in order; with overlap each begins inside the last.
+        after = spans[-1][0] + 1 if spans else stripped_start
+        found = text.find(piece, after, stripped_end)
+        if found < 0:
+            raise RuntimeError(f"chunk text not found in its section after offset {after}")
+        spans.append((found, found + len(piece)))
+    return spans
+
+
+_SPLITTERS: dict[ChunkSettings, object] = {}
+
+
+def _splitter(settings: ChunkSettings):
+    if settings not in _SPLITTERS:
+        from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+        _SPLITTERS[settings] = RecursiveCharacterTextSplitter(
+            separators=_SEPARATORS,
+            is_separator_regex=True,
+            keep_separator="end",
+            chunk_size=settings.max_chars,
+            chunk_overlap=settings.overlap_chars,
+        )
+    return _SPLITTERS[settings]

@@ -1,0 +1,35 @@
+"""Defaults and the environment variables that override them, in one place."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_SEEDS = PROJECT_ROOT / "seeds"
+DEFAULT_INDEX = PROJECT_ROOT / "index"
+DEFAULT_DATA = PROJECT_ROOT / "data"
+
+DEFAULT_MODEL = "intfloat/multilingual-e5-small"
+MAX_QUESTION_CHARS = 1000
+
+
+def model_name() -> str:
+    return os.environ.get("RAG_MODEL", DEFAULT_MODEL)
+
+
+def model_cache_dir() -> Path:
+    """Where the offline default model is materialised: $RAG_MODEL_DIR, else the user's cache."""
+    if os.environ.get("RAG_MODEL_DIR"):
+        return Path(os.environ["RAG_MODEL_DIR"]).expanduser()
+    cache_home = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return cache_home / "kamerbrief-rag" / "models"
+
+
+def display_path(path: Path) -> str:
+    """Paths inside the project are shown relative to it (`seeds/000_….txt`), others absolute."""
+    resolved = path.resolve()
+    try:
+        return str(resolved.relative_to(PROJECT_ROOT))
+    except ValueError:
+        return str(resolved)

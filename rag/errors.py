@@ -1,0 +1,13 @@
+"""Errors a user can act on. The CLI and the UI print their message as one line."""
+
+
+class RagError(Exception):
+    """A failure the user can fix by following the message (exit status 1)."""
+
+    exit_code = 1
+
+
+class InputError(RagError):
+    """Bad usage or input: a missing file, an empty question, a wrong value (exit status 2)."""
+
+    exit_code = 2

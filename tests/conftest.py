@@ -1,0 +1,37 @@
+"""Shared fixtures: the real seed letters, the real model and index, built once per session."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rag import config
+
+SEEDS = config.DEFAULT_SEEDS
+
+
+def run_rag(*args: str, input: str | None = None, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run the real `rag` command in a subprocess, as a user or script would."""
+    return subprocess.run(
+        [sys.executable, "-m", "rag.cli", *args],
+        input=input, capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, **(env or {})}, cwd=config.PROJECT_ROOT,
+    )
+
+
+@pytest.fixture(scope="session")
+def documents():
+    from rag.documents import read_documents
+
+    return {document.doc_id: document for document in read_documents([SEEDS])}
+
+
+@pytest.fixture(scope="session")
+def chunks(documents):
+    from rag.chunking import chunk_documents
+
+    return chunk_documents(documents.values())
