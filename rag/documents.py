@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -370,3 +370,21 @@ def _kind(title: str, text: str) -> str:
             return kind
     return "brief"
 
+
+
+# --- storage -----------------------------------------------------------------------------
+
+def document_to_json(document: Document) -> dict:
+    return asdict(document)
+
+
+def document_from_json(data: dict) -> Document:
+    return Document(
+        **{
+            **data,
+            "signatories": tuple(Signatory(**s) for s in data["signatories"]),
+            "sections": tuple(Section(tuple(s["path"]), s["heading_start"], s["start"], s["end"]) for s in data["sections"]),
+            "footnotes": tuple(Footnote(**f) for f in data["footnotes"]),
+            "warnings": tuple(data["warnings"]),
+        }
+    )

@@ -35,3 +35,28 @@ def chunks(documents):
     from rag.chunking import chunk_documents
 
     return chunk_documents(documents.values())
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    from rag.embedding import load_embedder
+
+    return load_embedder()
+
+
+@pytest.fixture(scope="session")
+def seed_index_dir(tmp_path_factory, embedder):
+    """A real index of the seed letters, built once with the real default model."""
+    from rag.pipeline import run_ingest
+
+    folder = tmp_path_factory.mktemp("index")
+    run_ingest([SEEDS], folder, embedder=embedder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def pipeline(seed_index_dir, embedder):
+    from rag.index import load_index
+    from rag.pipeline import Pipeline
+
+    return Pipeline(embedder, load_index(seed_index_dir, embedder.name, embedder.fingerprint), seed_index_dir)

@@ -1,0 +1,100 @@
+"""The assembled pipeline: model and index loaded once, shared by the CLI, the UI and the evaluation."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Sequence
+
+from rag import config
+from rag.chunking import ChunkSettings
+from rag.embedding import Embedder, load_embedder, model_fingerprint
+from rag.errors import InputError
+from rag.index import CorpusIndex, IndexSettings, IngestSummary, ingest, load_index, read_manifest
+from rag.retrieval import Filters, Hit, dense_hits
+
+
+def check_question(question: str) -> str:
+    question = " ".join(question.split())
+    if not question:
+        raise InputError("the question is empty; type a question, e.g. \"Wat zei Nederland over China?\"")
+    if len(question) > config.MAX_QUESTION_CHARS:
+        raise InputError(f"the question is {len(question)} characters long; keep it under {config.MAX_QUESTION_CHARS}")
+    return question
+
+
+def check_k(k: int) -> int:
+    if k < 1:
+        raise InputError(f"-k must be at least 1 (got {k})")
+    return k
+
+
+def parse_filters(doc_ids: Sequence[str] = (), since: str | None = None, until: str | None = None) -> Filters:
+    for label, value in (("--since", since), ("--until", until)):
+        if value:
+            try:
+                date.fromisoformat(value)
+            except ValueError:
+                raise InputError(f"{label} {value!r} is not a date; write it as YYYY-MM-DD") from None
+    if since and until and since > until:
+        raise InputError(f"--since {since} lies after --until {until}")
+    return Filters(tuple(doc_ids), since, until)
+
+
+def run_ingest(
+    paths: Sequence[str | Path] = (),
+    index_dir: Path = config.DEFAULT_INDEX,
+    model_name: str | None = None,
+    model_dir: Path | None = None,
+    index_settings: IndexSettings = IndexSettings(),
+    chunk_settings: ChunkSettings = ChunkSettings(),
+    embedder: Embedder | None = None,
+    progress: bool = False,
+) -> IngestSummary:
+    """Ingest letters (default: seeds/); the model is loaded only when something must be embedded."""
+    model_name = model_name or config.model_name()
+    loaded: list[Embedder] = [embedder] if embedder else []
+
+    def embed(texts: list[str]):
+        if not loaded:
+            loaded.append(load_embedder(model_name, model_dir))
+        return loaded[0].encode_passages(texts, progress=progress)
+
+    return ingest(
+        list(paths) or [config.DEFAULT_SEEDS], Path(index_dir), model_name,
+        model_fingerprint(model_name, model_dir), embed, chunk_settings, index_settings,
+    )
+
+
+@dataclass
+class Pipeline:
+    embedder: Embedder
+    index: CorpusIndex
+    index_dir: Path
+    notes: list[str] = field(default_factory=list)
+
+    def search(self, question: str, k: int = 5, filters: Filters = Filters()) -> list[Hit]:
+        question = check_question(question)
+        vector = self.embedder.encode_queries([question])[0]
+        return dense_hits(self.index, vector, check_k(k), filters)
+
+
+def open_pipeline(
+    index_dir: Path = config.DEFAULT_INDEX,
+    model_name: str | None = None,
+    model_dir: Path | None = None,
+    device: str | None = None,
+) -> Pipeline:
+    """Load the model and the index; build the index from seeds/ when there is none yet."""
+    index_dir = Path(index_dir)
+    model_name = model_name or config.model_name()
+    embedder = load_embedder(model_name, model_dir, device)
+    notes = []
+    if read_manifest(index_dir) is None:
+        summary = run_ingest([config.DEFAULT_SEEDS], index_dir, model_name, model_dir, embedder=embedder)
+        notes.append(f"no index in {index_dir}; built one from seeds/: {summary.line()}")
+        print(f"rag: {notes[-1]}", file=sys.stderr)
+    index = load_index(index_dir, model_name, embedder.fingerprint)
+    return Pipeline(embedder, index, index_dir, notes)

