@@ -30,6 +30,9 @@ _SEPARATORS = [
 class ChunkSettings:
     max_chars: int = 1000
     overlap_chars: int = 150
+    # "sections": the project's chunker. "fixed": fixed-size pieces over the whole letter with
+    # no title or section context, as a LangChain tutorial would do (the reference in `rag eval`).
+    strategy: str = "sections"
 
     def as_manifest(self) -> dict:
         return {**asdict(self), "chunker_version": CHUNKER_VERSION}
@@ -80,6 +83,8 @@ def chunk_documents(documents: Iterable[Document], settings: ChunkSettings = Chu
 
 
 def chunk_document(document: Document, settings: ChunkSettings = ChunkSettings()) -> list[Chunk]:
+    if settings.strategy == "fixed":
+        return _fixed_chunks(document, settings)
     chunks = []
     for label, start, end in _section_spans(document):
         for piece_start, piece_end in _split_span(document.text, start, end, settings):
@@ -96,6 +101,21 @@ def chunk_document(document: Document, settings: ChunkSettings = ChunkSettings()
                 source=document.source,
                 embed_text=embed_text_for(document, label, passage),
             ))
+    return chunks
+
+
+def _fixed_chunks(document: Document, settings: ChunkSettings) -> list[Chunk]:
+    from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+    splitter = RecursiveCharacterTextSplitter(chunk_size=settings.max_chars, chunk_overlap=settings.overlap_chars,
+                                              add_start_index=True)
+    chunks = []
+    for piece in splitter.create_documents([document.text]):
+        start = piece.metadata["start_index"]
+        end = start + len(piece.page_content)
+        chunks.append(Chunk(chunk_id_for(document, start, end), document.doc_id, document.title, document.date,
+                            document.section_at(start).label, start, end, piece.page_content, document.source,
+                            embed_text=piece.page_content))
     return chunks
 
 

@@ -133,6 +133,116 @@ def search(question: str | None, k: int, as_json: bool, doc_ids: tuple[str, ...]
         click.echo()
 
 
+@cli.command()
+@click.argument("question", required=False)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per question.")
+@_filter_options
+@_index_option
+@_model_options
+def ask(question: str | None, as_json: bool, doc_ids: tuple[str, ...], since: str | None, until: str | None,
+        index_dir: Path, model_name: str | None, model_dir: Path | None) -> None:
+    """Answer QUESTION (or each line of standard input) with quoted, cited passages."""
+    from rag.pipeline import check_question, open_pipeline, parse_filters
+
+    filters = parse_filters(doc_ids, since, until)
+    questions = [check_question(q) for q in _questions(question)]
+    pipeline = open_pipeline(index_dir, model_name, model_dir)
+    for text in questions:
+        answer = pipeline.ask(text, filters)
+        if as_json:
+            _echo_json(answer.as_json())
+            continue
+        click.echo(f"? {text}")
+        for note in answer.notes:
+            click.echo(f"  ({note})")
+        click.echo(answer.text)
+        if answer.abstained and answer.related:
+            click.echo("\nMogelijk relevant:")
+            for hit in answer.related:
+                click.echo(f"  - {hit.title} ({hit.date}), {hit.section}  [{hit.doc_id}:{hit.start}-{hit.end}]")
+        for citation in answer.citations:
+            click.echo(f"  [{citation.n}] {citation.hit.doc_id}:{citation.start}-{citation.end}  {citation.hit.source}")
+        click.echo()
+
+
+@cli.command()
+@click.argument("citation")
+@click.option("--context", "context_chars", type=int, default=400, show_default=True, help="Characters shown around the passage.")
+@click.option("--json", "as_json", is_flag=True, help="The passage, its letter and surrounding text as JSON.")
+@_index_option
+def show(citation: str, context_chars: int, as_json: bool, index_dir: Path) -> None:
+    """Show a cited passage in its letter: CITATION is a chunk id or DOC_ID:START-END."""
+    from rag.lookup import look_up
+
+    found = look_up(index_dir, citation, context_chars)
+    if as_json:
+        _echo_json(found.as_json())
+        return
+    click.echo(f"{found.title} ({found.date or 'zonder datum'}) — {found.section}")
+    click.echo(f"{found.source}  [{found.doc_id}:{found.start}-{found.end}]\n")
+    click.echo(found.before + click.style(">>>", bold=True) + found.passage + click.style("<<<", bold=True) + found.after)
+
+
+@cli.command(name="eval")
+@click.option("--questions", "questions_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=config.PROJECT_ROOT / "eval" / "questions.jsonl", show_default="eval/questions.jsonl")
+@click.option("-k", "k", type=int, default=5, show_default=True, help="Hits per question that count.")
+@click.option("--json", "as_json", is_flag=True, help="Everything machine-readable.")
+@click.option("--baseline", "baseline_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Fail (exit 1) when a metric drops below this baseline by more than its tolerance.")
+@click.option("--write-baseline", is_flag=True, help="Write this run's metrics as the baseline (on purpose).")
+@click.option("--compare", is_flag=True, help="Several configurations side by side; table and chart in eval/report/.")
+@_index_option
+@_model_options
+def evaluate_command(questions_path: Path, k: int, as_json: bool, baseline_path: Path | None, write_baseline: bool,
+                     compare: bool, index_dir: Path, model_name: str | None, model_dir: Path | None) -> None:
+    """Retrieval (and answer) quality on the eval set; a regression gate against a baseline."""
+    from rag import evaluation
+    from rag.pipeline import check_k, open_pipeline, variant
+
+    check_k(k)
+    questions = evaluation.load_questions(questions_path)
+    baseline_path = baseline_path or (config.PROJECT_ROOT / "eval" / "baseline.json" if write_baseline else None)
+    pipeline = open_pipeline(index_dir, model_name, model_dir)
+    report = evaluation.evaluate(pipeline, questions, k, answer=evaluation.answer_judge(pipeline))
+    result = {"report": report}
+    if compare:
+        report_dir = config.PROJECT_ROOT / "eval" / "report"
+        rows = {}
+        for name, (chunk_settings, retrieval) in evaluation.CONFIGURATIONS.items():
+            candidate = variant(pipeline, chunk_settings, retrieval, report_dir)
+            rows[name] = evaluation.evaluate(candidate, questions, k)["metrics"]
+        columns = list(evaluation.HEADLINE) + ["chars_per_passage"]
+        text_table = evaluation.table(rows, columns)
+        (report_dir / "compare.md").write_text("```\n" + text_table + "\n```\n")
+        (report_dir / "compare.json").write_text(json.dumps(rows, indent=2))
+        evaluation.write_chart(rows, evaluation.HEADLINE, report_dir / "compare.png")
+        result["compare"] = rows
+    drops: list[str] = []
+    if write_baseline:
+        baseline = evaluation.baseline_from(report, evaluation.DEFAULT_TOLERANCE)
+        baseline_path.write_text(json.dumps(baseline, indent=2) + "\n")
+    elif baseline_path:
+        try:
+            baseline = json.loads(baseline_path.read_text())
+        except (OSError, ValueError) as error:
+            raise InputError(f"{baseline_path}: cannot read the baseline ({error}); write one with --write-baseline") from None
+        drops = evaluation.compare_to_baseline(report["metrics"], baseline)
+        result["baseline"] = {"file": str(baseline_path), "drops": drops}
+    if as_json:
+        _echo_json(result)
+    else:
+        click.echo(evaluation.format_report(report))
+        if compare:
+            click.echo("\n" + text_table + f"\n(table and chart in {config.display_path(report_dir)}/)")
+        if write_baseline:
+            click.echo(f"\nbaseline written to {config.display_path(baseline_path)}")
+        elif baseline_path:
+            click.echo("\n" + ("baseline: no metric dropped" if not drops else "baseline: DROPPED\n  " + "\n  ".join(drops)))
+    if drops:
+        sys.exit(1)
+
+
 def main() -> None:
     try:
         cli.main(standalone_mode=False)

@@ -25,10 +25,12 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from rag import __version__
+from rag import __version__, config
 from rag.chunking import Chunk, ChunkSettings, chunk_document
 from rag.documents import Document, doc_id_for, document_from_json, document_to_json, letter_paths, read_document
 from rag.errors import InputError, RagError
+from rag.lexical import TOKENIZER_VERSION as LEXICAL_TOKENIZER_VERSION
+from rag.lexical import LexicalIndex
 
 FORMAT_VERSION = 1
 POINTER = "CURRENT"
@@ -99,6 +101,7 @@ class CorpusIndex:
     faiss_ids: np.ndarray
     faiss_index: object
     documents: dict[str, Document]
+    lexical: LexicalIndex
     _row_of_id: dict[int, int] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -140,6 +143,11 @@ def _search_parameters(kind: str, selector, settings: dict):
     return faiss.SearchParameters(sel=selector)
 
 
+def shown(index_dir: Path) -> str:
+    """The folder as a user would type it: `index/` inside the project, else the path given."""
+    return config.display_path(Path(index_dir))
+
+
 def current_generation(index_dir: Path) -> Path | None:
     pointer = index_dir / POINTER
     if not pointer.exists():
@@ -147,7 +155,7 @@ def current_generation(index_dir: Path) -> Path | None:
     name = pointer.read_text().strip()
     folder = index_dir / name
     if not name or "/" in name or not folder.is_dir():
-        raise IndexError_(f"{index_dir}: the index pointer names a missing build ({name!r}); run `rag ingest --index {index_dir}`")
+        raise IndexError_(f"{shown(index_dir)}: the index pointer names a missing build ({name!r}); run `rag ingest --index {shown(index_dir)}`")
     return folder
 
 
@@ -158,16 +166,21 @@ def read_manifest(index_dir: Path) -> dict | None:
     try:
         return json.loads((folder / "manifest.json").read_text())
     except (OSError, ValueError) as error:
-        raise IndexError_(f"{index_dir}: the manifest is unreadable ({error}); run `rag ingest --index {index_dir}`") from None
+        raise IndexError_(f"{shown(index_dir)}: the manifest is unreadable ({error}); run `rag ingest --index {shown(index_dir)}`") from None
 
 
-def check_compatible(manifest: dict, index_dir: Path, model_name: str, fingerprint: str, chunk_settings: ChunkSettings) -> None:
+def check_compatible(manifest: dict, index_dir: Path, model_name: str, fingerprint: str, chunk_settings: ChunkSettings,
+                     lexical: bool = True) -> None:
+    """Refuse an index of another format, model, chunking or (unless lexical=False) tokenizer."""
+    index_dir = shown(index_dir)
     rebuild = f"run `rag ingest --index {index_dir}` (add --model to choose the model) to rebuild it"
     if manifest.get("format_version") != FORMAT_VERSION:
         raise IndexError_(f"{index_dir}: the index has format {manifest.get('format_version')}, this rag reads {FORMAT_VERSION}; {rebuild}")
     built_with = manifest["model"]
     if built_with["name"] != model_name or built_with["fingerprint"] != fingerprint:
         raise IndexError_(f"{index_dir}: the index was built with the model {built_with['name']!r} ({built_with['fingerprint'][:19]}), not {model_name!r}; {rebuild}")
+    if lexical and manifest.get("lexical", {}).get("tokenizer_version") != LEXICAL_TOKENIZER_VERSION:
+        raise IndexError_(f"{index_dir}: the index was built with another lexical tokenizer; {rebuild}")
     if manifest["chunking"] != chunk_settings.as_manifest():
         raise IndexError_(f"{index_dir}: the index was built with other chunk settings ({manifest['chunking']}); {rebuild}")
 
@@ -178,9 +191,10 @@ def load_index(index_dir: Path, model_name: str, fingerprint: str, chunk_setting
     index_dir = Path(index_dir)
     manifest = read_manifest(index_dir)
     if manifest is None:
-        raise IndexError_(f"{index_dir}: no index here; run `rag ingest --index {index_dir}`")
+        raise IndexError_(f"{shown(index_dir)}: no index here; run `rag ingest --index {shown(index_dir)}`")
     check_compatible(manifest, index_dir, model_name, fingerprint, chunk_settings)
     folder = current_generation(index_dir)
+    index_dir = shown(index_dir)
     damaged = f"{index_dir}: the index is damaged"
     for name, expected in manifest["files"].items():
         path = folder / name
@@ -190,12 +204,15 @@ def load_index(index_dir: Path, model_name: str, fingerprint: str, chunk_setting
         chunks, ids = _read_chunks(folder / "chunks.jsonl")
         documents = {d.doc_id: d for d in map(document_from_json, _read_jsonl(folder / "documents.jsonl"))}
         faiss_index = faiss.read_index(str(folder / "vectors.faiss"))
+        lexical = LexicalIndex.load(folder / "lexical")
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as error:
         raise IndexError_(f"{damaged} ({type(error).__name__}); run `rag ingest --index {index_dir}` to rebuild it") from None
     if faiss_index.ntotal != len(chunks) or len(chunks) != manifest["counts"]["chunks"]:
         raise IndexError_(f"{damaged} ({faiss_index.ntotal} vectors for {len(chunks)} chunks); run `rag ingest --index {index_dir}` to rebuild it")
     _apply_search_settings(faiss_index, manifest["index"])
-    return CorpusIndex(folder, manifest, chunks, ids, faiss_index, documents)
+    if lexical.retriever.scores["num_docs"] != len(chunks):
+        raise IndexError_(f"{damaged} (the lexical index does not match the chunks); run `rag ingest --index {index_dir}` to rebuild it")
+    return CorpusIndex(folder, manifest, chunks, ids, faiss_index, documents, lexical)
 
 
 def _apply_search_settings(faiss_index, index_entry: dict) -> None:
@@ -265,7 +282,7 @@ def ingest(
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise RagError(f"{index_dir}: another `rag ingest` is writing this index; wait for it to finish") from None
+            raise RagError(f"{shown(index_dir)}: another `rag ingest` is writing this index; wait for it to finish") from None
         return _ingest(paths, index_dir, model_name, fingerprint, embed, chunk_settings, index_settings)
 
 
@@ -299,6 +316,7 @@ def _ingest(paths, index_dir: Path, model_name: str, fingerprint: str, embed, ch
     removed = len(set(old_letters) - current_ids)
     unchanged = previous is not None and kept_ids == current_ids == set(old_letters) and (
         previous["manifest"]["index"]["settings"] == asdict(index_settings)
+        and previous["manifest"].get("lexical", {}).get("tokenizer_version") == LEXICAL_TOKENIZER_VERSION
     )
     if unchanged:
         counts = previous["manifest"]["counts"]
@@ -327,7 +345,7 @@ def _previous_build(index_dir: Path, model_name: str, fingerprint: str, chunk_se
         manifest = read_manifest(index_dir)
         if manifest is None:
             return None
-        check_compatible(manifest, index_dir, model_name, fingerprint, chunk_settings)
+        check_compatible(manifest, index_dir, model_name, fingerprint, chunk_settings, lexical=False)
         folder = current_generation(index_dir)
         documents = {d.doc_id: d for d in map(document_from_json, _read_jsonl(folder / "documents.jsonl"))}
         rows = _read_jsonl(folder / "chunks.jsonl")
@@ -359,6 +377,7 @@ def _write_generation(index_dir, documents, chunks, vectors, letter_hashes, mode
             for chunk, chunk_faiss_id in zip(chunks, ids):
                 record = {**asdict(chunk), "faiss_id": int(chunk_faiss_id), "text_hash": text_hash(chunk.embed_text)}
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        LexicalIndex.build([chunk.embed_text for chunk in chunks]).save(staging / "lexical")
         with (staging / "documents.jsonl").open("w", encoding="utf-8") as handle:
             for document in documents:
                 handle.write(json.dumps(document_to_json(document), ensure_ascii=False) + "\n")
@@ -367,6 +386,8 @@ def _write_generation(index_dir, documents, chunks, vectors, letter_hashes, mode
             "model": {"name": model_name, "fingerprint": fingerprint, "dimension": int(vectors.shape[1])},
             "chunking": chunk_settings.as_manifest(),
             "index": {"kind": kind, "settings": asdict(index_settings)},
+            "lexical": {"method": "bm25 lucene k1=1.2 b=0.75", "tokenizer_version": LEXICAL_TOKENIZER_VERSION,
+                        "stemmer": "snowball dutch"},
             "letters": {
                 d.doc_id: {"source": d.source, "file_sha256": letter_hashes[d.doc_id],
                            "chunks": sum(1 for c in chunks if c.doc_id == d.doc_id)}
@@ -376,8 +397,8 @@ def _write_generation(index_dir, documents, chunks, vectors, letter_hashes, mode
             "versions": {"rag": __version__, "faiss": faiss.__version__, "numpy": np.__version__},
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "files": {
-                path.name: {"size": path.stat().st_size, "sha256": file_sha256(path)}
-                for path in sorted(staging.iterdir()) if path.is_file()
+                str(path.relative_to(staging)): {"size": path.stat().st_size, "sha256": file_sha256(path)}
+                for path in sorted(staging.rglob("*")) if path.is_file()
             },
         }
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
@@ -390,7 +411,7 @@ def _write_generation(index_dir, documents, chunks, vectors, letter_hashes, mode
 
 
 def _fsync_tree(folder: Path) -> None:
-    for path in folder.iterdir():
+    for path in folder.rglob("*"):
         if path.is_file():
             with path.open("rb") as handle:
                 os.fsync(handle.fileno())

@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Sequence
 
 from rag import config
+from rag.answer import Answer, LexicalSignal, extractive_answer
 from rag.chunking import ChunkSettings
 from rag.embedding import Embedder, load_embedder, model_fingerprint
 from rag.errors import InputError
 from rag.index import CorpusIndex, IndexSettings, IngestSummary, ingest, load_index, read_manifest
-from rag.retrieval import Filters, Hit, dense_hits
+from rag.retrieval import Filters, Hit, Query, RetrievalSettings, rank, understand
 
 
 def check_question(question: str) -> str:
@@ -74,11 +75,26 @@ class Pipeline:
     index: CorpusIndex
     index_dir: Path
     notes: list[str] = field(default_factory=list)
+    retrieval: RetrievalSettings = field(default_factory=RetrievalSettings)
 
-    def search(self, question: str, k: int = 5, filters: Filters = Filters()) -> list[Hit]:
-        question = check_question(question)
-        vector = self.embedder.encode_queries([question])[0]
-        return dense_hits(self.index, vector, check_k(k), filters)
+    def query(self, question: str, filters: Filters = Filters(), history: Sequence[str] = ()) -> Query:
+        return understand(check_question(question), self.index, history, filters, self.retrieval)
+
+    def search(self, question: str, k: int = 5, filters: Filters = Filters(), history: Sequence[str] = ()) -> list[Hit]:
+        return self.search_query(self.query(question, filters, history), k)
+
+    def ask(self, question: str, filters: Filters = Filters(), history: Sequence[str] = (), k: int = 6) -> Answer:
+        return self.answer_query(self.query(question, filters, history), k)
+
+    def answer_query(self, query: Query, k: int = 6) -> Answer:
+        hits = self.search_query(query, k)
+        texts = {hit.doc_id: self.index.documents[hit.doc_id].text for hit in hits}
+        signal = LexicalSignal(*self.index.lexical.coverage(query.text))
+        return extractive_answer(query.text, hits, self.embedder, texts, signal, notes=query.notes)
+
+    def search_query(self, query: Query, k: int = 5) -> list[Hit]:
+        vector = self.embedder.encode_queries([query.text])[0] if self.retrieval.mode != "lexical" else None
+        return rank(self.index, query, vector, check_k(k), self.retrieval)
 
 
 def open_pipeline(
@@ -98,3 +114,14 @@ def open_pipeline(
         print(f"rag: {notes[-1]}", file=sys.stderr)
     index = load_index(index_dir, model_name, embedder.fingerprint)
     return Pipeline(embedder, index, index_dir, notes)
+
+
+def variant(pipeline: Pipeline, chunk_settings: ChunkSettings, retrieval: RetrievalSettings, work_dir: Path) -> Pipeline:
+    """The same letters and model under other settings (for `rag eval --compare`)."""
+    if chunk_settings == ChunkSettings():
+        return Pipeline(pipeline.embedder, pipeline.index, pipeline.index_dir, retrieval=retrieval)
+    letters = [config.PROJECT_ROOT / entry["source"] for entry in pipeline.index.manifest["letters"].values()]
+    index_dir = work_dir / f"index-{chunk_settings.strategy}-{chunk_settings.max_chars}-{chunk_settings.overlap_chars}"
+    run_ingest(letters, index_dir, pipeline.embedder.name, chunk_settings=chunk_settings, embedder=pipeline.embedder)
+    index = load_index(index_dir, pipeline.embedder.name, pipeline.embedder.fingerprint, chunk_settings)
+    return Pipeline(pipeline.embedder, index, index_dir, retrieval=retrieval)

@@ -60,3 +60,18 @@ def pipeline(seed_index_dir, embedder):
     from rag.pipeline import Pipeline
 
     return Pipeline(embedder, load_index(seed_index_dir, embedder.name, embedder.fingerprint), seed_index_dir)
+
+
+@pytest.fixture(scope="session")
+def eval_questions():
+    from rag.evaluation import load_questions
+
+    return load_questions(config.PROJECT_ROOT / "eval" / "questions.jsonl")
+
+
+@pytest.fixture(scope="session")
+def eval_report(pipeline, eval_questions):
+    """One full evaluation (retrieval and answers) of the default configuration."""
+    from rag.evaluation import answer_judge, evaluate
+
+    return evaluate(pipeline, eval_questions, 5, answer=answer_judge(pipeline))

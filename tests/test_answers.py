@@ -1,0 +1,102 @@
+"""Hybrid retrieval details and extractive answers on the real index and model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rag.answer import ABSTAIN_NL, split_sentences
+from rag.retrieval import Filters, contextualize
+
+from conftest import run_rag
+
+pytestmark = pytest.mark.slow
+
+
+def test_every_citation_of_the_eval_answers_is_verbatim(pipeline, eval_report):
+    for row in eval_report["per_question"]:
+        for citation in row["citations"]:
+            letter = pipeline.index.documents[citation["doc_id"]].text
+            assert citation["text"] == letter[citation["start"]:citation["end"]]
+            assert citation["passage_start"] <= citation["start"] < citation["end"] <= citation["passage_end"]
+            assert f"[{citation['n']}]" in row["answer"]
+        assert [c["n"] for c in row["citations"]] == list(range(1, len(row["citations"]) + 1))
+
+
+def test_unanswerable_questions_abstain(eval_report):
+    assert eval_report["metrics"]["abstention_unanswerable"] >= 0.75
+    assert eval_report["metrics"]["false_abstention"] <= 0.05
+
+
+def test_abstention_is_dutch_and_offers_nearest_passages(pipeline):
+    answer = pipeline.ask("Wat zei Nederland over de stikstofcrisis?")
+    assert answer.abstained and answer.text == ABSTAIN_NL and not answer.citations
+    assert answer.related
+
+
+def test_china_answer_quotes_the_netherlands_position(pipeline):
+    answer = pipeline.ask("Wat zei Nederland over China?")
+    assert not answer.abstained
+    assert any("Nederland aan China als uitdaging te zien" in c.quote for c in answer.citations)
+    assert answer.text.startswith("Volgens de brieven:")
+
+
+def test_english_question_gets_english_connecting_words(pipeline):
+    answer = pipeline.ask("What did the ministers agree about Afghanistan?")
+    assert answer.text.startswith("According to the letters:")
+    assert sum("Afghanistan" in c.hit.section for c in answer.citations) >= 2
+
+
+def test_filters_apply_before_ranking(pipeline):
+    hits = pipeline.search("Wat zei Nederland over China?", k=5, filters=Filters(doc_ids=("000_cee59b6ea59e1ee0",)))
+    assert len(hits) == 5 and {h.doc_id for h in hits} == {"000_cee59b6ea59e1ee0"}
+    dated = pipeline.search("Afghanistan", k=3, filters=Filters(since="2021-01-01", until="2021-12-31"))
+    assert dated and all(h.date.startswith("2021") for h in dated)
+
+
+def test_named_time_restricts_the_letters(pipeline):
+    query = pipeline.query("Wat zei Nederland in maart 2021 over Rusland?")
+    assert query.filters.since == "2021-03-01" and query.filters.until == "2021-03-31"
+    assert {h.doc_id for h in pipeline.search_query(query)} == {"000_cee59b6ea59e1ee0"}
+    latest = pipeline.query("Wat staat er in de laatste brief over Afghanistan?")
+    assert latest.filters.doc_ids == ("002_0eaa6607556f058b",)
+
+
+def test_follow_up_is_read_against_the_previous_question(pipeline):
+    assert contextualize("En over Rusland?", ["Wat zei Nederland over China?"]) == "Wat zei Nederland over Rusland?"
+    hits = pipeline.search("En over Rusland?", history=["Wat zei Nederland over China?"])
+    assert "Rusland" in hits[0].section or "Rusland" in hits[0].text
+    assert contextualize("Wat zei Nederland over China?", ["iets anders"]) == "Wat zei Nederland over China?"
+
+
+def test_overlapping_pieces_of_a_section_are_merged(pipeline):
+    for question in ("Wat zei Nederland over China?", "Wat is de Nederlandse inzet in Afghanistan?"):
+        hits = pipeline.search(question, k=5)
+        for a in hits:
+            for b in hits:
+                if a is not b and a.doc_id == b.doc_id:
+                    assert a.end + 2 < b.start or b.end + 2 < a.start
+
+
+def test_sentences_are_not_split_after_abbreviations():
+    text = "Een groot aantal bondgenoten (o.a. NL) pleitte hiervoor. De Minister, S.A. Blok, tekende. Klaar."
+    sentences = [text[s:e] for s, e in split_sentences(text)]
+    assert sentences == ["Een groot aantal bondgenoten (o.a. NL) pleitte hiervoor.", "De Minister, S.A. Blok, tekende.", "Klaar."]
+
+
+def test_ask_and_show_on_the_command_line(seed_index_dir):
+    result = run_rag("ask", "--json", "--index", str(seed_index_dir), input="Wat zei Nederland over China?\nWat vond de minister van Justitie van de politiehervorming?\n")
+    assert result.returncode == 0, result.stderr
+    first, second = (json.loads(line) for line in result.stdout.splitlines())
+    assert set(first) >= {"question", "answer", "abstained", "citations"}
+    assert not first["abstained"] and first["citations"][0]["n"] == 1
+    assert {"rank", "score", "chunk_id", "doc_id", "title", "date", "section", "text", "start", "end", "source"} <= set(first["citations"][0])
+    assert second["abstained"] and "niets in de brieven" in second["answer"]
+    citation = first["citations"][0]
+    shown = run_rag("show", "--json", "--index", str(seed_index_dir), f"{citation['doc_id']}:{citation['start']}-{citation['end']}")
+    assert shown.returncode == 0 and json.loads(shown.stdout)["passage"] == citation["text"]
+    by_chunk = run_rag("show", "--index", str(seed_index_dir), citation["chunk_id"])
+    assert by_chunk.returncode == 0 and citation["title"] in by_chunk.stdout
+    outside = run_rag("show", "--index", str(seed_index_dir), f"{citation['doc_id']}:0-99999999")
+    assert outside.returncode == 2 and "outside" in outside.stderr
