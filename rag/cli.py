@@ -183,6 +183,23 @@ def show(citation: str, context_chars: int, as_json: bool, index_dir: Path) -> N
     click.echo(found.before + click.style(">>>", bold=True) + found.passage + click.style("<<<", bold=True) + found.after)
 
 
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="0.0.0.0 makes the letters visible on the network.")
+@click.option("--port", type=int, default=7860, show_default=True, help="A taken port moves to the next free one.")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=config.DEFAULT_DATA,
+              show_default="data/", help="Where feedback on answers is kept.")
+@_index_option
+@_model_options
+def serve(host: str, port: int, data_dir: Path, index_dir: Path, model_name: str | None, model_dir: Path | None) -> None:
+    """The chat in the browser (Gradio), on http://127.0.0.1:7860 by default."""
+    from rag.pipeline import open_pipeline
+    from ui.app import launch
+
+    if not 0 < port < 65536:
+        raise InputError(f"--port {port} is no port; choose one between 1024 and 65535")
+    launch(open_pipeline(index_dir, model_name, model_dir), host, port, data_dir)
+
+
 @cli.command(name="eval")
 @click.option("--questions", "questions_path", type=click.Path(dir_okay=False, path_type=Path),
               default=config.PROJECT_ROOT / "eval" / "questions.jsonl", show_default="eval/questions.jsonl")

@@ -20,9 +20,9 @@ from rag.retrieval import Filters, Hit, Query, RetrievalSettings, rank, understa
 def check_question(question: str) -> str:
     question = " ".join(question.split())
     if not question:
-        raise InputError("the question is empty; type a question, e.g. \"Wat zei Nederland over China?\"")
+        raise InputError("De vraag is leeg; typ een vraag, bijvoorbeeld \"Wat zei Nederland over China?\"")
     if len(question) > config.MAX_QUESTION_CHARS:
-        raise InputError(f"the question is {len(question)} characters long; keep it under {config.MAX_QUESTION_CHARS}")
+        raise InputError(f"De vraag is {len(question)} tekens lang; houd hem onder de {config.MAX_QUESTION_CHARS} tekens")
     return question
 
 
@@ -82,6 +82,10 @@ class Pipeline:
 
     def search(self, question: str, k: int = 5, filters: Filters = Filters(), history: Sequence[str] = ()) -> list[Hit]:
         return self.search_query(self.query(question, filters, history), k)
+
+    @property
+    def answer_mode_label(self) -> str:
+        return "extractief (letterlijke citaten, zonder taalmodel)"
 
     def ask(self, question: str, filters: Filters = Filters(), history: Sequence[str] = (), k: int = 6) -> Answer:
         return self.answer_query(self.query(question, filters, history), k)

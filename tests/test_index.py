@@ -131,7 +131,8 @@ def test_search_cli_json_and_stdin_with_a_missing_index(tmp_path):
 
 
 @pytest.mark.parametrize("args, needle", [
-    (["search", ""], "empty"),
+    (["search", ""], "De vraag is leeg"),
+    (["ask", "x" * 1200], "tekens"),
     (["search", "-k", "0", "China"], "-k must be at least 1"),
     (["search", "--since", "maart", "China"], "YYYY-MM-DD"),
 ])

@@ -1,0 +1,182 @@
+"""The chat page: a real Gradio server on the real index, driven by gradio_client and headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+
+from rag import config
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARTIFACTS = config.PROJECT_ROOT / "test-artifacts"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _serve(pipeline, data_dir: Path) -> tuple[object, str]:
+    from ui.app import launch
+
+    return launch(pipeline, "127.0.0.1", _free_port(), data_dir, block=False)
+
+
+@pytest.fixture(scope="module")
+def server(pipeline, tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("data")
+    app, url = _serve(pipeline, data_dir)
+    yield url, data_dir
+    app.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    if shutil.which(CHROMIUM) is None:
+        pytest.fail("Debian's chromium is missing: `apt-get install chromium` (.ci/run does this)")
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield instance
+        instance.close()
+
+
+def _ask(page, question: str) -> None:
+    page.fill("#question textarea", question)
+    page.click("#ask")
+
+
+def test_gradio_client_gets_an_answer_with_citations(server):
+    from gradio_client import Client
+
+    url, _ = server
+    result = Client(url, verbose=False).predict("Wat zei Nederland over China?", api_name="/ask")
+    answer = result if isinstance(result, dict) else json.loads(result)
+    assert not answer["abstained"] and answer["citations"]
+    assert answer["citations"][0]["n"] == 1 and "[1]" in answer["answer"]
+
+
+def test_question_answer_source_and_letter_in_the_browser(server, browser):
+    url, data_dir = server
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(url)
+    assert "passages" in page.inner_text("#status") and "extractief" in page.inner_text("#status")
+    _ask(page, "Wat zei Nederland over China?")
+    page.wait_for_selector("#chat a[href='#cite-1']", timeout=60_000)
+    page.wait_for_selector("#sources .source mark", timeout=30_000)
+    assert "Volgens de brieven" in page.inner_text("#chat")
+    page.click("#chat a[href='#cite-1']")
+    page.wait_for_selector("#letter-view mark.cited", timeout=30_000)
+    cited = page.inner_text("#letter-view mark.cited")
+    assert cited and cited in page.inner_text("#sources .source")
+    page.wait_for_function("() => { const r = document.querySelector('#letter-view mark.cited').getBoundingClientRect();"
+                           " const box = document.querySelector('#letter-view .letter').getBoundingClientRect();"
+                           " return r.top >= box.top - 5 && r.top <= box.bottom; }", timeout=5_000)  # scrolled into view
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "answer-with-sources.png"), full_page=True)
+
+    page.click("#feedback-good")
+    page.wait_for_function("() => document.body.innerText.includes('feedback (goed) opgeslagen')", timeout=10_000)
+    entry = json.loads((data_dir / "feedback.jsonl").read_text(encoding="utf-8").splitlines()[-1])
+    assert entry["verdict"] == "goed" and entry["question"] == "Wat zei Nederland over China?" and entry["citations"]
+
+    _ask(page, "En over Rusland?")
+    page.wait_for_function("() => document.querySelectorAll('#chat .message').length >= 4 && document.body.innerText.includes('Rusland')", timeout=60_000)
+    page.close()
+
+
+def test_abstention_looks_like_one(server, browser):
+    url, _ = server
+    page = browser.new_page()
+    page.goto(url)
+    _ask(page, "Wat zei Nederland over de stikstofcrisis?")
+    page.wait_for_selector("#sources .related", timeout=60_000)
+    assert "Daarover vind ik niets in de brieven." in page.inner_text("#chat")
+    assert "Mogelijk relevant" in page.inner_text("#sources")
+    page.close()
+
+
+def test_empty_question_does_no_harm(server, browser):
+    url, _ = server
+    page = browser.new_page()
+    page.goto(url)
+    page.click("#ask")
+    page.wait_for_function("() => document.body.innerText.includes('De vraag is leeg')", timeout=30_000)
+    _ask(page, "Hoeveel projecten van samenwerking tussen de EU en de NAVO zijn er?")
+    page.wait_for_selector("#chat a[href='#cite-1']", timeout=60_000)
+    page.close()
+
+
+def test_two_browsers_at_once_get_their_own_answers(server, browser):
+    url, _ = server
+    first, second = browser.new_page(), browser.new_page()
+    for page in (first, second):
+        page.goto(url)
+    results = {}
+
+    def ask(page, question, key):
+        _ask(page, question)
+        page.wait_for_selector("#sources .source", timeout=90_000)
+        results[key] = (page.inner_text("#chat"), page.inner_text("#sources"))
+
+    # Playwright pages are not thread-safe; start both questions, then wait on each.
+    _ask(first, "Wat zei Nederland over het Open Skies verdrag?")
+    _ask(second, "Welk land was op 2 april 2020 voor het eerst officieel aanwezig als dertigste bondgenoot?")
+    first.wait_for_selector("#sources .source", timeout=90_000)
+    second.wait_for_selector("#sources .source", timeout=90_000)
+    assert "Open Skies" in first.inner_text("#chat") and "Noord-Macedonië" not in first.inner_text("#chat")
+    assert "Noord-Macedonië" in second.inner_text("#chat") and "Open Skies" not in second.inner_text("#chat")
+    first.close()
+    second.close()
+
+
+def test_letter_with_markup_renders_as_text(tmp_path, embedder, browser):
+    from rag.index import load_index
+    from rag.pipeline import Pipeline, run_ingest
+    from ui.app import launch
+
+    letters = tmp_path / "letters"
+    letters.mkdir()
+    (letters / "999_markup.txt").write_text(
+        "Betreft Proef met opmaak\n\nGeachte voorzitter,\n\nDe minister schreef over de pindakaasfabriek <script>window.__pwned = 1</script> "
+        "en over <img src=x onerror=\"window.__pwned = 2\"> de **vette** bakkerij.\n", encoding="utf-8")
+    index_dir = tmp_path / "index"
+    run_ingest([letters], index_dir, embedder=embedder)
+    pipeline = Pipeline(embedder, load_index(index_dir, embedder.name, embedder.fingerprint), index_dir)
+    app, url = launch(pipeline, "127.0.0.1", _free_port(), tmp_path / "data", block=False)
+    try:
+        page = browser.new_page()
+        page.goto(url)
+        _ask(page, "Wat schreef de minister over de pindakaasfabriek?")
+        page.wait_for_selector("#sources .source, #sources .related", timeout=60_000)
+        assert "<script>" in page.inner_text("#chat") or "<script>" in page.inner_text("#sources")
+        if page.query_selector("#chat a[href='#cite-1']"):
+            page.click("#chat a[href='#cite-1']")
+            page.wait_for_selector("#letter-view mark.cited", timeout=30_000)
+            assert "<img src=x" in page.inner_text("#letter-view")
+        assert page.evaluate("() => window.__pwned") is None
+        assert page.query_selector("#chat img[src='x'], #sources img, #letter-view img") is None
+        page.close()
+    finally:
+        app.close()
+
+
+def test_taken_port_moves_to_the_next_free_one():
+    from ui.app import free_port
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert free_port("127.0.0.1", port) != port

@@ -1,0 +1,93 @@
+"""Presentation of answers for the chat page: Markdown for the chat, HTML for sources and letters.
+
+Every piece of letter or question text is escaped here: a letter containing `<script>` or
+an `<img onerror>` shows as text, never as markup.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+
+from rag.answer import Answer, Citation
+from rag.chunking import dutch_date
+from rag.documents import Document
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+!|~])")
+
+
+def as_markdown_text(text: str) -> str:
+    """Letter text shown literally in Markdown: no markup, no HTML."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", html.escape(text, quote=False))
+
+
+def _when(date: str | None) -> str:
+    return dutch_date(date) if date else "zonder datum"
+
+
+def answer_markdown(answer: Answer) -> str:
+    """The answer for the chat; each [n] is a link that opens the cited passage in its letter."""
+    if answer.abstained:
+        lines = [f"**{as_markdown_text(answer.text)}**"]
+        if answer.related:
+            lines.append("\nMogelijk relevant (geen antwoord, wel in de buurt):")
+            lines += [f"- {as_markdown_text(h.title)} ({_when(h.date)}), {as_markdown_text(h.section)}" for h in answer.related]
+        return "\n".join(lines)
+    text = as_markdown_text(answer.text)
+    # The escaped markers "\[n\]" become links; the page's script opens the letter on click.
+    return re.sub(r"\\\[(\d+)\\\]", r"[[\1]](#cite-\1)", text)
+
+
+def notes_markdown(answer: Answer) -> str:
+    return "\n".join(f"_{as_markdown_text(note)}_" for note in answer.notes)
+
+
+def _highlighted_passage(citation: Citation, document: Document) -> str:
+    hit = citation.hit
+    text = document.text
+    return (
+        html.escape(text[hit.start:citation.start])
+        + f"<mark>{html.escape(text[citation.start:citation.end])}</mark>"
+        + html.escape(text[citation.end:hit.end])
+    )
+
+
+def sources_html(answer: Answer | None, documents: dict[str, Document]) -> str:
+    if answer is None:
+        return "<div class='sources-empty'>Bronnen verschijnen hier bij elk antwoord.</div>"
+    if answer.abstained:
+        cards = [
+            f"<div class='source related'><div class='meta'>{html.escape(h.title)} · {_when(h.date)} · {html.escape(h.section)}</div>"
+            f"<div class='passage'>{html.escape(h.text[:600])}{'…' if len(h.text) > 600 else ''}</div></div>"
+            for h in answer.related
+        ]
+        return "<div class='sources'><h3>Mogelijk relevant</h3><p class='hint'>Geen antwoord gevonden; deze passages liggen het dichtst bij de vraag.</p>" + "".join(cards) + "</div>"
+    cards = []
+    for citation in answer.citations:
+        hit = citation.hit
+        cards.append(
+            f"<div class='source' id='source-{citation.n}'>"
+            f"<div class='meta'><a href='#cite-{citation.n}' class='cite'>[{citation.n}]</a> "
+            f"{html.escape(hit.title)} · {_when(hit.date)} · {html.escape(hit.section)}</div>"
+            f"<div class='passage'>{_highlighted_passage(citation, documents[hit.doc_id])}</div>"
+            f"<div class='where'>{html.escape(hit.doc_id)}:{citation.start}-{citation.end}</div></div>"
+        )
+    return "<div class='sources'><h3>Bronnen</h3>" + "".join(cards) + "</div>"
+
+
+def letter_html(document: Document, start: int, end: int, passage: tuple[int, int] | None = None) -> str:
+    """The whole letter, the cited sentences marked (and their passage shaded), scrolled to by the page."""
+    outer_start, outer_end = passage or (start, end)
+    text = document.text
+    body = (
+        html.escape(text[:outer_start])
+        + "<span class='passage-shade'>" + html.escape(text[outer_start:start])
+        + f"<mark class='cited' id='cited'>{html.escape(text[start:end])}</mark>"
+        + html.escape(text[end:outer_end]) + "</span>"
+        + html.escape(text[outer_end:])
+    )
+    return (
+        f"<div class='letter'><div class='letter-head'><strong>{html.escape(document.title)}</strong><br>"
+        f"{_when(document.date)} · {html.escape(document.source)}</div>"
+        f"<div class='letter-body'>{body}</div></div>"
+    )
