@@ -13,6 +13,7 @@ from rag.answer import Answer, LexicalSignal, extractive_answer
 from rag.chunking import ChunkSettings
 from rag.embedding import Embedder, load_embedder, model_fingerprint
 from rag.errors import InputError
+from rag.generation import Endpoint, generated_answer
 from rag.index import CorpusIndex, IndexSettings, IngestSummary, ingest, load_index, read_manifest
 from rag.retrieval import Filters, Hit, Query, RetrievalSettings, rank, understand
 
@@ -76,6 +77,7 @@ class Pipeline:
     index_dir: Path
     notes: list[str] = field(default_factory=list)
     retrieval: RetrievalSettings = field(default_factory=RetrievalSettings)
+    endpoint: Endpoint | None = field(default_factory=Endpoint.from_environment)  # None: extractive answers
 
     def query(self, question: str, filters: Filters = Filters(), history: Sequence[str] = ()) -> Query:
         return understand(check_question(question), self.index, history, filters, self.retrieval)
@@ -85,7 +87,9 @@ class Pipeline:
 
     @property
     def answer_mode_label(self) -> str:
-        return "extractief (letterlijke citaten, zonder taalmodel)"
+        if self.endpoint is None:
+            return "extractief (letterlijke citaten, zonder taalmodel)"
+        return f"gegenereerd door {self.endpoint.model}, elke [n] gecontroleerd op de brieven"
 
     def ask(self, question: str, filters: Filters = Filters(), history: Sequence[str] = (), k: int = 6) -> Answer:
         return self.answer_query(self.query(question, filters, history), k)
@@ -94,7 +98,10 @@ class Pipeline:
         hits = self.search_query(query, k)
         texts = {hit.doc_id: self.index.documents[hit.doc_id].text for hit in hits}
         signal = LexicalSignal(*self.index.lexical.coverage(query.text))
-        return extractive_answer(query.text, hits, self.embedder, texts, signal, notes=query.notes)
+        extractive = extractive_answer(query.text, hits, self.embedder, texts, signal, notes=query.notes)
+        if self.endpoint is None:
+            return extractive
+        return generated_answer(self.endpoint, query.text, hits, texts, extractive)
 
     def search_query(self, query: Query, k: int = 5) -> list[Hit]:
         vector = self.embedder.encode_queries([query.text])[0] if self.retrieval.mode != "lexical" else None
