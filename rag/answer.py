@@ -117,7 +117,7 @@ def score_sentences(question: str, hits: list[Hit], embedder, texts: dict[str, s
     if not candidates:
         return []
     sentences = [texts[hit.doc_id][start:end] for hit, start, end in candidates]
-    vectors = embedder.encode_passages(sentences)
+    vectors = embedder.encode_sentences(sentences)
     similarity = vectors @ embedder.encode_queries([question])[0]
     question_terms = set(tokenize(question))
     scored = []

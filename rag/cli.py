@@ -260,6 +260,34 @@ def evaluate_command(questions_path: Path, k: int, as_json: bool, baseline_path:
         sys.exit(1)
 
 
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="All figures as JSON.")
+@click.option("--scale", "sizes", type=int, multiple=True, help="Corpus sizes for the scale step (default 10000 100000; add 1000000 for the big one).")
+@click.option("--device", default=None, help="Encode on this device, e.g. cuda.")
+@click.option("--load-users", type=int, default=20, show_default=True, help="Simulated users in the load test (0 skips it).")
+@click.option("--load-seconds", type=float, default=20.0, show_default=True)
+@_index_option
+@_model_options
+def bench(as_json: bool, sizes: tuple[int, ...], device: str | None, load_users: int, load_seconds: float,
+          index_dir: Path, model_name: str | None, model_dir: Path | None) -> None:
+    """Speed and memory: ingest, query latency, cold start, scale to large corpora, load."""
+    from rag import bench as benchmarks
+    from rag.evaluation import load_questions
+    from rag.pipeline import open_pipeline
+
+    if any(size < 100 for size in sizes):
+        raise InputError("--scale sizes must be at least 100 passages")
+    pipeline = open_pipeline(index_dir, model_name, model_dir, device)
+    questions = [q.question for q in load_questions(config.PROJECT_ROOT / "eval" / "questions.jsonl")]
+    report = benchmarks.run_bench(pipeline, questions, sizes or (10_000, 100_000), load_users, load_seconds)
+    benchmarks.save(report, config.PROJECT_ROOT / "eval" / "report")
+    if as_json:
+        _echo_json(report)
+    else:
+        click.echo(benchmarks.format_bench(report))
+        click.echo("(bench.json and bench-latency.png in eval/report/)")
+
+
 def main() -> None:
     try:
         cli.main(standalone_mode=False)

@@ -11,7 +11,6 @@ can load.
 from __future__ import annotations
 
 import hashlib
-import json
 import struct
 import unicodedata
 from collections import defaultdict

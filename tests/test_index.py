@@ -6,7 +6,6 @@ import json
 import shutil
 import time
 
-import numpy as np
 import pytest
 
 from rag.errors import RagError

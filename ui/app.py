@@ -181,6 +181,16 @@ def free_port(host: str, port: int, tries: int = 20) -> int:
     raise RagError(f"ports {port}-{port + tries - 1} on {host} are all taken; stop the other program or give --port")
 
 
+def _limit_malloc_arenas() -> None:
+    """glibc gives every worker thread its own malloc arena; under load that reads as memory growth."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").mallopt(-8, 2)  # M_ARENA_MAX
+    except (OSError, AttributeError):
+        pass
+
+
 def launch(pipeline: Pipeline, host: str = "127.0.0.1", port: int = 7860, data_dir: Path = config.DEFAULT_DATA,
            block: bool = True) -> tuple[gr.Blocks, str]:
     """Serve the chat; a taken port moves to the next free one, said aloud."""
@@ -195,8 +205,10 @@ def launch(pipeline: Pipeline, host: str = "127.0.0.1", port: int = 7860, data_d
             auth = (user, password)
         else:
             print("rag: warning: no RAG_UI_USER/RAG_UI_PASSWORD set, so anyone who can reach the page can use it", file=sys.stderr)
+    _limit_malloc_arenas()
     app = build_app(pipeline, data_dir)
-    app.queue(default_concurrency_limit=4, max_size=64)
+    # As many answers at once as there are cores: more only makes torch threads fight and memory grow.
+    app.queue(default_concurrency_limit=max(1, min(4, os.cpu_count() or 1)), max_size=64)
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{chosen}"
     print(f"rag: the chat runs on {url} (Ctrl-C stops it)", file=sys.stderr)
     app.launch(server_name=host, server_port=chosen, auth=auth, css=CSS, head=HEAD, show_error=False,
