@@ -334,7 +334,12 @@ class _BlockBuilder:
     def _betreft(self, index: int) -> int:
         parts = [self.lines[index].text]
         index += 1
-        while index < len(self.lines) and not self.lines[index].gap_before and not _HEADER_LABEL.match(self.lines[index].text):
+        # The subject runs on for a line or two; extractors without blank lines (pypdf) need the
+        # salutation, a header label or a sentence end to say where it stops.
+        while (index < len(self.lines) and len(parts) < 3 and not self.lines[index].gap_before
+               and not _HEADER_LABEL.match(self.lines[index].text)
+               and not self.lines[index].text.startswith("Geachte")
+               and not _ends_sentence(parts[-1])):
             parts.append(self.lines[index].text)
             index += 1
         text = parts[0]

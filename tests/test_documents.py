@@ -136,3 +136,40 @@ def test_same_file_name_twice_is_refused(tmp_path, documents):
         (tmp_path / folder / "brief.txt").write_text("Geachte voorzitter,\n\nEen brief.\n", encoding="utf-8")
     with pytest.raises(InputError, match="share the id"):
         read_documents([tmp_path])
+
+
+def _write_pdf(path, pages: list[list[str]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_pdf import PdfPages
+
+    with PdfPages(path) as pdf:
+        for lines in pages:
+            figure = plt.figure(figsize=(8.27, 11.69))
+            for number, line in enumerate(lines):
+                figure.text(0.1, 0.9 - number * 0.03, line, fontsize=11)
+            pdf.savefig(figure)
+            plt.close(figure)
+
+
+def test_pdf_letters_are_read_like_text_letters(tmp_path):
+    path = tmp_path / "brief.pdf"
+    _write_pdf(path, [
+        ["Betreft Verslag van de proefbijeenkomst van 3 maart 2022", "", "Geachte voorzitter,", "",
+         "Hierbij bied ik u het verslag aan van de proefbijeenkomst.", "", "Oekraïne", "",
+         "De ministers spraken over de steun aan Oekraïne en de wapenbe-", "heersing in Europa."],
+        ["Zwarte Zee", "", "Nederland sprak steun uit voor de territoriale integriteit."],
+    ])
+    (document,) = read_documents([path])
+    assert document.title == "Verslag van de proefbijeenkomst van 3 maart 2022" and document.date == "2022-03-03"
+    assert {"Oekraïne", "Zwarte Zee"} <= {s.label for s in document.sections}
+    assert "de wapenbeheersing in Europa." in document.text
+
+
+def test_broken_pdf_is_a_clear_error(tmp_path):
+    path = tmp_path / "kapot.pdf"
+    path.write_bytes(b"%PDF-1.4\n%%garbage that is no pdf at all\n")
+    with pytest.raises(InputError, match="kapot.pdf"):
+        read_documents([path])
