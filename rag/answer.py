@@ -24,6 +24,7 @@ WEAK_EVIDENCE = 0.82
 WEAK_WITHOUT_SHARED_TERMS = 0.85
 WEAK_WITH_UNKNOWN_TERMS = 0.845
 MAX_QUOTES = 5
+QUOTE_MARGIN = 0.045  # quote sentences scoring within this of the best one
 PASSAGES_READ = 5
 _ABBREVIATIONS = {
     "o.a", "m.b.t", "art", "nr", "d.d", "jl", "a.s", "incl", "w.o", "o.m", "i.e", "e.g", "etc", "bijv",
@@ -142,7 +143,7 @@ def extractive_answer(question: str, hits: list[Hit], embedder, texts: dict[str,
     per_letter: dict[str, int] = {}
     for sentence in scored:
         # Close runners-up from other letters are worth more than a fourth sentence from one letter.
-        if sentence.score < best - 0.045 or sentence.dense < WEAK_EVIDENCE or per_letter.get(sentence.hit.doc_id, 0) >= 3:
+        if sentence.score < best - QUOTE_MARGIN or sentence.dense < WEAK_EVIDENCE or per_letter.get(sentence.hit.doc_id, 0) >= 3:
             continue
         chosen.append(sentence)
         per_letter[sentence.hit.doc_id] = per_letter.get(sentence.hit.doc_id, 0) + 1

@@ -101,16 +101,21 @@ def contextualize(question: str, history: Sequence[str] = ()) -> str:
     """Read a follow-up against the previous question: "En over Rusland?" after a China question."""
     if not history:
         return question
-    previous = history[-1]
+    resolved: list[str] = []
+    for earlier in history:  # a chain of follow-ups is read one link at a time
+        resolved.append(contextualize(earlier, resolved))
+    previous = resolved[-1]
     if not (_FOLLOW_UP.match(question) or len(question.split()) <= 3):
         return question
     swap = _TOPIC_SWAP.match(question)
     if swap and len(swap.group(1).split()) <= 4 and not re.match(r"^(wie|wat|hoe|waar|wanneer|welke|who|what|how)\b", swap.group(1), re.I):
         topic = swap.group(1)
-        replaced, count = re.subn(r"\b(over|about|in|met|bij|with)\s+(?!\d)[^?.!,]+?([?.!]*)$",
-                                  lambda m: f"{m.group(1)} {topic}{m.group(2)}", previous, count=1, flags=re.IGNORECASE)
-        if count:
-            return replaced
+        # The subject after "over"/"about": a name ("over Afghanistan besproken"), else the rest of the clause.
+        for pattern in (r"\b(over|about)\s+(?:(?:de|het|the)\s+)?[A-ZÀ-Ý][\w-]*(?:\s+[A-ZÀ-Ý][\w-]*)*()",
+                        r"\b(over|about)\s+(?!\d)[^?.!,]+?([?.!]*)$"):
+            replaced, count = re.subn(pattern, lambda m: f"{m.group(1)} {topic}{m.group(2)}", previous, count=1)
+            if count:
+                return replaced
     return f"{previous} {question}"
 
 

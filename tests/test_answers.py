@@ -68,6 +68,8 @@ def test_follow_up_is_read_against_the_previous_question(pipeline):
     hits = pipeline.search("En over Rusland?", history=["Wat zei Nederland over China?"])
     assert "Rusland" in hits[0].section or "Rusland" in hits[0].text
     assert contextualize("Wat zei Nederland over China?", ["iets anders"]) == "Wat zei Nederland over China?"
+    chain = ["Wat zei Nederland over China?", "En over Rusland?"]
+    assert contextualize("En over Turkije?", chain) == "Wat zei Nederland over Turkije?"
 
 
 def test_overlapping_pieces_of_a_section_are_merged(pipeline):
