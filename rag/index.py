@@ -29,6 +29,7 @@ from rag import __version__, config
 from rag.chunking import Chunk, ChunkSettings, chunk_document
 from rag.documents import Document, doc_id_for, document_from_json, document_to_json, letter_paths, read_document
 from rag.errors import InputError, RagError
+from rag.files import file_sha256
 from rag.lexical import TOKENIZER_VERSION as LEXICAL_TOKENIZER_VERSION
 from rag.lexical import LexicalIndex
 
@@ -83,13 +84,6 @@ def text_hash(text: str) -> str:
     return hashlib.sha1(text.encode()).hexdigest()
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
 
 # --- reading an index --------------------------------------------------------------------
 
@@ -107,10 +101,6 @@ class CorpusIndex:
     def __post_init__(self) -> None:
         self._row_of_id = {int(i): row for row, i in enumerate(self.faiss_ids)}
 
-    @property
-    def model_name(self) -> str:
-        return self.manifest["model"]["name"]
-
     def dense_search(self, query_vectors: np.ndarray, k: int, rows: Sequence[int] | None = None) -> list[list[tuple[int, float]]]:
         """Best chunk rows per query; `rows` restricts the search (filters before ranking)."""
         import faiss
@@ -127,10 +117,6 @@ class CorpusIndex:
             [(self._row_of_id[int(i)], float(s)) for s, i in zip(score_row, id_row) if i >= 0]
             for score_row, id_row in zip(scores, ids)
         ]
-
-    def chunk_by_id(self, chunk_id: str) -> Chunk | None:
-        row = self._row_of_id.get(faiss_id(chunk_id))
-        return self.chunks[row] if row is not None else None
 
 
 def _search_parameters(kind: str, selector, settings: dict):
