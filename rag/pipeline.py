@@ -34,14 +34,15 @@ def check_k(k: int) -> int:
 
 
 def parse_filters(doc_ids: Sequence[str] = (), since: str | None = None, until: str | None = None) -> Filters:
-    for label, value in (("--since", since), ("--until", until)):
+    # Shown in the chat page as well as on the command line, so in Dutch.
+    for value in (since, until):
         if value:
             try:
                 date.fromisoformat(value)
             except ValueError:
-                raise InputError(f"{label} {value!r} is not a date; write it as YYYY-MM-DD") from None
+                raise InputError(f"{value!r} is geen datum; schrijf JJJJ-MM-DD, bijvoorbeeld 2021-03-24") from None
     if since and until and since > until:
-        raise InputError(f"--since {since} lies after --until {until}")
+        raise InputError(f"de begindatum {since} ligt na de einddatum {until}")
     return Filters(tuple(doc_ids), since, until)
 
 

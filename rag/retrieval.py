@@ -157,7 +157,7 @@ def allowed_rows(index: CorpusIndex, filters: Filters) -> list[int] | None:
         return None
     unknown = [doc_id for doc_id in filters.doc_ids if doc_id not in index.documents]
     if unknown:
-        raise InputError(f"unknown letter {unknown[0]!r}; `rag chunks` lists the doc_ids")
+        raise InputError(f"onbekende brief {unknown[0]!r}; `rag chunks` toont de doc_ids")
     return [row for row, chunk in enumerate(index.chunks) if filters.admits(chunk)]
 
 

@@ -133,7 +133,8 @@ def test_search_cli_json_and_stdin_with_a_missing_index(tmp_path):
     (["search", ""], "De vraag is leeg"),
     (["ask", "x" * 1200], "tekens"),
     (["search", "-k", "0", "China"], "-k must be at least 1"),
-    (["search", "--since", "maart", "China"], "YYYY-MM-DD"),
+    (["search", "--since", "maart", "China"], "JJJJ-MM-DD"),
+    (["search", "--since", "2021-05-01", "--until", "2021-01-01", "China"], "ligt na de einddatum"),
 ])
 def test_search_usage_errors(args, needle):
     result = run_rag(*args)
