@@ -172,3 +172,19 @@ def test_taken_port_moves_to_the_next_free_one():
         taken.listen()
         port = taken.getsockname()[1]
         assert free_port("127.0.0.1", port) != port
+
+
+def test_date_filter_restricts_the_sources_and_bad_dates_are_explained(server, browser):
+    url, _ = server
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(url)
+    page.click("text=Filters")
+    page.fill("input[placeholder='2020-01-01'], textarea[placeholder='2020-01-01']", "2021-01-01")
+    _ask(page, "Wat zei Nederland over China?")
+    page.wait_for_selector("#sources .source", timeout=60_000)
+    metas = [m.inner_text() for m in page.query_selector_all("#sources .source .meta")]
+    assert metas and all("2021" in meta for meta in metas), metas
+    page.fill("input[placeholder='2020-01-01'], textarea[placeholder='2020-01-01']", "maart")
+    _ask(page, "Wat zei Nederland over Rusland?")
+    page.wait_for_function("() => document.body.innerText.includes('is geen datum')", timeout=30_000)
+    page.close()
