@@ -161,7 +161,10 @@ def read_document(path: str | Path) -> Document:
     reader = READERS.get(path.suffix.lower())
     if reader is None:
         raise InputError(f"{path}: unsupported file type; give {' or '.join(sorted(READERS))} files")
-    raw, warnings = reader(path)
+    try:
+        raw, warnings = reader(path)
+    except OSError as error:
+        raise InputError(f"{path}: cannot read this file ({error.strerror or error}); check its permissions") from None
     return parse_letter(raw, doc_id=doc_id_for(path), source=display_path(path), warnings=warnings)
 
 

@@ -51,3 +51,9 @@ def test_latin1_file_is_read_with_a_warning(tmp_path):
 def test_help_is_available(args):
     result = run_rag(*args)
     assert result.returncode == 0 and "Usage" in result.stdout
+
+
+def test_unreadable_file(tmp_path):
+    link = tmp_path / "onleesbaar.txt"
+    link.symlink_to("/proc/self/mem")  # reading it fails with an I/O error, even for root
+    _assert_clean_error(run_rag("chunks", str(link)), "cannot read this file")
