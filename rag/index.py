@@ -276,7 +276,12 @@ def _ingest(paths, index_dir: Path, model_name: str, fingerprint: str, embed, ch
             index_settings: IndexSettings) -> IngestSummary:
     started = time.perf_counter()
     files = letter_paths(paths)
-    hashes = {path: file_sha256(path) for path in files}
+    hashes = {}
+    for path in files:
+        try:
+            hashes[path] = file_sha256(path)
+        except OSError as error:
+            raise InputError(f"{path}: cannot read this file ({error.strerror or error}); check its permissions") from None
     previous = _previous_build(index_dir, model_name, fingerprint, chunk_settings)
     old_letters = previous["manifest"]["letters"] if previous else {}
 

@@ -57,3 +57,8 @@ def test_unreadable_file(tmp_path):
     link = tmp_path / "onleesbaar.txt"
     link.symlink_to("/proc/self/mem")  # reading it fails with an I/O error, even for root
     _assert_clean_error(run_rag("chunks", str(link)), "cannot read this file")
+
+
+def test_unreadable_file_in_ingest(tmp_path):
+    (tmp_path / "onleesbaar.txt").symlink_to("/proc/self/mem")
+    _assert_clean_error(run_rag("ingest", str(tmp_path), "--index", str(tmp_path / "index")), "cannot read this file")
