@@ -188,3 +188,25 @@ def test_date_filter_restricts_the_sources_and_bad_dates_are_explained(server, b
     _ask(page, "Wat zei Nederland over Rusland?")
     page.wait_for_function("() => document.body.innerText.includes('is geen datum')", timeout=30_000)
     page.close()
+
+
+def test_serving_on_the_network_warns_and_requires_the_login(pipeline, tmp_path, monkeypatch, capfd):
+    import urllib.error
+    import urllib.request
+
+    from gradio_client import Client
+    from ui.app import launch
+
+    monkeypatch.setenv("RAG_UI_USER", "analist")
+    monkeypatch.setenv("RAG_UI_PASSWORD", "geheim")
+    port = _free_port()
+    app, _ = launch(pipeline, "0.0.0.0", port, tmp_path / "data", block=False)
+    try:
+        assert "the letters become visible on the network" in capfd.readouterr().err
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/config")
+        assert refused.value.code == 401
+        client = Client(f"http://127.0.0.1:{port}/", auth=("analist", "geheim"), verbose=False)
+        assert client.predict("Wat zei Nederland over China?", api_name="/ask")["citations"]
+    finally:
+        app.close()
