@@ -11,6 +11,7 @@ from typing import Sequence
 from rag import config
 from rag.answer import Answer, LexicalSignal, extractive_answer
 from rag.chunking import ChunkSettings
+from rag.documents import letter_paths
 from rag.embedding import Embedder, load_embedder, model_fingerprint
 from rag.errors import InputError
 from rag.generation import Endpoint, generated_answer
@@ -65,10 +66,10 @@ def run_ingest(
             loaded.append(load_embedder(model_name, model_dir))
         return loaded[0].encode_passages(texts, progress=progress)
 
-    return ingest(
-        list(paths) or [config.DEFAULT_SEEDS], Path(index_dir), model_name,
-        model_fingerprint(model_name, model_dir), embed, chunk_settings, index_settings,
-    )
+    # Letters first: a wrong path is reported before the model is looked up (or built).
+    files = letter_paths(list(paths) or [config.DEFAULT_SEEDS])
+    return ingest(files, Path(index_dir), model_name, model_fingerprint(model_name, model_dir), embed,
+                  chunk_settings, index_settings)
 
 
 @dataclass
