@@ -18,6 +18,7 @@ _ROLE = re.compile(
 _NAME_TOKEN = re.compile(r"^(?:[A-ZÀ-Ý][\w.’'-]*|van|de|der|den|ten|ter|von|le|la|du)$")
 _PLACEHOLDER = re.compile(r"(?:\[[^\]]{1,60}\]\s*)+")
 _PAGE_NUMBER = re.compile(r"(?:(?:[Pp]agina|[Pp]age)\s+\d+(?:\s+(?:van|of)\s+\d+)?|[-–]?\s*\d{1,3}\s*[-–]?)")
+_BULLET = re.compile(r"^(?:[-–•*▪]|\(?[a-z0-9]\))\s+\S")  # "- item", "• item", "a) item"
 _HEADER_LABEL = re.compile(
     r"^(Datum|Kenmerk|Ons kenmerk|Uw kenmerk|Uw brief|Onze referentie|Bijlage\(n\)|Bijlagen?|Retouradres|Contactpersoon)\b"
 )
@@ -207,6 +208,7 @@ class _BlockBuilder:
         self.blocks: list[Block] = []
         self.signatories: list[tuple[str, str]] = []
         self.paragraph: list[Line] = []
+        self._saluted = False  # the letter head (address, Datum, Betreft) ends at "Geachte ..."
         self._widths = self._local_widths()
 
     def _local_widths(self) -> list[int]:
@@ -244,9 +246,12 @@ class _BlockBuilder:
     def _step(self, index: int) -> int:
         line = self.lines[index]
         text = line.text
-        if re.match(r"^Betreft\b", text) and not self.blocks:
+        in_letter_head = not self._saluted
+        if text.startswith("Geachte"):
+            self._saluted = True
+        if re.match(r"^Betreft\b", text) and in_letter_head and not any(b.kind == "betreft" for b in self.blocks):
             return self._betreft(index)
-        if _HEADER_LABEL.match(text) and len(text) < 100 and not self.paragraph:
+        if _HEADER_LABEL.match(text.lstrip("> ")) and len(text) < 100 and (in_letter_head or not self.paragraph):
             self._emit(text, "header")
             return index + 1
         if _ROLE.match(text):
@@ -290,6 +295,8 @@ class _BlockBuilder:
         line = self.lines[index]
         previous = self.paragraph[-1].text
         if previous.startswith("Geachte") and previous.endswith(","):
+            return True
+        if _BULLET.match(line.text):
             return True
         if line.gap_before:
             continues = not _ends_sentence(previous) and not previous.endswith(":") and (

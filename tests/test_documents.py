@@ -173,3 +173,18 @@ def test_broken_pdf_is_a_clear_error(tmp_path):
     path.write_bytes(b"%PDF-1.4\n%%garbage that is no pdf at all\n")
     with pytest.raises(InputError, match="kapot.pdf"):
         read_documents([path])
+
+
+def test_ministry_letter_head_numbered_sections_and_bullets():
+    """The usual ministry layout (address, Datum/Betreft/kenmerk labels, numbered headings, bullets, page footer)."""
+    from pathlib import Path
+
+    (document,) = read_documents([Path(__file__).parent / "data" / "letter_head_layout.txt"])
+    assert document.title == "Voortgang van de aanpak van de stikstofproblematiek"
+    assert document.date == "2022-11-15"
+    assert document.ministers == ("Christianne van der Wal-Zeggelink",)
+    labels = [s.label for s in document.sections]
+    assert "1. Inleiding" in labels and "2. Stand van zaken > 2.1 Financiering" in labels
+    assert "\n\nDatum 15 november 2022\n\nBetreft Voortgang" in document.text
+    assert "gehanteerd:\n\n- de wettelijke doelen blijven leidend;\n\n- boeren krijgen" in document.text
+    assert "stikstofproblematiek" in document.text and "Pagina 1 van 2" not in document.text
