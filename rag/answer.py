@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from rag.chunking import dutch_date
+from rag.dates import shown_date
 from rag.lexical import tokenize
 from rag.retrieval import Hit
 
@@ -178,7 +178,7 @@ def _compose(citations: list[Citation], english: bool) -> str:
         hit = citation.hit
         group = (hit.doc_id, hit.section)
         if group != current:
-            when = (hit.date or "undated") if english else (dutch_date(hit.date) if hit.date else "zonder datum")
+            when = (hit.date or "undated") if english else shown_date(hit.date)
             lines.append(f"\n{hit.title} ({when}), {hit.section}:")
             current = group
         lines.append(f"“{' '.join(citation.quote.split())}” [{citation.n}]")

@@ -11,6 +11,7 @@ import hashlib
 from dataclasses import asdict, dataclass
 from typing import Iterable, Iterator
 
+from rag.dates import dutch_date
 from rag.documents import Document, Section
 
 CHUNKER_VERSION = 1
@@ -68,14 +69,6 @@ def chunk_id_for(document: Document, start: int, end: int) -> str:
 def embed_text_for(document: Document, section_label: str, passage: str) -> str:
     header = document.title if not document.date else f"{document.title} ({dutch_date(document.date)})"
     return f"{header}\n{section_label}\n\n{passage}"
-
-
-_MONTH_NAMES = ("januari februari maart april mei juni juli augustus september oktober november december").split()
-
-
-def dutch_date(iso: str) -> str:
-    year, month, day = (int(part) for part in iso.split("-"))
-    return f"{day} {_MONTH_NAMES[month - 1]} {year}"
 
 
 def chunk_documents(documents: Iterable[Document], settings: ChunkSettings = ChunkSettings()) -> list[Chunk]:

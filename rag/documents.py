@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from rag.config import display_path
+from rag.dates import MONTH_ALTERNATION, MONTHS
 from rag.errors import InputError
 from rag.layout import Block, read_blocks
 
@@ -267,16 +268,9 @@ def _sections(offsets: list[tuple[Block, int, int]], text_length: int) -> list[S
 
 # --- metadata ----------------------------------------------------------------------------
 
-_MONTHS = {
-    "januari": 1, "februari": 2, "maart": 3, "april": 4, "mei": 5, "juni": 6, "juli": 7,
-    "augustus": 8, "september": 9, "oktober": 10, "november": 11, "december": 12,
-    "january": 1, "february": 2, "march": 3, "may": 5, "june": 6, "july": 7, "august": 8,
-    "october": 10,
-}
-_MONTH = "|".join(sorted(_MONTHS, key=len, reverse=True))
 # "23 en 24 maart 2021", "1 juni 2021", "23-24 maart 2021", "31 maart jl."
 DATE_PATTERN = re.compile(
-    rf"\b(?:(\d{{1,2}})\s*(?:en|-|–|tot)\s*)?(\d{{1,2}})\s+({_MONTH})\b(?:\s+(\d{{4}}))?",
+    rf"\b(?:(\d{{1,2}})\s*(?:en|-|–|tot)\s*)?(\d{{1,2}})\s+({MONTH_ALTERNATION})\b(?:\s+(\d{{4}}))?",
     re.IGNORECASE,
 )
 _YEAR = re.compile(r"\b(19[5-9]\d|20\d\d)\b")
@@ -337,7 +331,7 @@ def _date(blocks: list[Block], title: str, text: str) -> tuple[str | None, str |
 
 def _first_date(candidate: str, text: str) -> tuple[str | None, str | None]:
     for match in DATE_PATTERN.finditer(candidate):
-        day, month, year = int(match.group(2)), _MONTHS[match.group(3).lower()], match.group(4)
+        day, month, year = int(match.group(2)), MONTHS[match.group(3).lower()], match.group(4)
         warning = None
         if year is None:
             years = [int(y) for y in _YEAR.findall(text)]

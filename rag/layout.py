@@ -11,6 +11,8 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
+from rag.dates import MONTH_ALTERNATION
+
 SENTENCE_END = re.compile(r"[.!?][”\"’'»)\]]*$")
 _ROLE = re.compile(
     r"^(?:De |Het )?(?:[Mm]inister(?:-[Pp]resident)?|[Ss]taatssecretaris)\b[^.]{0,90},$"
@@ -28,9 +30,7 @@ _EXPLICIT_GROUP = re.compile(
 )
 _NUMBERED = re.compile(r"^(\d{1,2}(?:\.\d{1,2})*)\.?\s+[A-ZÀ-Ý]")
 _DATE_IN_LINE = re.compile(
-    r"\b\d{1,2}(?:st|nd|rd|th|e)?\s*(?:[-–]\s*\d{1,2}(?:st|nd|rd|th|e)?\s+)?"
-    r"(?:januari|februari|maart|april|mei|juni|juli|augustus|september|oktober|november|december|"
-    r"january|february|march|may|june|july|august|october)\b",
+    rf"\b\d{{1,2}}(?:st|nd|rd|th|e)?\s*(?:[-–]\s*\d{{1,2}}(?:st|nd|rd|th|e)?\s+)?(?:{MONTH_ALTERNATION})\b",
     re.IGNORECASE,
 )
 _DANGLING = {

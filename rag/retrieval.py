@@ -15,6 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from rag.chunking import Chunk
+from rag.dates import MONTH_ALTERNATION, MONTHS
 from rag.errors import InputError
 from rag.index import CorpusIndex
 
@@ -84,12 +85,7 @@ class Query:
 
 # --- reading the question ----------------------------------------------------------------
 
-_MONTHS = {
-    "januari": 1, "februari": 2, "maart": 3, "april": 4, "mei": 5, "juni": 6, "juli": 7,
-    "augustus": 8, "september": 9, "oktober": 10, "november": 11, "december": 12, "january": 1,
-    "february": 2, "march": 3, "may": 5, "june": 6, "july": 7, "august": 8, "october": 10,
-}
-_MONTH_YEAR = re.compile(rf"\b({'|'.join(_MONTHS)})\s+((?:19|20)\d\d)\b", re.IGNORECASE)
+_MONTH_YEAR = re.compile(rf"\b({MONTH_ALTERNATION})\s+((?:19|20)\d\d)\b", re.IGNORECASE)
 _YEAR = re.compile(r"\b(?:in|uit|van|sinds|during|from|of)\s+(?:het jaar\s+)?((?:19|20)\d\d)\b", re.IGNORECASE)
 _LATEST = re.compile(r"\b(laatste|meest recente|recentste|nieuwste|latest|most recent|last)\s+(brief|brieven|verslag|bijeenkomst|vergadering|agenda|letter|meeting|report)\b", re.IGNORECASE)
 _EARLIEST = re.compile(r"\b(eerste|oudste|vroegste|first|earliest|oldest)\s+(brief|verslag|bijeenkomst|vergadering|letter|meeting|report)\b", re.IGNORECASE)
@@ -123,7 +119,7 @@ def time_filters(text: str, index: CorpusIndex) -> tuple[Filters, str | None]:
     """Filters for the time a question names, and a note saying what was understood."""
     month = _MONTH_YEAR.search(text)
     if month:
-        year, number = int(month.group(2)), _MONTHS[month.group(1).lower()]
+        year, number = int(month.group(2)), MONTHS[month.group(1).lower()]
         last_day = (date(year + number // 12, number % 12 + 1, 1) - date.resolution).day
         return Filters(since=f"{year}-{number:02d}-01", until=f"{year}-{number:02d}-{last_day:02d}"), f"{month.group(1)} {year}"
     year = _YEAR.search(text)

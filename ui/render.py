@@ -10,7 +10,7 @@ import html
 import re
 
 from rag.answer import Answer, Citation
-from rag.chunking import dutch_date
+from rag.dates import shown_date
 from rag.documents import Document
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+!|~])")
@@ -21,17 +21,13 @@ def as_markdown_text(text: str) -> str:
     return _MARKDOWN_SPECIAL.sub(r"\\\1", html.escape(text, quote=False))
 
 
-def _when(date: str | None) -> str:
-    return dutch_date(date) if date else "zonder datum"
-
-
 def answer_markdown(answer: Answer) -> str:
     """The answer for the chat; each [n] is a link that opens the cited passage in its letter."""
     if answer.abstained:
         lines = [f"**{as_markdown_text(answer.text)}**"]
         if answer.related:
             lines.append("\nMogelijk relevant (geen antwoord, wel in de buurt):")
-            lines += [f"- {as_markdown_text(h.title)} ({_when(h.date)}), {as_markdown_text(h.section)}" for h in answer.related]
+            lines += [f"- {as_markdown_text(h.title)} ({shown_date(h.date)}), {as_markdown_text(h.section)}" for h in answer.related]
         return "\n".join(lines)
     text = as_markdown_text(answer.text)
     # The escaped markers "\[n\]" become links; the page's script opens the letter on click.
@@ -57,7 +53,7 @@ def sources_html(answer: Answer | None, documents: dict[str, Document]) -> str:
         return "<div class='sources-empty'>Bronnen verschijnen hier bij elk antwoord.</div>"
     if answer.abstained:
         cards = [
-            f"<div class='source related'><div class='meta'>{html.escape(h.title)} · {_when(h.date)} · {html.escape(h.section)}</div>"
+            f"<div class='source related'><div class='meta'>{html.escape(h.title)} · {shown_date(h.date)} · {html.escape(h.section)}</div>"
             f"<div class='passage'>{html.escape(h.text[:600])}{'…' if len(h.text) > 600 else ''}</div></div>"
             for h in answer.related
         ]
@@ -68,7 +64,7 @@ def sources_html(answer: Answer | None, documents: dict[str, Document]) -> str:
         cards.append(
             f"<div class='source' id='source-{citation.n}'>"
             f"<div class='meta'><a href='#cite-{citation.n}' class='cite'>[{citation.n}]</a> "
-            f"{html.escape(hit.title)} · {_when(hit.date)} · {html.escape(hit.section)}</div>"
+            f"{html.escape(hit.title)} · {shown_date(hit.date)} · {html.escape(hit.section)}</div>"
             f"<div class='passage'>{_highlighted_passage(citation, documents[hit.doc_id])}</div>"
             f"<div class='where'>{html.escape(hit.doc_id)}:{citation.start}-{citation.end}</div></div>"
         )
@@ -88,6 +84,6 @@ def letter_html(document: Document, start: int, end: int, passage: tuple[int, in
     )
     return (
         f"<div class='letter'><div class='letter-head'><strong>{html.escape(document.title)}</strong><br>"
-        f"{_when(document.date)} · {html.escape(document.source)}</div>"
+        f"{shown_date(document.date)} · {html.escape(document.source)}</div>"
         f"<div class='letter-body'>{body}</div></div>"
     )
