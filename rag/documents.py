@@ -144,6 +144,12 @@ def letter_paths(paths: Iterable[str | Path]) -> list[Path]:
 
 def read_documents(paths: Iterable[str | Path]) -> list[Document]:
     documents = [read_document(path) for path in letter_paths(paths)]
+    refuse_duplicate_ids(documents)
+    return documents
+
+
+def refuse_duplicate_ids(documents: Iterable[Document]) -> None:
+    """doc_ids come from file names; two files of one name in different folders would collide."""
     seen: dict[str, str] = {}
     for document in documents:
         if document.doc_id in seen:
@@ -152,7 +158,10 @@ def read_documents(paths: Iterable[str | Path]) -> list[Document]:
                 f"{document.source}; rename one of them"
             )
         seen[document.doc_id] = document.source
-    return documents
+
+
+def cannot_read(path: Path, error: OSError) -> InputError:
+    return InputError(f"{path}: cannot read this file ({error.strerror or error}); check its permissions")
 
 
 def read_document(path: str | Path) -> Document:
@@ -165,7 +174,7 @@ def read_document(path: str | Path) -> Document:
     try:
         raw, warnings = reader(path)
     except OSError as error:
-        raise InputError(f"{path}: cannot read this file ({error.strerror or error}); check its permissions") from None
+        raise cannot_read(path, error) from None
     return parse_letter(raw, doc_id=doc_id_for(path), source=display_path(path), warnings=warnings)
 
 

@@ -27,7 +27,10 @@ import numpy as np
 
 from rag import __version__, config
 from rag.chunking import Chunk, ChunkSettings, chunk_document
-from rag.documents import Document, doc_id_for, document_from_json, document_to_json, letter_paths, read_document
+from rag.documents import (
+    Document, cannot_read, doc_id_for, document_from_json, document_to_json, letter_paths, read_document,
+    refuse_duplicate_ids,
+)
 from rag.errors import InputError, RagError
 from rag.files import file_sha256
 from rag.lexical import TOKENIZER_VERSION as LEXICAL_TOKENIZER_VERSION
@@ -101,6 +104,11 @@ class CorpusIndex:
     def __post_init__(self) -> None:
         self._row_of_id = {int(i): row for row, i in enumerate(self.faiss_ids)}
 
+    @property
+    def letter_files(self) -> list[Path]:
+        """The files the indexed letters were read from."""
+        return [config.PROJECT_ROOT / entry["source"] for entry in self.manifest["letters"].values()]
+
     def dense_search(self, query_vectors: np.ndarray, k: int, rows: Sequence[int] | None = None) -> list[list[tuple[int, float]]]:
         """Best chunk rows per query; `rows` restricts the search (filters before ranking)."""
         import faiss
@@ -145,14 +153,20 @@ def current_generation(index_dir: Path) -> Path | None:
     return folder
 
 
-def read_manifest(index_dir: Path) -> dict | None:
+def live_build(index_dir: Path) -> tuple[Path, dict] | None:
+    """The live generation and its manifest, from one reading of the pointer (an ingest may switch it)."""
     folder = current_generation(index_dir)
     if folder is None:
         return None
     try:
-        return json.loads((folder / "manifest.json").read_text())
+        return folder, json.loads((folder / "manifest.json").read_text())
     except (OSError, ValueError) as error:
         raise IndexError_(f"{shown(index_dir)}: the manifest is unreadable ({error}); run `rag ingest --index {shown(index_dir)}`") from None
+
+
+def read_manifest(index_dir: Path) -> dict | None:
+    build = live_build(index_dir)
+    return build[1] if build else None
 
 
 def check_compatible(manifest: dict, index_dir: Path, model_name: str, fingerprint: str, chunk_settings: ChunkSettings,
@@ -175,11 +189,11 @@ def load_index(index_dir: Path, model_name: str, fingerprint: str, chunk_setting
     import faiss
 
     index_dir = Path(index_dir)
-    manifest = read_manifest(index_dir)
-    if manifest is None:
+    build = live_build(index_dir)
+    if build is None:
         raise IndexError_(f"{shown(index_dir)}: no index here; run `rag ingest --index {shown(index_dir)}`")
+    folder, manifest = build
     check_compatible(manifest, index_dir, model_name, fingerprint, chunk_settings)
-    folder = current_generation(index_dir)
     index_dir = shown(index_dir)
     damaged = f"{index_dir}: the index is damaged"
     for name, expected in manifest["files"].items():
@@ -188,7 +202,7 @@ def load_index(index_dir: Path, model_name: str, fingerprint: str, chunk_setting
             raise IndexError_(f"{damaged} ({name} does not match its manifest); run `rag ingest --index {index_dir}` to rebuild it")
     try:
         chunks, ids = _read_chunks(folder / "chunks.jsonl")
-        documents = {d.doc_id: d for d in map(document_from_json, _read_jsonl(folder / "documents.jsonl"))}
+        documents = read_stored_documents(folder)
         faiss_index = faiss.read_index(str(folder / "vectors.faiss"))
         lexical = LexicalIndex.load(folder / "lexical")
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as error:
@@ -209,6 +223,11 @@ def _apply_search_settings(faiss_index, index_entry: dict) -> None:
         inner.hnsw.efSearch = index_entry["settings"]["hnsw_ef_search"]
     elif index_entry["kind"] == "ivf":
         inner.nprobe = index_entry["settings"]["ivf_nprobe"]
+
+
+def read_stored_documents(folder: Path) -> dict[str, Document]:
+    """The cleaned letters of one build, by doc_id."""
+    return {d.doc_id: d for d in map(document_from_json, _read_jsonl(folder / "documents.jsonl"))}
 
 
 def _read_jsonl(path: Path) -> list[dict]:
@@ -281,7 +300,7 @@ def _ingest(paths, index_dir: Path, model_name: str, fingerprint: str, embed, ch
         try:
             hashes[path] = file_sha256(path)
         except OSError as error:
-            raise InputError(f"{path}: cannot read this file ({error.strerror or error}); check its permissions") from None
+            raise cannot_read(path, error) from None
     previous = _previous_build(index_dir, model_name, fingerprint, chunk_settings)
     old_letters = previous["manifest"]["letters"] if previous else {}
 
@@ -298,10 +317,9 @@ def _ingest(paths, index_dir: Path, model_name: str, fingerprint: str, embed, ch
         else:
             document = read_document(path)
             warnings.extend(document.warnings)
-        if document.doc_id in letter_hashes:
-            raise InputError(f"two letters share the id {document.doc_id!r}; rename one of them ({path})")
         documents.append(document)
         letter_hashes[document.doc_id] = hashes[path]
+    refuse_duplicate_ids(documents)
 
     current_ids = {d.doc_id for d in documents}
     removed = len(set(old_letters) - current_ids)
@@ -333,12 +351,12 @@ def _ingest(paths, index_dir: Path, model_name: str, fingerprint: str, embed, ch
 def _previous_build(index_dir: Path, model_name: str, fingerprint: str, chunk_settings: ChunkSettings) -> dict | None:
     """What the live build can lend to the next one; nothing when it is foreign or damaged."""
     try:
-        manifest = read_manifest(index_dir)
-        if manifest is None:
+        build = live_build(index_dir)
+        if build is None:
             return None
+        folder, manifest = build
         check_compatible(manifest, index_dir, model_name, fingerprint, chunk_settings, lexical=False)
-        folder = current_generation(index_dir)
-        documents = {d.doc_id: d for d in map(document_from_json, _read_jsonl(folder / "documents.jsonl"))}
+        documents = read_stored_documents(folder)
         rows = _read_jsonl(folder / "chunks.jsonl")
         vectors = np.load(folder / "vectors.npy")
         if len(rows) != len(vectors):

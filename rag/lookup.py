@@ -11,9 +11,9 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from rag.documents import Document, document_from_json
+from rag.documents import Document
 from rag.errors import InputError
-from rag.index import IndexError_, current_generation, shown
+from rag.index import IndexError_, current_generation, read_stored_documents, shown
 
 _SPAN = re.compile(r"^(?P<doc>[^:#\s]+):(?P<start>\d+)-(?P<end>\d+)$")
 
@@ -39,8 +39,7 @@ def stored_documents(index_dir: Path) -> dict[str, Document]:
     folder = current_generation(Path(index_dir))
     if folder is None:
         raise IndexError_(f"{shown(index_dir)}: no index here; run `rag ingest --index {shown(index_dir)}`")
-    with (folder / "documents.jsonl").open(encoding="utf-8") as handle:
-        return {d.doc_id: d for d in (document_from_json(json.loads(line)) for line in handle if line.strip())}
+    return read_stored_documents(folder)
 
 
 def chunk_span(index_dir: Path, chunk_id: str) -> tuple[str, int, int] | None:

@@ -133,8 +133,7 @@ def variant(pipeline: Pipeline, chunk_settings: ChunkSettings, retrieval: Retrie
     """The same letters and model under other settings (for `rag eval --compare`)."""
     if chunk_settings == ChunkSettings():
         return Pipeline(pipeline.embedder, pipeline.index, pipeline.index_dir, retrieval=retrieval)
-    letters = [config.PROJECT_ROOT / entry["source"] for entry in pipeline.index.manifest["letters"].values()]
     index_dir = work_dir / f"index-{chunk_settings.strategy}-{chunk_settings.max_chars}-{chunk_settings.overlap_chars}"
-    run_ingest(letters, index_dir, pipeline.embedder.name, chunk_settings=chunk_settings, embedder=pipeline.embedder)
+    run_ingest(pipeline.index.letter_files, index_dir, pipeline.embedder.name, chunk_settings=chunk_settings, embedder=pipeline.embedder)
     index = load_index(index_dir, pipeline.embedder.name, pipeline.embedder.fingerprint, chunk_settings)
     return Pipeline(pipeline.embedder, index, index_dir, retrieval=retrieval)
