@@ -60,7 +60,7 @@ def ingest_figures(pipeline, work_dir: Path) -> dict:
     started = time.perf_counter()
     pipeline.embedder.encode_passages(texts)
     model_seconds = time.perf_counter() - started
-    letters = [config.PROJECT_ROOT / entry["source"] for entry in pipeline.index.manifest["letters"].values()]
+    letters = pipeline.index.letter_files
     started = time.perf_counter()
     summary = run_ingest(letters, work_dir / "bench-index", pipeline.embedder.name, embedder=pipeline.embedder)
     full_seconds = time.perf_counter() - started
@@ -280,7 +280,7 @@ def run_bench(pipeline, questions: Sequence[str], sizes: Sequence[int], load_use
         query_vectors = pipeline.embedder.encode_queries(list(questions))
         report["scale"] = scale_figures(pipeline, query_vectors, questions, sizes)
         if load_users:
-            port = _free_port()
+            port = free_local_port()
             server = start_server(work_dir / "bench-index", port, work_dir / "data")
             try:
                 report["load"] = load_test(f"http://127.0.0.1:{port}/", questions, load_users, load_seconds, server_pid=server.pid)
@@ -290,7 +290,8 @@ def run_bench(pipeline, questions: Sequence[str], sizes: Sequence[int], load_use
     return report
 
 
-def _free_port() -> int:
+def free_local_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on right now."""
     import socket
 
     with socket.socket() as probe:

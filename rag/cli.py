@@ -202,7 +202,7 @@ def serve(host: str, port: int, data_dir: Path, index_dir: Path, model_name: str
 
 @cli.command(name="eval")
 @click.option("--questions", "questions_path", type=click.Path(dir_okay=False, path_type=Path),
-              default=config.PROJECT_ROOT / "eval" / "questions.jsonl", show_default="eval/questions.jsonl")
+              default=config.EVAL_QUESTIONS, show_default="eval/questions.jsonl")
 @click.option("-k", "k", type=int, default=5, show_default=True, help="Hits per question that count.")
 @click.option("--json", "as_json", is_flag=True, help="Everything machine-readable.")
 @click.option("--baseline", "baseline_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -219,12 +219,12 @@ def evaluate_command(questions_path: Path, k: int, as_json: bool, baseline_path:
 
     check_k(k)
     questions = evaluation.load_questions(questions_path)
-    baseline_path = baseline_path or (config.PROJECT_ROOT / "eval" / "baseline.json" if write_baseline else None)
+    baseline_path = baseline_path or (config.EVAL_BASELINE if write_baseline else None)
     pipeline = open_pipeline(index_dir, model_name, model_dir)
     report = evaluation.evaluate(pipeline, questions, k, answer=evaluation.answer_judge(pipeline))
     result = {"report": report}
     if compare:
-        report_dir = config.PROJECT_ROOT / "eval" / "report"
+        report_dir = config.REPORT_DIR
         rows = {}
         for name, (chunk_settings, retrieval) in evaluation.CONFIGURATIONS.items():
             candidate = variant(pipeline, chunk_settings, retrieval, report_dir)
@@ -278,9 +278,9 @@ def bench(as_json: bool, sizes: tuple[int, ...], device: str | None, load_users:
     if any(size < 100 for size in sizes):
         raise InputError("--scale sizes must be at least 100 passages")
     pipeline = open_pipeline(index_dir, model_name, model_dir, device)
-    questions = [q.question for q in load_questions(config.PROJECT_ROOT / "eval" / "questions.jsonl")]
+    questions = [q.question for q in load_questions(config.EVAL_QUESTIONS)]
     report = benchmarks.run_bench(pipeline, questions, sizes or (10_000, 100_000), load_users, load_seconds)
-    benchmarks.save(report, config.PROJECT_ROOT / "eval" / "report")
+    benchmarks.save(report, config.REPORT_DIR)
     if as_json:
         _echo_json(report)
     else:

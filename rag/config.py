@@ -9,6 +9,9 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SEEDS = PROJECT_ROOT / "seeds"
 DEFAULT_INDEX = PROJECT_ROOT / "index"
 DEFAULT_DATA = PROJECT_ROOT / "data"
+EVAL_QUESTIONS = PROJECT_ROOT / "eval" / "questions.jsonl"
+EVAL_BASELINE = PROJECT_ROOT / "eval" / "baseline.json"
+REPORT_DIR = PROJECT_ROOT / "eval" / "report"
 
 DEFAULT_MODEL = "intfloat/multilingual-e5-small"
 MAX_QUESTION_CHARS = 1000

@@ -26,11 +26,13 @@ HEADLINE = ("hit@1", "hit@k", "recall@k", "mrr@10", "ndcg@10")
 
 # --- metrics -----------------------------------------------------------------------------
 
+def overlap(a: Span, b: Span) -> int:
+    """Characters two spans share (0 for different letters)."""
+    return max(0, min(a[2], b[2]) - max(a[1], b[1])) if a[0] == b[0] else 0
+
+
 def covers(hit: Span, evidence: Span, threshold: float = COVERAGE) -> bool:
-    if hit[0] != evidence[0]:
-        return False
-    overlap = min(hit[2], evidence[2]) - max(hit[1], evidence[1])
-    return overlap >= threshold * (evidence[2] - evidence[1])
+    return hit[0] == evidence[0] and overlap(hit, evidence) >= threshold * (evidence[2] - evidence[1])
 
 
 def first_ranks(hits: Sequence[Span], gold: Sequence[Span]) -> list[int | None]:
@@ -167,10 +169,8 @@ def evaluate(pipeline, questions: Sequence[EvalQuestion], k: int = 5,
 
 def quotes_evidence(citation: Span, evidence: Span) -> bool:
     """A quoted sentence supports a gold evidence when they share most of the shorter span."""
-    if citation[0] != evidence[0]:
-        return False
-    overlap = min(citation[2], evidence[2]) - max(citation[1], evidence[1])
-    return overlap >= 0.5 * min(citation[2] - citation[1], evidence[2] - evidence[1])
+    shorter = min(citation[2] - citation[1], evidence[2] - evidence[1])
+    return citation[0] == evidence[0] and overlap(citation, evidence) >= 0.5 * shorter
 
 
 def answer_judge(pipeline) -> Callable:

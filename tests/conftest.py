@@ -65,7 +65,7 @@ def pipeline(seed_index_dir, embedder):
 def eval_questions():
     from rag.evaluation import load_questions
 
-    return load_questions(config.PROJECT_ROOT / "eval" / "questions.jsonl")
+    return load_questions(config.EVAL_QUESTIONS)
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ from rag.evaluation import (
 )
 from rag.retrieval import RetrievalSettings
 
-BASELINE = config.PROJECT_ROOT / "eval" / "baseline.json"
+BASELINE = config.EVAL_BASELINE
 
 
 def test_every_evidence_is_found_in_its_letter(eval_questions, documents):

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from rag import config
-from rag.bench import load_test, scale_figures, start_server
+from rag.bench import free_local_port, load_test, scale_figures, start_server
 from rag.index import load_index, read_manifest
 
 from conftest import SEEDS
@@ -21,18 +21,10 @@ from conftest import SEEDS
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_twenty_users_get_answers_without_errors(seed_index_dir, eval_questions, tmp_path):
-    server = start_server(seed_index_dir, _free_port(), tmp_path / "data")
+    port = free_local_port()
+    server = start_server(seed_index_dir, port, tmp_path / "data")
     try:
-        port = int(server.args[server.args.index("--port") + 1])
         questions = [q.question for q in eval_questions]
         report = load_test(f"http://127.0.0.1:{port}/", questions, users=20, seconds=15, max_requests=200,
                            server_pid=server.pid)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from rag import config
+from rag.bench import free_local_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -19,16 +20,10 @@ CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-q
 ARTIFACTS = config.PROJECT_ROOT / "test-artifacts"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _serve(pipeline, data_dir: Path) -> tuple[object, str]:
     from ui.app import launch
 
-    return launch(pipeline, "127.0.0.1", _free_port(), data_dir, block=False)
+    return launch(pipeline, "127.0.0.1", free_local_port(), data_dir, block=False)
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +141,7 @@ def test_letter_with_markup_renders_as_text(tmp_path, embedder, browser):
     index_dir = tmp_path / "index"
     run_ingest([letters], index_dir, embedder=embedder)
     pipeline = Pipeline(embedder, load_index(index_dir, embedder.name, embedder.fingerprint), index_dir)
-    app, url = launch(pipeline, "127.0.0.1", _free_port(), tmp_path / "data", block=False)
+    app, url = launch(pipeline, "127.0.0.1", free_local_port(), tmp_path / "data", block=False)
     try:
         page = browser.new_page()
         page.goto(url)
@@ -199,7 +194,7 @@ def test_serving_on_the_network_warns_and_requires_the_login(pipeline, tmp_path,
 
     monkeypatch.setenv("RAG_UI_USER", "analist")
     monkeypatch.setenv("RAG_UI_PASSWORD", "geheim")
-    port = _free_port()
+    port = free_local_port()
     app, _ = launch(pipeline, "0.0.0.0", port, tmp_path / "data", block=False)
     try:
         assert "the letters become visible on the network" in capfd.readouterr().err
