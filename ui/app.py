@@ -75,29 +75,30 @@ def build_app(pipeline: Pipeline, data_dir: Path = config.DEFAULT_DATA) -> gr.Bl
                 ) -> Iterator[tuple]:
         history = list(history or [])
         asked = [m["content"] for m in history if m["role"] == "user"]
+        shown_sources = sources_html(previous, documents)  # unchanged until the new answer is complete
         history.append({"role": "user", "content": message or ""})
         try:
             filters = parse_filters(letters or (), (since or "").strip() or None, (until or "").strip() or None)
             query = pipeline.query(message or "", filters, history=asked)
         except InputError as error:
             history.append({"role": "assistant", "content": f"**Let op:** {error}"})
-            yield history, sources_html(previous, documents), previous, message
+            yield history, shown_sources, previous, message
             return
         history.append({"role": "assistant", "content": "_Ik zoek in de brieven…_"})
-        yield history, sources_html(previous, documents), previous, ""
+        yield history, shown_sources, previous, ""
         try:
             answer = pipeline.answer_query(query)
         except Exception:  # the page shows a friendly line; the details go to the log
             log.exception("answering %r failed", message)
             history[-1] = {"role": "assistant", "content": FAILURE}
-            yield history, sources_html(previous, documents), previous, ""
+            yield history, shown_sources, previous, ""
             return
         shown = []
         notes = notes_markdown(answer)
         for line in ([notes] if notes else []) + answer_markdown(answer).split("\n"):
             shown.append(line)  # streamed line by line as the answer is composed
             history[-1] = {"role": "assistant", "content": "\n".join(shown)}
-            yield history, sources_html(previous, documents), previous, ""
+            yield history, shown_sources, previous, ""
         yield history, sources_html(answer, documents), answer, ""
 
     def open_citation(number: str, answer: Answer | None) -> str:
