@@ -3,8 +3,12 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Debian packages the tests drive: Chromium for the chat's browser tests (Playwright downloads no browser
+# here). Installed when missing, as root directly, otherwise through sudo.
+TEST_DEBIAN_PACKAGES := chromium chromium-driver
+APT := $(if $(filter 0,$(shell id -u)),apt-get,sudo apt-get)
 
-.PHONY: install run test test-fast eval bench clean
+.PHONY: install test-deps run test test-fast eval bench clean
 
 install: $(STAMP)
 
@@ -16,11 +20,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
+test-deps:
+	@if ! command -v chromium >/dev/null 2>&1; then \
+	  command -v apt-get >/dev/null 2>&1 || { echo "make: the browser tests need Chromium; install it with your package manager"; exit 1; }; \
+	  echo "make: installing Debian's $(TEST_DEBIAN_PACKAGES) for the browser tests"; \
+	  $(APT) update -qq && DEBIAN_FRONTEND=noninteractive $(APT) install -y -qq $(TEST_DEBIAN_PACKAGES) >/dev/null; \
+	fi
+
 run: install
 	$(BIN)/rag ingest
 	$(BIN)/rag serve
 
-test: install
+test: install test-deps
 	$(BIN)/python -m pytest
 
 test-fast: install
@@ -33,4 +44,4 @@ bench: install
 	$(BIN)/rag bench
 
 clean:
-	rm -rf $(VENV) index/*.faiss index/*.json index/*.jsonl index/lexical eval/report
+	rm -rf $(VENV) index/gen-* index/CURRENT index/.lock eval/report

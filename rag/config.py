@@ -15,6 +15,7 @@ REPORT_DIR = PROJECT_ROOT / "eval" / "report"
 
 DEFAULT_MODEL = "intfloat/multilingual-e5-small"
 MAX_QUESTION_CHARS = 1000
+MAX_TURNS = 10  # turns of a conversation that a follow-up can lean on
 
 
 def model_name() -> str:

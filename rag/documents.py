@@ -19,6 +19,9 @@ from rag.dates import MONTH_ALTERNATION, MONTHS
 from rag.errors import InputError
 from rag.layout import Block, read_blocks
 
+# Bump with any change that can alter the stored text, the sections or the metadata of a letter:
+# `rag ingest` then re-reads every letter, and queries on an index read by another version are refused.
+READER_VERSION = 2
 FOOTNOTES_HEADING = "Voetnoten"
 LEAD_HEADING = "Inleiding"
 

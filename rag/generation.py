@@ -3,20 +3,26 @@
 Set RAG_LLM_BASE_URL (e.g. http://127.0.0.1:11434/v1) and RAG_LLM_MODEL (RAG_LLM_API_KEY and
 RAG_LLM_TIMEOUT optional). Numbered passages go in; `[n]` are required out. Every sentence's
 `[n]` must name a passage it was given and be supported by it (most of its content words are
-in that passage); other sentences are dropped and the answer says so. Any failure of the
-endpoint falls back to the extractive answer with a visible note.
+in that passage); other sentences are dropped and the answer says so. An endpoint that is
+down (refused, unreachable, timed out, a server error) gives the extractive answer with a
+visible note; one that answers wrongly (no text, broken JSON, a connection cut off mid-answer,
+a refused key) is an error the user must fix, said in one line.
 """
 
 from __future__ import annotations
 
+import errno
+import http.client
 import json
 import os
 import re
+import socket
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, replace
 
 from rag.answer import Answer, Citation, split_sentences
+from rag.errors import InputError, RagError
 from rag.lexical import tokenize
 from rag.retrieval import Hit
 
@@ -27,6 +33,17 @@ SYSTEM_PROMPT = (
     "Staat het antwoord niet in de passages, antwoord dan precies: Daarover vind ik niets in de brieven. "
     "Antwoord in de taal van de vraag, kort en zakelijk."
 )
+
+
+class GenerationError(RagError):
+    """The endpoint answered, but not with a usable answer: a setting to fix, not a moment to wait."""
+
+
+class EndpointDown(Exception):
+    """The endpoint could not be reached or failed on its side; the extractive answer stands in."""
+
+
+_UNREACHABLE = (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EADDRNOTAVAIL)
 
 
 @dataclass(frozen=True)
@@ -41,10 +58,10 @@ class Endpoint:
         base_url, model = os.environ.get("RAG_LLM_BASE_URL"), os.environ.get("RAG_LLM_MODEL")
         if not base_url or not model:
             return None
-        return cls(base_url.rstrip("/"), model, os.environ.get("RAG_LLM_API_KEY"),
-                   float(os.environ.get("RAG_LLM_TIMEOUT", "60")))
+        return cls(base_url.rstrip("/"), model, os.environ.get("RAG_LLM_API_KEY"), _timeout_setting())
 
     def complete(self, question: str, passages: str) -> str:
+        """The model's answer text; EndpointDown when it cannot be reached, GenerationError when it answers wrongly."""
         body = json.dumps({
             "model": self.model, "temperature": 0,
             "messages": [{"role": "system", "content": SYSTEM_PROMPT},
@@ -54,8 +71,55 @@ class Endpoint:
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
         request = urllib.request.Request(f"{self.base_url}/chat/completions", data=body, headers=headers)
-        with urllib.request.urlopen(request, timeout=self.timeout) as response:
-            return json.loads(response.read())["choices"][0]["message"]["content"]
+        where = f"the language model at {self.base_url}"
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                raw = response.read()
+        except urllib.error.HTTPError as error:
+            if error.code >= 500:
+                raise EndpointDown(f"HTTP {error.code}") from None
+            raise GenerationError(f"{where} refused the request (HTTP {error.code}); check RAG_LLM_BASE_URL, "
+                                  f"RAG_LLM_MODEL and RAG_LLM_API_KEY") from None
+        except urllib.error.URLError as error:
+            if _is_down(error.reason):
+                raise EndpointDown(type(error.reason).__name__) from None
+            raise GenerationError(f"{where} broke off the connection ({_describe(error.reason)}); "
+                                  f"check that RAG_LLM_BASE_URL points at an OpenAI-compatible server") from None
+        except (TimeoutError, socket.timeout):
+            raise EndpointDown("timeout") from None
+        except (http.client.HTTPException, OSError) as error:
+            raise GenerationError(f"{where} broke off its answer ({_describe(error)}); "
+                                  f"check the server's log, or unset RAG_LLM_BASE_URL for extractive answers") from None
+        try:
+            content = json.loads(raw)["choices"][0]["message"]["content"]
+        except (ValueError, KeyError, IndexError, TypeError):
+            raise GenerationError(f"{where} did not answer in the OpenAI chat format (choices[0].message.content); "
+                                  f"check that RAG_LLM_BASE_URL ends in /v1") from None
+        if not isinstance(content, str) or not content.strip():
+            raise GenerationError(f"{where} answered without any text (content {json.dumps(content)}); "
+                                  f"check that RAG_LLM_MODEL names a chat model")
+        return content
+
+
+def _timeout_setting() -> float:
+    value = os.environ.get("RAG_LLM_TIMEOUT", "60")
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = float("nan")
+    if not 0 < seconds < 3600:
+        raise InputError(f"RAG_LLM_TIMEOUT must be a number of seconds between 0 and 3600, not {value!r}")
+    return seconds
+
+
+def _is_down(reason: object) -> bool:
+    if isinstance(reason, (TimeoutError, socket.timeout, socket.gaierror)):
+        return True
+    return isinstance(reason, OSError) and reason.errno in _UNREACHABLE
+
+
+def _describe(error: object) -> str:
+    return type(error).__name__ if not str(error) else f"{type(error).__name__}: {str(error)[:80]}"
 
 
 def numbered_passages(hits: list[Hit]) -> str:
@@ -80,8 +144,8 @@ def generated_answer(endpoint: Endpoint, question: str, hits: list[Hit], texts: 
         return fallback  # weak evidence: no model is asked to make something of it
     try:
         content = endpoint.complete(question, numbered_passages(hits))
-    except (urllib.error.URLError, OSError, ValueError, KeyError, IndexError, TypeError) as error:
-        note = f"het taalmodel gaf geen antwoord ({type(error).__name__}); hieronder het letterlijke antwoord uit de brieven"
+    except EndpointDown as down:
+        note = f"het taalmodel is niet bereikbaar ({down}); hieronder het letterlijke antwoord uit de brieven"
         return replace(fallback, notes=fallback.notes + (note,))
     kept, dropped = [], 0
     citations: dict[int, Citation] = {}

@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -28,7 +29,7 @@ import numpy as np
 from rag import __version__, config
 from rag.chunking import Chunk, ChunkSettings, chunk_document
 from rag.documents import (
-    Document, cannot_read, doc_id_for, document_from_json, document_to_json, letter_paths, read_document,
+    READER_VERSION, Document, cannot_read, doc_id_for, document_from_json, document_to_json, letter_paths, read_document,
     refuse_duplicate_ids,
 )
 from rag.errors import InputError, RagError
@@ -39,6 +40,7 @@ from rag.lexical import LexicalIndex
 FORMAT_VERSION = 1
 POINTER = "CURRENT"
 EXACT_SEARCH_LIMIT = 200_000  # "auto" uses exact search up to this many passages (see `rag bench`)
+EMBED_BATCH = 64  # passages handed to the model at a time
 
 
 class IndexError_(RagError):
@@ -61,6 +63,7 @@ class IndexSettings:
 @dataclass
 class IngestSummary:
     letters: int
+    read: int  # letters read from their files (the rest reused as stored)
     chunks: int
     embedded: int
     reused: int
@@ -73,7 +76,7 @@ class IngestSummary:
         if not self.changed:
             return f"index up to date: {self.letters} letters, {self.chunks} chunks ({self.seconds:.2f} s)"
         return (
-            f"indexed {self.letters} letters, {self.chunks} chunks: {self.embedded} newly embedded, "
+            f"indexed {self.letters} letters ({self.read} read), {self.chunks} chunks: {self.embedded} newly embedded, "
             f"{self.reused} reused, {self.removed} letters removed ({self.seconds:.1f} s)"
         )
 
@@ -143,10 +146,9 @@ def shown(index_dir: Path) -> str:
 
 
 def current_generation(index_dir: Path) -> Path | None:
-    pointer = index_dir / POINTER
-    if not pointer.exists():
+    if not (index_dir / POINTER).exists():
         return None
-    name = pointer.read_text().strip()
+    name = current_generation_name(index_dir) or ""
     folder = index_dir / name
     if not name or "/" in name or not folder.is_dir():
         raise IndexError_(f"{shown(index_dir)}: the index pointer names a missing build ({name!r}); run `rag ingest --index {shown(index_dir)}`")
@@ -183,16 +185,33 @@ def check_compatible(manifest: dict, index_dir: Path, model_name: str, fingerpri
         raise IndexError_(f"{index_dir}: the index was built with another lexical tokenizer; {rebuild}")
     if manifest["chunking"] != chunk_settings.as_manifest():
         raise IndexError_(f"{index_dir}: the index was built with other chunk settings ({manifest['chunking']}); {rebuild}")
+    if manifest.get("reader", {}).get("version") != READER_VERSION:
+        raise IndexError_(
+            f"{index_dir}: its letters were read by another version of the letter reader "
+            f"({manifest.get('reader', {}).get('version')}, this rag reads with {READER_VERSION}); "
+            f"run `rag ingest LETTERS --index {index_dir}` with the letters it holds to re-read them"
+        )
 
 
 def load_index(index_dir: Path, model_name: str, fingerprint: str, chunk_settings: ChunkSettings = ChunkSettings()) -> CorpusIndex:
-    import faiss
-
+    """The live generation, checked. A load that meets an ingest switching generations tries once more."""
     index_dir = Path(index_dir)
     build = live_build(index_dir)
     if build is None:
         raise IndexError_(f"{shown(index_dir)}: no index here; run `rag ingest --index {shown(index_dir)}`")
-    folder, manifest = build
+    try:
+        return _load_generation(index_dir, *build, model_name, fingerprint, chunk_settings)
+    except IndexError_:
+        again = live_build(index_dir)
+        if again is None or again[0] == build[0]:
+            raise
+        return _load_generation(index_dir, *again, model_name, fingerprint, chunk_settings)
+
+
+def _load_generation(index_dir: Path, folder: Path, manifest: dict, model_name: str, fingerprint: str,
+                     chunk_settings: ChunkSettings) -> CorpusIndex:
+    import faiss
+
     check_compatible(manifest, index_dir, model_name, fingerprint, chunk_settings)
     index_dir = shown(index_dir)
     damaged = f"{index_dir}: the index is damaged"
@@ -301,8 +320,10 @@ def _ingest(paths, index_dir: Path, model_name: str, fingerprint: str, embed, ch
             hashes[path] = file_sha256(path)
         except OSError as error:
             raise cannot_read(path, error) from None
-    previous = _previous_build(index_dir, model_name, fingerprint, chunk_settings)
+    previous = _previous_build(index_dir, model_name, fingerprint)
     old_letters = previous["manifest"]["letters"] if previous else {}
+    # Stored text is reused only when today's reader would read the letter the same way.
+    reusable = previous["documents"] if previous and previous["manifest"].get("reader", {}).get("version") == READER_VERSION else {}
 
     by_hash = {entry["file_sha256"]: doc_id for doc_id, entry in old_letters.items()}
     documents: list[Document] = []
@@ -311,8 +332,8 @@ def _ingest(paths, index_dir: Path, model_name: str, fingerprint: str, embed, ch
     kept_ids: set[str] = set()
     for path in files:
         doc_id = by_hash.get(hashes[path])
-        if doc_id is not None and doc_id in previous["documents"] and doc_id == doc_id_for(path):
-            document = previous["documents"][doc_id]
+        if doc_id is not None and doc_id in reusable and doc_id == doc_id_for(path):
+            document = reusable[doc_id]
             kept_ids.add(doc_id)
         else:
             document = read_document(path)
@@ -325,17 +346,22 @@ def _ingest(paths, index_dir: Path, model_name: str, fingerprint: str, embed, ch
     removed = len(set(old_letters) - current_ids)
     unchanged = previous is not None and kept_ids == current_ids == set(old_letters) and (
         previous["manifest"]["index"]["settings"] == asdict(index_settings)
+        and previous["manifest"]["chunking"] == chunk_settings.as_manifest()
         and previous["manifest"].get("lexical", {}).get("tokenizer_version") == LEXICAL_TOKENIZER_VERSION
     )
     if unchanged:
         counts = previous["manifest"]["counts"]
-        return IngestSummary(counts["letters"], counts["chunks"], 0, counts["chunks"], 0,
+        return IngestSummary(counts["letters"], 0, counts["chunks"], 0, counts["chunks"], 0,
                              time.perf_counter() - started, changed=False, warnings=warnings)
 
     chunks = [chunk for document in documents for chunk in chunk_document(document, chunk_settings)]
     old_vectors = previous["vectors_by_text"] if previous else {}
-    missing = [chunk.embed_text for chunk in chunks if text_hash(chunk.embed_text) not in old_vectors]
-    fresh = dict(zip(map(text_hash, missing), embed(missing))) if missing else {}
+    missing = list(dict.fromkeys(chunk.embed_text for chunk in chunks if text_hash(chunk.embed_text) not in old_vectors))
+    fresh: dict[str, np.ndarray] = {}
+    for number, first in enumerate(range(0, len(missing), EMBED_BATCH), start=1):
+        batch = missing[first:first + EMBED_BATCH]
+        fresh.update(zip(map(text_hash, batch), embed(batch)))
+        fault_point("after-embed-batch", number)
     width = len(next(iter(fresh.values()))) if fresh else len(next(iter(old_vectors.values())))
     vectors = np.zeros((len(chunks), width), dtype=np.float32)
     for row, chunk in enumerate(chunks):
@@ -344,18 +370,21 @@ def _ingest(paths, index_dir: Path, model_name: str, fingerprint: str, embed, ch
 
     _write_generation(index_dir, documents, chunks, vectors, letter_hashes, model_name, fingerprint,
                       chunk_settings, index_settings)
-    return IngestSummary(len(documents), len(chunks), len(missing), len(chunks) - len(missing), removed,
+    return IngestSummary(len(documents), len(documents) - len(kept_ids), len(chunks), len(missing),
+                         len(chunks) - len(missing), removed,
                          time.perf_counter() - started, changed=True, warnings=warnings)
 
 
-def _previous_build(index_dir: Path, model_name: str, fingerprint: str, chunk_settings: ChunkSettings) -> dict | None:
-    """What the live build can lend to the next one; nothing when it is foreign or damaged."""
+def _previous_build(index_dir: Path, model_name: str, fingerprint: str) -> dict | None:
+    """What the live build can lend to the next one: vectors of the same model, its stored letters."""
     try:
         build = live_build(index_dir)
         if build is None:
             return None
         folder, manifest = build
-        check_compatible(manifest, index_dir, model_name, fingerprint, chunk_settings, lexical=False)
+        built_with = manifest["model"]
+        if manifest.get("format_version") != FORMAT_VERSION or (built_with["name"], built_with["fingerprint"]) != (model_name, fingerprint):
+            return None
         documents = read_stored_documents(folder)
         rows = _read_jsonl(folder / "chunks.jsonl")
         vectors = np.load(folder / "vectors.npy")
@@ -382,6 +411,7 @@ def _write_generation(index_dir, documents, chunks, vectors, letter_hashes, mode
         faiss_index, kind = build_faiss(vectors, ids, index_settings)
         faiss.write_index(faiss_index, str(staging / "vectors.faiss"))
         np.save(staging / "vectors.npy", vectors)
+        fault_point("while-writing")
         with (staging / "chunks.jsonl").open("w", encoding="utf-8") as handle:
             for chunk, chunk_faiss_id in zip(chunks, ids):
                 record = {**asdict(chunk), "faiss_id": int(chunk_faiss_id), "text_hash": text_hash(chunk.embed_text)}
@@ -394,6 +424,7 @@ def _write_generation(index_dir, documents, chunks, vectors, letter_hashes, mode
             "format_version": FORMAT_VERSION,
             "model": {"name": model_name, "fingerprint": fingerprint, "dimension": int(vectors.shape[1])},
             "chunking": chunk_settings.as_manifest(),
+            "reader": {"version": READER_VERSION},
             "index": {"kind": kind, "settings": asdict(index_settings)},
             "lexical": {"method": "bm25 lucene k1=1.2 b=0.75", "tokenizer_version": LEXICAL_TOKENIZER_VERSION,
                         "stemmer": "snowball dutch"},
@@ -413,10 +444,32 @@ def _write_generation(index_dir, documents, chunks, vectors, letter_hashes, mode
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
         _fsync_tree(staging)
         staging.rename(index_dir / name)
+        _fsync_folder(index_dir)
+        fault_point("before-pointer-switch")
+        previous = current_generation_name(index_dir)
         _switch_pointer(index_dir, name)
+        fault_point("after-pointer-switch")
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    _remove_old_generations(index_dir, keep=name)
+    # The previous generation stays: a reader that read the old pointer can still open all its files.
+    _remove_old_generations(index_dir, keep={name, previous})
+
+
+def fault_point(name: str, count: int | None = None) -> None:
+    """Die here, as a power cut would, when RAG_FAULT names this point (`after-embed-batch:2`, `while-writing`,
+    `before-pointer-switch`, `after-pointer-switch`): the crash-safety tests make faults happen at named points."""
+    wanted = os.environ.get("RAG_FAULT", "")
+    point, _, number = wanted.partition(":")
+    if point == name and (not number or count is None or number == str(count)):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def current_generation_name(index_dir: Path) -> str | None:
+    """The name CURRENT points at (None when there is no pointer); one small read, cheap enough to poll."""
+    try:
+        return (index_dir / POINTER).read_text(errors="replace").strip() or None
+    except OSError:
+        return None
 
 
 def _fsync_tree(folder: Path) -> None:
@@ -424,6 +477,16 @@ def _fsync_tree(folder: Path) -> None:
         if path.is_file():
             with path.open("rb") as handle:
                 os.fsync(handle.fileno())
+    for path in [folder, *(p for p in folder.rglob("*") if p.is_dir())]:
+        _fsync_folder(path)
+
+
+def _fsync_folder(folder: Path) -> None:
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def _switch_pointer(index_dir: Path, name: str) -> None:
@@ -432,11 +495,12 @@ def _switch_pointer(index_dir: Path, name: str) -> None:
     with temporary.open("rb") as handle:
         os.fsync(handle.fileno())
     os.replace(temporary, index_dir / POINTER)
+    _fsync_folder(index_dir)
 
 
-def _remove_old_generations(index_dir: Path, keep: str) -> None:
+def _remove_old_generations(index_dir: Path, keep: set[str | None]) -> None:
     for path in index_dir.iterdir():
-        stale_build = path.name.startswith("gen-") and path.name != keep
+        stale_build = path.name.startswith("gen-") and path.name not in keep
         leftover = path.name.startswith(".gen-") or path.name.startswith(f".{POINTER}.")
         if path.is_dir() and (stale_build or leftover):
             shutil.rmtree(path, ignore_errors=True)

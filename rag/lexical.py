@@ -31,20 +31,20 @@ def _stemmer():
 
 
 @lru_cache(maxsize=1)
-def _stopwords() -> frozenset[str]:
+def stopwords() -> frozenset[str]:
     from bm25s.stopwords import STOPWORDS_DUTCH, STOPWORDS_EN
 
-    return frozenset(_fold(w) for w in (*STOPWORDS_DUTCH, *STOPWORDS_EN, *_EXTRA_STOPWORDS))
+    return frozenset(fold(w) for w in (*STOPWORDS_DUTCH, *STOPWORDS_EN, *_EXTRA_STOPWORDS))
 
 
-def _fold(word: str) -> str:
+def fold(word: str) -> str:
     decomposed = unicodedata.normalize("NFKD", word.lower())
     return "".join(c for c in decomposed if not unicodedata.combining(c))
 
 
 def tokenize(text: str) -> list[str]:
-    words = [_fold(w) for w in _TOKEN.findall(text)]
-    kept = [w for w in words if w not in _stopwords() and (len(w) > 1 or w.isdigit())]
+    words = [fold(w) for w in _TOKEN.findall(text)]
+    kept = [w for w in words if w not in stopwords() and (len(w) > 1 or w.isdigit())]
     return _stemmer().stemWords(kept)
 
 

@@ -35,15 +35,15 @@ class Passage:
         return asdict(self)
 
 
-def stored_documents(index_dir: Path) -> dict[str, Document]:
+def live_folder(index_dir: Path) -> Path:
+    """The live generation, from one reading of the pointer."""
     folder = current_generation(Path(index_dir))
     if folder is None:
         raise IndexError_(f"{shown(index_dir)}: no index here; run `rag ingest --index {shown(index_dir)}`")
-    return read_stored_documents(folder)
+    return folder
 
 
-def chunk_span(index_dir: Path, chunk_id: str) -> tuple[str, int, int] | None:
-    folder = current_generation(Path(index_dir))
+def chunk_span(folder: Path, chunk_id: str) -> tuple[str, int, int] | None:
     with (folder / "chunks.jsonl").open(encoding="utf-8") as handle:
         for line in handle:
             if f'"chunk_id": "{chunk_id}"' in line:
@@ -53,13 +53,18 @@ def chunk_span(index_dir: Path, chunk_id: str) -> tuple[str, int, int] | None:
 
 
 def look_up(index_dir: Path, citation: str, context_chars: int = 400) -> Passage:
-    documents = stored_documents(index_dir)
+    folder = live_folder(index_dir)
+    try:
+        documents = read_stored_documents(folder)
+    except (OSError, ValueError) as error:  # pruned by two ingests in a row, or damaged
+        raise IndexError_(f"{shown(index_dir)}: cannot read the stored letters ({type(error).__name__}); "
+                          f"run `rag ingest --index {shown(index_dir)}` if this persists") from None
     citation = citation.strip()
     span = _SPAN.match(citation)
     if span:
         doc_id, start, end = span.group("doc"), int(span.group("start")), int(span.group("end"))
     elif "#" in citation:
-        found = chunk_span(index_dir, citation)
+        found = chunk_span(folder, citation)
         if found is None:
             raise InputError(f"no chunk {citation!r} in {shown(index_dir)}; it may come from an older index (try DOC_ID:START-END)")
         doc_id, start, end = found

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import sys
-from dataclasses import dataclass, field
+import threading
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 from typing import Sequence
@@ -11,12 +13,19 @@ from typing import Sequence
 from rag import config
 from rag.answer import Answer, LexicalSignal, extractive_answer
 from rag.chunking import ChunkSettings
+from rag.conversation import Conversation
 from rag.documents import letter_paths
 from rag.embedding import Embedder, load_embedder, model_fingerprint
 from rag.errors import InputError
 from rag.generation import Endpoint, generated_answer
-from rag.index import CorpusIndex, IndexSettings, IngestSummary, ingest, load_index, read_manifest
+from rag.errors import RagError
+from rag.index import (
+    CorpusIndex, IndexSettings, IngestSummary, current_generation_name, ingest, load_index, read_manifest,
+)
 from rag.retrieval import Filters, Hit, Query, RetrievalSettings, rank, understand
+
+log = logging.getLogger("rag.pipeline")
+History = Sequence[str] | Conversation
 
 
 def check_question(question: str) -> str:
@@ -80,11 +89,16 @@ class Pipeline:
     notes: list[str] = field(default_factory=list)
     retrieval: RetrievalSettings = field(default_factory=RetrievalSettings)
     endpoint: Endpoint | None = field(default_factory=Endpoint.from_environment)  # None: extractive answers
+    _refused: str | None = field(default=None, repr=False)  # a new generation that could not be loaded
+    _watching: threading.Event | None = field(default=None, repr=False)
 
-    def query(self, question: str, filters: Filters = Filters(), history: Sequence[str] = ()) -> Query:
-        return understand(check_question(question), self.index, history, filters, self.retrieval)
+    def query(self, question: str, filters: Filters = Filters(), history: History = ()) -> Query:
+        """The question as retrieval reads it; `history` holds the earlier questions (or a chat's resolved turns)."""
+        conversation = history if isinstance(history, Conversation) else Conversation.from_questions(history)
+        turn = conversation.resolve(check_question(question))
+        return understand(turn, self.index, filters, self.retrieval)
 
-    def search(self, question: str, k: int = 5, filters: Filters = Filters(), history: Sequence[str] = ()) -> list[Hit]:
+    def search(self, question: str, k: int = 5, filters: Filters = Filters(), history: History = ()) -> list[Hit]:
         return self.search_query(self.query(question, filters, history), k)
 
     @property
@@ -93,21 +107,66 @@ class Pipeline:
             return "extractief (letterlijke citaten, zonder taalmodel)"
         return f"gegenereerd door {self.endpoint.model}, elke [n] gecontroleerd op de brieven"
 
-    def ask(self, question: str, filters: Filters = Filters(), history: Sequence[str] = (), k: int = 6) -> Answer:
+    def ask(self, question: str, filters: Filters = Filters(), history: History = (), k: int = 6) -> Answer:
         return self.answer_query(self.query(question, filters, history), k)
 
     def answer_query(self, query: Query, k: int = 6) -> Answer:
-        hits = self.search_query(query, k)
-        texts = {hit.doc_id: self.index.documents[hit.doc_id].text for hit in hits}
-        signal = LexicalSignal(*self.index.lexical.coverage(query.text))
+        index = self.index  # one generation for the whole answer, even when a newer one goes live meanwhile
+        hits = self._rank(index, query, k)
+        texts = {hit.doc_id: index.documents[hit.doc_id].text for hit in hits}
+        signal = LexicalSignal(*index.lexical.coverage(query.text))
         extractive = extractive_answer(query.text, hits, self.embedder, texts, signal, notes=query.notes)
-        if self.endpoint is None:
-            return extractive
-        return generated_answer(self.endpoint, query.text, hits, texts, extractive)
+        if self.endpoint is not None:
+            extractive = generated_answer(self.endpoint, query.text, hits, texts, extractive)
+        return replace(extractive, question=query.question)  # answered as resolved, recorded as asked
 
     def search_query(self, query: Query, k: int = 5) -> list[Hit]:
+        return self._rank(self.index, query, k)
+
+    def _rank(self, index: CorpusIndex, query: Query, k: int) -> list[Hit]:
         vector = self.embedder.encode_queries([query.text])[0] if self.retrieval.mode != "lexical" else None
-        return rank(self.index, query, vector, check_k(k), self.retrieval)
+        return rank(index, query, vector, check_k(k), self.retrieval)
+
+    # --- live index updates ---------------------------------------------------------------
+
+    def refresh(self) -> bool:
+        """Switch to the generation `rag ingest` made live since; True when it did.
+
+        Requests in flight keep the generation they started with (`answer_query` holds it), and
+        an ingest keeps the previous generation on disk, so nothing they read disappears.
+        """
+        live = current_generation_name(self.index_dir)
+        if live is None or live in (self.index.folder.name, self._refused):
+            return False
+        try:
+            self.index = load_index(self.index_dir, self.embedder.name, self.embedder.fingerprint)
+        except RagError as error:
+            self._refused = live  # said once; the old generation keeps answering
+            log.warning("not switching to the new index generation %s: %s", live, error)
+            return False
+        log.warning("switched to the new index generation %s: %s", self.index.folder.name, self.counts_line())
+        return True
+
+    def watch(self, interval_s: float = 1.0) -> threading.Event:
+        """Check for a new generation every `interval_s` in the background (once per pipeline); set the returned
+        event to stop."""
+        if self._watching is not None and not self._watching.is_set():
+            return self._watching
+        stop = self._watching = threading.Event()
+
+        def loop() -> None:
+            while not stop.wait(interval_s):
+                try:
+                    self.refresh()
+                except Exception:  # a watcher that dies would freeze the served index without a word
+                    log.exception("checking for a new index generation failed")
+
+        threading.Thread(target=loop, name="rag-index-watch", daemon=True).start()
+        return stop
+
+    def counts_line(self) -> str:
+        counts = self.index.manifest["counts"]
+        return f"{counts['letters']} brieven · {counts['chunks']} passages"
 
 
 def open_pipeline(
@@ -119,6 +178,7 @@ def open_pipeline(
     """Load the model and the index; build the index from seeds/ when there is none yet."""
     index_dir = Path(index_dir)
     model_name = model_name or config.model_name()
+    endpoint = Endpoint.from_environment()  # a wrong setting is said before seconds go into loading
     embedder = load_embedder(model_name, model_dir, device)
     notes = []
     if read_manifest(index_dir) is None:
@@ -126,7 +186,7 @@ def open_pipeline(
         notes.append(f"no index in {index_dir}; built one from seeds/: {summary.line()}")
         print(f"rag: {notes[-1]}", file=sys.stderr)
     index = load_index(index_dir, model_name, embedder.fingerprint)
-    return Pipeline(embedder, index, index_dir, notes)
+    return Pipeline(embedder, index, index_dir, notes, endpoint=endpoint)
 
 
 def variant(pipeline: Pipeline, chunk_settings: ChunkSettings, retrieval: RetrievalSettings, work_dir: Path) -> Pipeline:

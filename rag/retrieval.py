@@ -2,7 +2,7 @@
 
 Filters are applied before ranking, so k results still come back. A question that names a
 time ("in 2020", "in maart 2021", "in de laatste brief") is restricted to letters of that
-time; a follow-up in a chat ("En over Rusland?") is read against the previous question.
+time. Follow-ups arrive already resolved (`rag.conversation`).
 """
 
 from __future__ import annotations
@@ -10,11 +10,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date
-from typing import Sequence
-
 import numpy as np
 
 from rag.chunking import Chunk
+from rag.conversation import Turn
 from rag.dates import MONTH_ALTERNATION, MONTHS
 from rag.errors import InputError
 from rag.index import CorpusIndex
@@ -75,12 +74,19 @@ class Hit:
 
 @dataclass(frozen=True)
 class Query:
-    """The question as retrieval reads it: with its conversation and the time it names."""
+    """The question as retrieval reads it: resolved against the conversation, with the time it names."""
 
-    question: str
-    text: str
+    turn: Turn
     filters: Filters
     notes: tuple[str, ...] = ()
+
+    @property
+    def question(self) -> str:
+        return self.turn.question
+
+    @property
+    def text(self) -> str:
+        return self.turn.resolved
 
 
 # --- reading the question ----------------------------------------------------------------
@@ -89,32 +95,6 @@ _MONTH_YEAR = re.compile(rf"\b({MONTH_ALTERNATION})\s+((?:19|20)\d\d)\b", re.IGN
 _YEAR = re.compile(r"\b(?:in|uit|van|sinds|during|from|of)\s+(?:het jaar\s+)?((?:19|20)\d\d)\b", re.IGNORECASE)
 _LATEST = re.compile(r"\b(laatste|meest recente|recentste|nieuwste|latest|most recent|last)\s+(brief|brieven|verslag|bijeenkomst|vergadering|agenda|letter|meeting|report)\b", re.IGNORECASE)
 _EARLIEST = re.compile(r"\b(eerste|oudste|vroegste|first|earliest|oldest)\s+(brief|verslag|bijeenkomst|vergadering|letter|meeting|report)\b", re.IGNORECASE)
-_FOLLOW_UP = re.compile(r"^(en|and|maar|ook|what about|how about|wat dan|hoe zit het)\b", re.IGNORECASE)
-_TOPIC_SWAP = re.compile(r"^(?:en|and|maar|what about|how about)\s+(?:(?:over|about|met|van|aan|op)\s+)?(.+?)[?.!\s]*$", re.IGNORECASE)
-
-
-def contextualize(question: str, history: Sequence[str] = ()) -> str:
-    """Read a follow-up against the previous question: "En over Rusland?" after a China question."""
-    if not history:
-        return question
-    resolved: list[str] = []
-    for earlier in history:  # a chain of follow-ups is read one link at a time
-        resolved.append(contextualize(earlier, resolved))
-    previous = resolved[-1]
-    if not (_FOLLOW_UP.match(question) or len(question.split()) <= 3):
-        return question
-    swap = _TOPIC_SWAP.match(question)
-    if swap and len(swap.group(1).split()) <= 4 and not re.match(r"^(wie|wat|hoe|waar|wanneer|welke|who|what|how)\b", swap.group(1), re.I):
-        topic = swap.group(1)
-        # The subject after "over"/"about": a name ("over Afghanistan besproken"), else the rest of the clause.
-        for pattern in (r"\b(over|about)\s+(?:(?:de|het|the)\s+)?[A-ZÀ-Ý][\w-]*(?:\s+[A-ZÀ-Ý][\w-]*)*()",
-                        r"\b(over|about)\s+(?!\d)[^?.!,]+?([?.!]*)$"):
-            replaced, count = re.subn(pattern, lambda m: f"{m.group(1)} {topic}{m.group(2)}", previous, count=1)
-            if count:
-                return replaced
-    return f"{previous} {question}"
-
-
 def time_filters(text: str, index: CorpusIndex) -> tuple[Filters, str | None]:
     """Filters for the time a question names, and a note saying what was understood."""
     month = _MONTH_YEAR.search(text)
@@ -133,17 +113,16 @@ def time_filters(text: str, index: CorpusIndex) -> tuple[Filters, str | None]:
     return Filters(), None
 
 
-def understand(question: str, index: CorpusIndex, history: Sequence[str] = (), filters: Filters = Filters(),
+def understand(turn: Turn, index: CorpusIndex, filters: Filters = Filters(),
                settings: RetrievalSettings = RetrievalSettings()) -> Query:
-    text = contextualize(question, history)
-    notes = [f"gelezen als: {text}"] if text != question else []
+    notes = [f"gelezen als vervolgvraag: {turn.resolved}"] if turn.is_follow_up else []
     if settings.understand_time and not filters.active:  # filters the user set win over the question's
-        named, description = time_filters(text, index)
+        named, description = time_filters(turn.resolved, index)
         if description:
             if any(named.admits(chunk) for chunk in index.chunks):
-                return Query(question, text, named, tuple(notes + [f"alleen brieven uit {description}"]))
+                return Query(turn, named, tuple(notes + [f"alleen brieven uit {description}"]))
             notes.append(f"geen brieven uit {description}; alle brieven doorzocht")
-    return Query(question, text, filters, tuple(notes))
+    return Query(turn, filters, tuple(notes))
 
 
 # --- ranking -----------------------------------------------------------------------------

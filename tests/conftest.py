@@ -2,15 +2,43 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
 from rag import config
 
 SEEDS = config.DEFAULT_SEEDS
+# Settings a developer may have exported that would change what the tests test.
+_FOREIGN_SETTINGS = ("RAG_MODEL", "RAG_MODEL_DIR", "RAG_API_KEY", "RAG_FAULT", "RAG_UI_USER", "RAG_UI_PASSWORD")
+_SESSION_CACHE: Path | None = None
+
+
+def pytest_configure(config) -> None:
+    """Isolate the whole session (and every `rag` it starts) from the machine's settings and caches.
+
+    The converted default model is built once per session in a temporary cache.
+    """
+    global _SESSION_CACHE
+    for name in list(os.environ):
+        if name.startswith("RAG_LLM_") or name in _FOREIGN_SETTINGS:
+            del os.environ[name]
+    _SESSION_CACHE = Path(tempfile.mkdtemp(prefix="rag-test-cache-"))
+    os.environ["XDG_CACHE_HOME"] = str(_SESSION_CACHE)
+    os.environ["HF_HOME"] = str(_SESSION_CACHE / "huggingface")
+
+
+def pytest_unconfigure(config) -> None:
+    if _SESSION_CACHE is not None:
+        shutil.rmtree(_SESSION_CACHE, ignore_errors=True)
 
 
 def run_rag(*args: str, input: str | None = None, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -74,3 +102,38 @@ def eval_report(pipeline, eval_questions):
     from rag.evaluation import answer_judge, evaluate
 
     return evaluate(pipeline, eval_questions, 5, answer=answer_judge(pipeline))
+
+
+class ChatServer:
+    """A real local HTTP server speaking /v1/chat/completions, for the optional generated answers.
+
+    `reply(request_body)` gives the message content (a string, or None for `content: null`); `status`
+    answers every request with that HTTP status; `cut=True` sends half an answer and closes the connection.
+    """
+
+    def __init__(self, reply=lambda body: "", status: int = 200, cut: bool = False) -> None:
+        self.requests: list[dict] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                outer.requests.append({"path": self.path, "body": body, "auth": self.headers.get("Authorization")})
+                payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": reply(body)}}]}).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload[: len(payload) // 2] if cut else payload)
+                if cut:
+                    self.close_connection = True
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def close(self) -> None:
+        self.server.shutdown()

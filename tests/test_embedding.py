@@ -5,7 +5,7 @@ from __future__ import annotations
 import ctypes
 import shutil
 import subprocess
-import time
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -79,9 +79,7 @@ def test_vectors_are_normalised(embedder):
 def test_second_load_reuses_the_cache():
     folder = default_model_folder()
     before = (folder / "model.safetensors").stat().st_mtime_ns
-    started = time.perf_counter()
     assert default_model_folder() == folder
-    assert time.perf_counter() - started < 1.0
     assert (folder / "model.safetensors").stat().st_mtime_ns == before
 
 
@@ -100,9 +98,12 @@ def test_damaged_cache_is_detected_and_rebuilt(tmp_path):
 
 
 def test_fingerprint_needs_no_model_load():
-    started = time.perf_counter()
-    fingerprint = model_fingerprint(config.DEFAULT_MODEL)
-    assert fingerprint.startswith("sha256:") and time.perf_counter() - started < 1.0
+    default_model_folder()  # built (once per session) before the check below
+    check = ("import sys; from rag.embedding import model_fingerprint; "
+             f"print(model_fingerprint({config.DEFAULT_MODEL!r})); assert 'torch' not in sys.modules")
+    result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, cwd=config.PROJECT_ROOT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("sha256:")
 
 
 def test_unknown_model_names_itself_and_the_way_back():

@@ -2,46 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from rag.generation import Endpoint
 from rag.pipeline import Pipeline
 
+from conftest import ChatServer
+
 pytestmark = pytest.mark.slow
-
-
-class ChatServer:
-    """A tiny server speaking /v1/chat/completions; `reply(passages)` decides what it says."""
-
-    def __init__(self, reply, status: int = 200) -> None:
-        self.requests: list[dict] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                outer.requests.append({"path": self.path, "body": body, "auth": self.headers.get("Authorization")})
-                payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": reply(body)}}]}).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-
-    def close(self) -> None:
-        self.server.shutdown()
 
 
 def _first_sentence_of_passage(body: dict, number: int) -> str:
@@ -82,7 +52,7 @@ def test_failing_endpoint_falls_back_to_the_extractive_answer(pipeline):
     finally:
         server.close()
     assert answer.mode == "extractive" and answer.citations
-    assert any("taalmodel gaf geen antwoord" in note for note in answer.notes)
+    assert any("taalmodel is niet bereikbaar" in note for note in answer.notes)
 
 
 def test_unreachable_endpoint_falls_back_too(pipeline):

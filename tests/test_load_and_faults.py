@@ -1,22 +1,18 @@
-"""Load on a real `rag serve`, an ingest killed halfway, and the scale benchmark at a small size."""
+"""Load on a real `rag serve`, ingests killed at named fault points, and the scale benchmark at a small size."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
-import subprocess
-import sys
-import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from rag import config
 from rag.bench import free_local_port, load_test, scale_figures, start_server
 from rag.index import load_index, read_manifest
 
-from conftest import SEEDS
+from conftest import SEEDS, run_rag
 
 pytestmark = pytest.mark.slow
 
@@ -36,33 +32,52 @@ def test_twenty_users_get_answers_without_errors(seed_index_dir, eval_questions,
     assert report["server_memory_mb_after"] < report["server_memory_mb_warm"] * 1.25
 
 
-def test_ingest_killed_halfway_leaves_the_previous_index(tmp_path, seed_index_dir, embedder):
-    corpus = tmp_path / "letters"
-    shutil.copytree(SEEDS, corpus)
+def _letters_with_new_ones(folder: Path, count: int) -> Path:
+    """The seed letters plus `count` new ones (copies with another country), enough for two embedding batches."""
+    shutil.copytree(SEEDS, folder)
+    text = (SEEDS / "001_f33fb6bfa58033f7.txt").read_text(encoding="utf-8")
+    for number in range(count):
+        (folder / f"1{number:02d}_kopie.txt").write_text(text.replace("China", f"Land{number}"), encoding="utf-8")
+    return folder
+
+
+@pytest.mark.parametrize("fault", ["after-embed-batch:1", "while-writing", "before-pointer-switch", "after-pointer-switch"])
+def test_ingest_killed_at_any_point_leaves_an_index_that_answers(fault, tmp_path, seed_index_dir, embedder):
+    from rag.pipeline import Pipeline, run_ingest
+
+    corpus = _letters_with_new_ones(tmp_path / "letters", 6)
     index_dir = tmp_path / "index"
     shutil.copytree(seed_index_dir, index_dir)
     before = (index_dir / "CURRENT").read_text()
-    for number in range(6):  # new letters that take a while to embed
-        text = (SEEDS / "001_f33fb6bfa58033f7.txt").read_text(encoding="utf-8")
-        (corpus / f"1{number:02d}_kopie.txt").write_text(text.replace("China", f"Land{number}"), encoding="utf-8")
-    process = subprocess.Popen([sys.executable, "-m", "rag.cli", "ingest", str(corpus), "--index", str(index_dir)],
-                               cwd=config.PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(12)  # model loaded, embedding under way
-    assert process.poll() is None, "ingest finished before it could be killed; give it more work"
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
 
-    assert (index_dir / "CURRENT").read_text() == before
-    index = load_index(index_dir, embedder.name, embedder.fingerprint)
-    assert len(index.documents) == 5
-    vector = embedder.encode_queries(["Wat zei Nederland over China?"])[0]
-    assert index.dense_search(vector[None], 3)[0]
+    killed = run_rag("ingest", str(corpus), "--index", str(index_dir), env={"RAG_FAULT": fault})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
 
-    from rag.pipeline import run_ingest
+    switched = fault == "after-pointer-switch"
+    assert ((index_dir / "CURRENT").read_text() != before) == switched
+    index = load_index(index_dir, embedder.name, embedder.fingerprint)  # never "damaged"
+    assert len(index.documents) == (11 if switched else 5)
+    answer = Pipeline(embedder, index, index_dir).ask("Wat zei Nederland over China?")
+    assert not answer.abstained and answer.citations
 
     summary = run_ingest([corpus], index_dir, embedder=embedder)
     assert summary.letters == 11 and read_manifest(index_dir)["counts"]["letters"] == 11
     assert not [p for p in index_dir.iterdir() if p.name.startswith(".gen-")]
+    assert len([p for p in index_dir.iterdir() if p.name.startswith("gen-")]) <= 2  # the live one and the previous
+
+
+def test_ingest_keeps_the_previous_generation_for_readers_of_the_old_pointer(tmp_path, seed_index_dir, embedder):
+    from rag.pipeline import run_ingest
+
+    corpus = _letters_with_new_ones(tmp_path / "letters", 1)
+    index_dir = tmp_path / "index"
+    shutil.copytree(seed_index_dir, index_dir)
+    old = (index_dir / "CURRENT").read_text().strip()
+    run_ingest([corpus], index_dir, embedder=embedder)
+    assert (index_dir / old / "manifest.json").exists(), "a reader of the old pointer must still find its files"
+    (corpus / "100_kopie.txt").unlink()
+    run_ingest([corpus], index_dir, embedder=embedder)
+    assert not (index_dir / old).exists(), "only the previous generation is kept, not every one"
 
 
 def test_scale_step_measures_recall_and_latency(pipeline, eval_questions):

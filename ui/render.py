@@ -38,17 +38,16 @@ def notes_markdown(answer: Answer) -> str:
     return "\n".join(f"_{as_markdown_text(note)}_" for note in answer.notes)
 
 
-def _highlighted_passage(citation: Citation, document: Document) -> str:
+def _highlighted_passage(citation: Citation) -> str:
+    """The passage with the quoted sentences marked; offsets are into the letter, `hit.text` starts at hit.start."""
     hit = citation.hit
-    text = document.text
+    start, end = citation.start - hit.start, citation.end - hit.start
     return (
-        html.escape(text[hit.start:citation.start])
-        + f"<mark>{html.escape(text[citation.start:citation.end])}</mark>"
-        + html.escape(text[citation.end:hit.end])
+        html.escape(hit.text[:start]) + f"<mark>{html.escape(hit.text[start:end])}</mark>" + html.escape(hit.text[end:])
     )
 
 
-def sources_html(answer: Answer | None, documents: dict[str, Document]) -> str:
+def sources_html(answer: Answer | None) -> str:
     if answer is None:
         return "<div class='sources-empty'>Bronnen verschijnen hier bij elk antwoord.</div>"
     if answer.abstained:
@@ -57,7 +56,7 @@ def sources_html(answer: Answer | None, documents: dict[str, Document]) -> str:
             f"<div class='passage'>{html.escape(h.text[:600])}{'…' if len(h.text) > 600 else ''}</div></div>"
             for h in answer.related
         ]
-        return "<div class='sources'><h3>Mogelijk relevant</h3><p class='hint'>Geen antwoord gevonden; deze passages liggen het dichtst bij de vraag.</p>" + "".join(cards) + "</div>"
+        return f"<div class='sources' {_asked(answer)}><h3>Mogelijk relevant</h3><p class='hint'>Geen antwoord gevonden; deze passages liggen het dichtst bij de vraag.</p>" + "".join(cards) + "</div>"
     cards = []
     for citation in answer.citations:
         hit = citation.hit
@@ -65,10 +64,15 @@ def sources_html(answer: Answer | None, documents: dict[str, Document]) -> str:
             f"<div class='source' id='source-{citation.n}'>"
             f"<div class='meta'><a href='#cite-{citation.n}' class='cite'>[{citation.n}]</a> "
             f"{html.escape(hit.title)} · {shown_date(hit.date)} · {html.escape(hit.section)}</div>"
-            f"<div class='passage'>{_highlighted_passage(citation, documents[hit.doc_id])}</div>"
+            f"<div class='passage'>{_highlighted_passage(citation)}</div>"
             f"<div class='where'>{html.escape(hit.doc_id)}:{citation.start}-{citation.end}</div></div>"
         )
-    return "<div class='sources'><h3>Bronnen</h3>" + "".join(cards) + "</div>"
+    return f"<div class='sources' {_asked(answer)}><h3>Bronnen</h3>" + "".join(cards) + "</div>"
+
+
+def _asked(answer: Answer) -> str:
+    """The question the sources belong to, as an attribute: the page (and its tests) can tell answers apart."""
+    return f"data-question=\"{html.escape(answer.question)}\""
 
 
 def letter_html(document: Document, start: int, end: int, passage: tuple[int, int] | None = None) -> str:

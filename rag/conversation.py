@@ -1,0 +1,158 @@
+"""A chat's turns, each resolved once when it is asked: follow-ups are read against the previous turn.
+
+"En over Rusland?" after "Wat zei Nederland over China?" is read as "Wat zei Nederland over
+Rusland?"; "Wat vond hij daarvan?" borrows the key terms of the previous turn. A complete
+question, however short ("Wie is Stoltenberg?"), stands alone. Each turn is resolved against
+the previous *resolved* turn only, so a conversation costs one resolution per question and
+the resolved text stays bounded, whatever history a client sends.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Sequence
+
+from rag import config
+from rag.lexical import fold, stopwords
+
+# A question that opens like this continues the conversation.
+_FOLLOW_UP_START = re.compile(
+    r"^(?:en|maar|ook|and|but|also|wat dan met|hoe zit het met|hoe zat het met|hoe staat het met|"
+    r"what about|how about|idem)\b",
+    re.IGNORECASE,
+)
+# "En over Rusland?", "Hoe zit het met Turkije?", "What about Russia?": the same question, another topic.
+_TOPIC_SWAP = re.compile(
+    r"^(?:en|maar|ook|and|but|also|wat dan met|hoe zit het met|hoe zat het met|hoe staat het met|what about|how about)"
+    r"\s+(?:(?:over|about|met|van|voor|with|for|regarding)\s+)?(?P<topic>[^?.!]+?)[?.!\s]*$",
+    re.IGNORECASE,
+)
+_QUESTION_WORDS = {
+    "wat", "wie", "wiens", "welke", "welk", "waar", "waarom", "wanneer", "hoe", "hoeveel", "waarover", "waarmee",
+    "what", "who", "whom", "whose", "which", "where", "why", "when", "how",
+}
+# Words that point back at something said before: without the previous turn they mean nothing.
+# ("zijn" is left out: as a verb it is in every other question.)
+_BACK_REFERENCES = {
+    "hij", "zij", "ze", "hem", "haar", "hen", "hun", "he", "she", "they", "him", "them", "his", "its", "their",
+    "daarover", "daarvan", "daarin", "daarbij", "daarmee", "daarop", "daartoe", "daarna", "daarvoor", "daartegen",
+    "hierover", "hiervan", "hierin", "hierbij", "hiermee", "hierop", "erover", "ervan", "erin", "erbij", "ermee",
+    "dezelfde", "hetzelfde",
+}
+# A demonstrative that ends the question ("Wanneer gebeurde dat?") stands for the previous topic.
+_TRAILING_DEMONSTRATIVE = re.compile(r"\b(?:dat|dit|die|deze|that|this|those|these|it)\s*[?.!]*\s*$", re.IGNORECASE)
+_WORD = re.compile(r"[\w’'-]+", re.UNICODE)
+CONTEXT_TERMS = 8  # at most this many words of the previous turn are carried into a follow-up
+
+
+@dataclass(frozen=True)
+class Turn:
+    question: str  # as the user typed it
+    resolved: str  # as retrieval reads it
+
+    @property
+    def is_follow_up(self) -> bool:
+        return self.resolved != self.question
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """The resolved turns of one chat, the last `config.MAX_TURNS` of them."""
+
+    turns: tuple[Turn, ...] = ()
+
+    @classmethod
+    def from_questions(cls, questions: Sequence[str]) -> "Conversation":
+        """A conversation from earlier questions as a client sends them: each resolved once, the last few kept."""
+        conversation = cls()
+        recent = [" ".join(str(q).split())[: config.MAX_QUESTION_CHARS] for q in questions][-config.MAX_TURNS:]
+        for question in recent:
+            if question:
+                conversation = conversation.then(conversation.resolve(question))
+        return conversation
+
+    @property
+    def previous(self) -> Turn | None:
+        return self.turns[-1] if self.turns else None
+
+    def resolve(self, question: str) -> Turn:
+        previous = self.previous
+        if previous is None or not is_follow_up(question):
+            return Turn(question, question)
+        return Turn(question, _bounded(_read_against(question, previous.resolved)))
+
+    def then(self, turn: Turn) -> "Conversation":
+        return Conversation((self.turns + (turn,))[-config.MAX_TURNS:])
+
+
+def is_follow_up(question: str) -> bool:
+    """True for a question that continues the previous one instead of standing alone."""
+    if _FOLLOW_UP_START.match(question):
+        return True
+    words = [_fold(w) for w in _WORD.findall(question)]
+    if any(word in _BACK_REFERENCES for word in words):
+        return True
+    if _TRAILING_DEMONSTRATIVE.search(question):
+        return True
+    return not _content_words(question)  # "Wie?", "Waarom dan?": nothing of its own to ask about
+
+
+def _read_against(question: str, previous: str) -> str:
+    swap = _TOPIC_SWAP.match(question)
+    if swap:
+        topic = swap.group("topic").strip()
+        first = _fold(topic.split()[0])
+        if len(topic.split()) <= 5 and first not in _QUESTION_WORDS and not (set(map(_fold, _WORD.findall(topic))) & _BACK_REFERENCES):
+            return _swap_topic(previous, topic)
+    terms = [word for word in _content_words(previous) if _fold(word) not in {_fold(w) for w in _WORD.findall(question)}]
+    if not terms:
+        return question
+    return f"{question} ({' '.join(terms[:CONTEXT_TERMS])})"
+
+
+def _swap_topic(previous: str, topic: str) -> str:
+    """Put the new topic where the previous question had its own: after "over"/"about", else at the end."""
+    previous = re.sub(r"\s*\([^()]*\)\s*$", "", previous)  # the context terms of an earlier follow-up
+    for pattern in (
+        # A name after "over": "over Afghanistan besproken" keeps "besproken".
+        r"\b(over|about)\s+(?:(?:de|het|the)\s+)?[A-ZÀ-Ý][\w-]*(?:\s+[A-ZÀ-Ý][\w-]*)*()",
+        # Otherwise the rest of the clause after "over".
+        r"\b(over|about)\s+(?!\d)[^?.!,]+?([?.!]*)$",
+    ):
+        replaced, count = re.subn(pattern, lambda m: f"{m.group(1)} {topic}{m.group(2)}", previous, count=1)
+        if count:
+            return replaced
+    stem = previous.rstrip("?.! ")
+    mark = previous[len(stem):].strip() or "?"
+    return f"{stem} over {topic}{mark}"
+
+
+def _content_words(text: str) -> list[str]:
+    """The words that carry a question's topic, in order, once each."""
+    seen: set[str] = set()
+    words = []
+    for word in _WORD.findall(text):
+        folded = _fold(word).strip("’'-")
+        if len(folded) < 2 or folded in seen or folded in _stopwords() or folded in _QUESTION_WORDS or folded in _BACK_REFERENCES:
+            continue
+        seen.add(folded)
+        words.append(word.strip("’'-"))
+    return words
+
+
+def _bounded(text: str) -> str:
+    return text if len(text) <= config.MAX_QUESTION_CHARS else text[: config.MAX_QUESTION_CHARS].rsplit(" ", 1)[0]
+
+
+# Reporting verbs carry no topic: "Wat zei Nederland over China?" is about Nederland and China.
+_REPORTING_VERBS = frozenset({"zei", "zegt", "zeggen", "vond", "vindt", "vinden", "staat", "stond", "gaat", "ging",
+                              "says", "say", "said", "think", "thinks", "thought"})
+
+
+def _fold(word: str) -> str:
+    return fold(word)
+
+
+def _stopwords() -> frozenset[str]:
+    return stopwords() | _REPORTING_VERBS
