@@ -3,14 +3,25 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# Debian packages the tests drive: Chromium for the chat's browser tests (Playwright downloads no browser
-# here). Installed when missing, as root directly, otherwise through sudo.
+# Debian packages, installed when missing (as root directly, otherwise through sudo): Tesseract with its
+# Dutch model reads scanned letters; Chromium drives the chat's browser tests (Playwright downloads none here).
+OCR_DEBIAN_PACKAGES := tesseract-ocr tesseract-ocr-nld
 TEST_DEBIAN_PACKAGES := chromium chromium-driver
 APT := $(if $(filter 0,$(shell id -u)),apt-get,sudo apt-get)
 
-.PHONY: install test-deps run test test-fast eval bench clean
+.PHONY: install ocr-deps test-deps run test test-fast eval bench clean
 
-install: $(STAMP)
+install: $(STAMP) ocr-deps
+
+# Without Tesseract everything works but scans, which are skipped with a warning that says what to install.
+ocr-deps:
+	@if ! tesseract --list-langs 2>/dev/null | grep -qx nld; then \
+	  if command -v apt-get >/dev/null 2>&1; then \
+	    echo "make: installing Debian's $(OCR_DEBIAN_PACKAGES) to read scanned letters"; \
+	    $(APT) update -qq && DEBIAN_FRONTEND=noninteractive $(APT) install -y -qq $(OCR_DEBIAN_PACKAGES) >/dev/null \
+	      || echo "make: warning: could not install $(OCR_DEBIAN_PACKAGES); scanned letters will be skipped"; \
+	  else echo "make: warning: install Tesseract with its Dutch model to read scanned letters"; fi; \
+	fi
 
 # Torch first, pinned: that CPU build lies on this disk; an unpinned torch pulls a multi-GB CUDA build.
 $(STAMP): pyproject.toml

@@ -8,13 +8,14 @@ that a passage about "de Alliantie" still knows it is about China.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import asdict, dataclass
 from typing import Iterable, Iterator
 
 from rag.dates import dutch_date
 from rag.documents import Document, Section
 
-CHUNKER_VERSION = 1
+CHUNKER_VERSION = 2
 
 # Sentence ends (not after a one-letter abbreviation such as "o.a." or "art."), then clause ends.
 _SEPARATORS = [
@@ -79,9 +80,11 @@ def chunk_document(document: Document, settings: ChunkSettings = ChunkSettings()
     if settings.strategy == "fixed":
         return _fixed_chunks(document, settings)
     chunks = []
-    for label, start, end in _section_spans(document):
+    for label, start, end, question in _section_spans(document):
         for piece_start, piece_end in _split_span(document.text, start, end, settings):
             passage = document.text[piece_start:piece_end]
+            # A later piece of a long answer still says which question it answers.
+            context = f"{label}: {question}\n\n" if question and piece_start > start else ""
             chunks.append(Chunk(
                 chunk_id=chunk_id_for(document, piece_start, piece_end),
                 doc_id=document.doc_id,
@@ -92,7 +95,7 @@ def chunk_document(document: Document, settings: ChunkSettings = ChunkSettings()
                 end=piece_end,
                 text=passage,
                 source=document.source,
-                embed_text=embed_text_for(document, label, passage),
+                embed_text=embed_text_for(document, label, context + passage),
             ))
     return chunks
 
@@ -112,10 +115,24 @@ def _fixed_chunks(document: Document, settings: ChunkSettings) -> list[Chunk]:
     return chunks
 
 
-def _section_spans(document: Document) -> Iterator[tuple[str, int, int]]:
-    """Section bodies; a heading-only section (`SESSIE 2`) lends its name to the next one."""
+_QUESTION = re.compile(r"^(?:Vraag|Vragen)\s+(\d+(?:\s*(?:,|en|t/m|-|\s)\s*\d+)*)$")
+_ANSWER = re.compile(r"^(?:Antwoord|Antwoorden)\s+(\d+(?:\s*(?:,|en|t/m|-|\s)\s*\d+)*)$")
+QUESTION_CONTEXT = 300  # characters of a question repeated in the embedded text of its answer's later pieces
+
+
+def _section_spans(document: Document) -> Iterator[tuple[str, int, int, str]]:
+    """Section bodies, with the question a span answers ("" for most letters).
+
+    A heading-only section (`SESSIE 2`) lends its name to the next one. In an answer to
+    Kamervragen, "Vraag N" and the "Antwoord N" after it form one span labelled "Vraag N": a
+    citation shows the question with its answer.
+    """
     pending: list[Section] = []
-    for section in document.sections:
+    sections = list(document.sections)
+    index = 0
+    while index < len(sections):
+        section = sections[index]
+        index += 1
         if not document.text[section.start:section.end].strip():
             pending.append(section)
             continue
@@ -124,7 +141,19 @@ def _section_spans(document: Document) -> Iterator[tuple[str, int, int]]:
             if not label.startswith(waiting.label):
                 label = f"{waiting.label} > {label}"
         pending = []
-        yield label, section.start, section.end
+        question = _QUESTION.match(section.heading)
+        following = sections[index] if index < len(sections) else None
+        answer = _ANSWER.match(following.heading) if following is not None else None
+        if question and answer and _numbers(question.group(1)) == _numbers(answer.group(1)):
+            asked = " ".join(document.text[section.start:section.end].split())
+            yield label, section.start, following.end, asked[:QUESTION_CONTEXT]
+            index += 1
+            continue
+        yield label, section.start, section.end, ""
+
+
+def _numbers(listed: str) -> tuple[str, ...]:
+    return tuple(re.findall(r"\d+", listed))
 
 
 def _split_span(text: str, start: int, end: int, settings: ChunkSettings) -> list[tuple[int, int]]:

@@ -42,7 +42,10 @@ def chunks(paths: tuple[str, ...], as_json: bool) -> None:
     from rag.chunking import chunk_documents
     from rag.documents import read_documents
 
-    documents = read_documents(_letter_paths(paths))
+    skipped: list[str] = []
+    documents = read_documents(_letter_paths(paths), skipped)
+    for message in skipped:
+        _warn(message)
     for document in documents:
         for warning in document.warnings:
             _warn(warning)

@@ -17,7 +17,14 @@ from typing import Callable, Iterable
 from rag.config import display_path
 from rag.dates import MONTH_ALTERNATION, MONTHS
 from rag.errors import InputError
-from rag.layout import Block, read_blocks
+from rag.files import file_sha256
+from rag.layout import Block, Layout, place_footnote_anchors, read_blocks
+from rag.letterhead import Head, read_head
+from rag.readers import letter_paths, read
+from rag.readers.ocr import MissingOCR
+from rag.readers.reading import Facts, Reading
+from rag.readers.text import reading_of_text
+from rag.references import cited_references, own_identifiers
 
 # Bump with any change that can alter the stored text, the sections or the metadata of a letter:
 # `rag ingest` then re-reads every letter, and queries on an index read by another version are refused.
@@ -62,7 +69,7 @@ class Signatory:
 class Document:
     doc_id: str
     source: str
-    title: str
+    title: str  # "" when the letter states none: a title made of letterhead text would be worse
     date: str | None
     kind: str
     signatories: tuple[Signatory, ...]
@@ -70,6 +77,11 @@ class Document:
     footnotes: tuple[Footnote, ...]
     text: str
     content_hash: str
+    date_sure: bool = True  # stated as the letter's date; False for a guess (first date in the text)
+    ministry: str | None = None
+    identifiers: tuple[tuple[str, str], ...] = ()  # its own: ("dossier", "35538"), ("kenmerk", ...), ("id", "kst-...")
+    references: tuple[str, ...] = ()  # Kamerstukken it cites, normalised: "28676-320"
+    ocr: bool = False
     warnings: tuple[str, ...] = field(default=())
 
     @property
@@ -85,68 +97,17 @@ class Document:
 
 # --- reading files -----------------------------------------------------------------------
 
-Reader = Callable[[Path], tuple[str, list[str]]]
-
-
-def _read_text_file(path: Path) -> tuple[str, list[str]]:
-    data = path.read_bytes()
-    if not data.strip():
-        raise InputError(f"{path}: the file is empty; remove it or export the letter again")
-    if b"\x00" in data[:4096] or _control_ratio(data[:4096]) > 0.05:
-        raise InputError(f"{path}: not a text file (binary content); give a .txt or .pdf letter")
-    try:
-        return data.decode("utf-8-sig"), []
-    except UnicodeDecodeError:
-        # Windows exports are usually cp1252; decoding keeps every character a user can see.
-        text = data.decode("cp1252", errors="replace")
-        return text, [f"{path}: not UTF-8, read as Windows-1252/Latin-1; save it as UTF-8 to be sure"]
-
-
-def _control_ratio(data: bytes) -> float:
-    controls = sum(1 for byte in data if byte < 9 or 13 < byte < 32)
-    return controls / max(1, len(data))
-
-
-def _read_pdf_file(path: Path) -> tuple[str, list[str]]:
-    from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
-
-    try:
-        reader = PdfReader(path)
-        pages = [page.extract_text() or "" for page in reader.pages]
-    except (PdfReadError, OSError, ValueError) as error:
-        raise InputError(f"{path}: cannot read this PDF ({error}); check the file or export it as text") from None
-    # A form feed marks each page break, as pdftotext writes it.
-    text = "\f".join(pages)
-    if not text.strip():
-        raise InputError(f"{path}: the PDF holds no extractable text (a scan?); run OCR first")
-    return text, []
-
-
-READERS: dict[str, Reader] = {".txt": _read_text_file, ".pdf": _read_pdf_file}
-
-
-def letter_paths(paths: Iterable[str | Path]) -> list[Path]:
-    """Expand files and folders into the sorted list of letter files they hold."""
-    found: list[Path] = []
-    for given in paths:
-        path = Path(given)
-        if not path.exists():
-            raise InputError(f"{path}: no such file or folder")
-        if path.is_dir():
-            letters = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in READERS)
-            if not letters:
-                raise InputError(f"{path}: no letters here (looked for {', '.join(sorted(READERS))} files)")
-            found.extend(letters)
-        elif path.suffix.lower() in READERS:
-            found.append(path)
-        else:
-            raise InputError(f"{path}: unsupported file type; give {' or '.join(sorted(READERS))} files")
-    return sorted(set(found), key=lambda p: (p.name, str(p)))
-
-
-def read_documents(paths: Iterable[str | Path]) -> list[Document]:
-    documents = [read_document(path) for path in letter_paths(paths)]
+def read_documents(paths: Iterable[str | Path], skipped: list[str] | None = None) -> list[Document]:
+    """The letters at `paths`. A scan that cannot be read without Tesseract is skipped with its message
+    in `skipped` when a list is given (the other letters still count), else it is an error."""
+    documents = []
+    for path in letter_paths(paths):
+        try:
+            documents.append(read_document(path))
+        except MissingOCR as missing:
+            if skipped is None:
+                raise
+            skipped.append(str(missing))
     refuse_duplicate_ids(documents)
     return documents
 
@@ -171,14 +132,12 @@ def read_document(path: str | Path) -> Document:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such file")
-    reader = READERS.get(path.suffix.lower())
-    if reader is None:
-        raise InputError(f"{path}: unsupported file type; give {' or '.join(sorted(READERS))} files")
     try:
-        raw, warnings = reader(path)
+        reading = read(path)
+        content_hash = file_sha256(path)
     except OSError as error:
         raise cannot_read(path, error) from None
-    return parse_letter(raw, doc_id=doc_id_for(path), source=display_path(path), warnings=warnings)
+    return build_document(reading, doc_id=doc_id_for(path), source=display_path(path), content_hash=content_hash)
 
 
 def doc_id_for(path: Path) -> str:
@@ -187,11 +146,24 @@ def doc_id_for(path: Path) -> str:
     return stem or hashlib.sha1(path.name.encode()).hexdigest()[:12]
 
 
-# --- from raw text to a Document ---------------------------------------------------------
+# --- from a reading to a Document --------------------------------------------------------
 
 def parse_letter(raw: str, doc_id: str, source: str, warnings: list[str] | None = None) -> Document:
-    warnings = list(warnings or [])
-    layout = read_blocks(raw)
+    """A letter from its extracted text."""
+    return build_document(reading_of_text(raw, warnings), doc_id, source, hashlib.sha256(raw.encode("utf-8")).hexdigest())
+
+
+def build_document(reading: Reading, doc_id: str, source: str, content_hash: str) -> Document:
+    warnings = list(reading.warnings)
+    head = Head()
+    if reading.blocks is not None:  # the form gave the structure (XML)
+        layout = Layout(reading.blocks, reading.footnotes or [], reading.facts.signatories)
+        for position, block in enumerate(layout.blocks):
+            block.index = position
+        place_footnote_anchors(layout.blocks, layout.footnotes)
+    else:
+        head, lines = read_head(reading.lines or [])
+        layout = read_blocks(lines, reading.footnotes, head.repeats)
     if not any(block.text for block in layout.blocks):
         raise InputError(f"{source}: no readable text in this letter")
 
@@ -226,8 +198,10 @@ def parse_letter(raw: str, doc_id: str, source: str, warnings: list[str] | None 
     if not any(block.kind in ("heading", "group") for block in layout.blocks):
         warnings.append(f"{source}: no headings recognised; the letter reads as one section")
 
-    title = _title(layout.blocks, text)
-    date, date_warning = _date(layout.blocks, title, text)
+    facts = reading.facts
+    signatories = tuple(Signatory(name, role) for name, role in (layout.signatories or facts.signatories))
+    title = _title(facts, head, layout.blocks, text)
+    date, sure, date_warning = _date(facts, head, layout.blocks, title, text)
     if date_warning:
         warnings.append(f"{source}: {date_warning}")
     return Document(
@@ -235,12 +209,17 @@ def parse_letter(raw: str, doc_id: str, source: str, warnings: list[str] | None 
         source=source,
         title=title,
         date=date,
-        kind=_kind(title, text),
-        signatories=tuple(Signatory(name, role) for name, role in layout.signatories),
+        date_sure=sure,
+        kind=_kind(facts, head, title, text),
+        ministry=_ministry(facts, head, signatories, text),
+        signatories=signatories,
         sections=tuple(sections),
         footnotes=tuple(footnotes),
         text=text,
-        content_hash=hashlib.sha256(raw.encode("utf-8")).hexdigest(),
+        content_hash=content_hash,
+        identifiers=own_identifiers(facts, head),
+        references=cited_references(text),
+        ocr=reading.ocr,
         warnings=tuple(warnings),
     )
 
@@ -288,10 +267,24 @@ DATE_PATTERN = re.compile(
 _YEAR = re.compile(r"\b(19[5-9]\d|20\d\d)\b")
 
 
-def _title(blocks: list[Block], text: str) -> str:
-    for block in blocks:
-        if block.kind == "betreft":
-            return re.sub(r"^Betreft:?\s*", "", block.text).strip()
+_ENUMERATED_TITLE = re.compile(r"^(?:\d+(?:\.\d+)*\.?|[a-z]\))\s")  # "1. Inleiding" is a section, not the title
+
+
+def _title(facts: Facts, head: Head, blocks: list[Block], text: str) -> str:
+    """What the letter says it is about: its subject line, else what its form states, else its first
+    all-caps heading or the document it offers ("Hierbij bied ik u het verslag ... aan"); never
+    letterhead text, so "" when none of these is there."""
+    if head.facts.get("betreft"):
+        return re.sub(r"^(?:Betreft|Onderwerp):?\s*", "", head.facts["betreft"]).strip().rstrip(".")
+    if facts.title:
+        return facts.title
+    if head.facts.get("dossiertitel"):
+        return head.facts["dossiertitel"]
+    for block in blocks[:6]:
+        if block.kind == "paragraph" and re.match(r"^Vragen van (?:het|de) (?:lid|leden)\b", block.text):
+            return re.sub(r"\s*\(ingezonden[^)]*\)\.?$", "", block.text)
+    if blocks and blocks[0].kind in ("heading", "group") and not _ENUMERATED_TITLE.match(blocks[0].text):
+        return recase_heading(blocks[0].text, text) if blocks[0].caps else blocks[0].text  # a title set above the text
     for block in blocks:
         if block.caps:
             return recase_heading(block.text, text)
@@ -305,8 +298,7 @@ def _title(blocks: list[Block], text: str) -> str:
             # "... Zaken die 31 maart jl. bijeenkwam": the relative clause is no part of a title.
             phrase = re.sub(r"\s+(?:die|dat|welke)\s.*$", "", phrase)
             return phrase[0].upper() + phrase[1:]
-    first = next((b.text for b in blocks if b.kind == "paragraph"), blocks[0].text)
-    return first[:120].rstrip() + ("…" if len(first) > 120 else "")
+    return ""
 
 
 def recase_heading(heading: str, text: str) -> str:
@@ -327,21 +319,32 @@ def recase_heading(heading: str, text: str) -> str:
     return " ".join(words)
 
 
-def _date(blocks: list[Block], title: str, text: str) -> tuple[str | None, str | None]:
-    """The date the letter states: a Datum line, else the meeting date in its title, else the first date."""
-    for block in blocks:
-        if block.kind == "header" and block.text.lower().startswith("datum"):
-            found = _first_date(block.text, text)
-            if found[0]:
-                return found
-    for candidate in [title] + [b.text for b in blocks if b.caps] + [text]:
-        found = _first_date(candidate, text)
-        if found[0]:
-            return found
-    return None, "no date found in the letter"
+_RECEIVED = re.compile(rf"\(ontvangen\s+(\d{{1,2}}\s+(?:{MONTH_ALTERNATION})\s+\d{{4}})\)", re.IGNORECASE)
+
+
+def _date(facts: Facts, head: Head, blocks: list[Block], title: str, text: str) -> tuple[str | None, bool, str | None]:
+    """The letter's date and whether it is sure: stated by the form or the Datum line (an answer to
+    Kamervragen: the day it was received), else the date in its title; the first date in the text
+    is only a guess, and a time filter does not drop a letter for a guess."""
+    if facts.date:
+        return facts.date, True, None
+    for candidate in (head.facts.get("datum"), *(m.group(1) for m in _RECEIVED.finditer(text[:3000]))):
+        if candidate:
+            found, warning = _first_date(candidate, text)
+            if found:
+                return found, warning is None, warning
+    for candidate in [title] + [b.text for b in blocks if b.caps]:
+        found, warning = _first_date(candidate, text)
+        if found:
+            return found, warning is None, warning
+    found, warning = _first_date(text, text)
+    if found:
+        return found, False, warning or f"no date stated; took {found}, the first date in the text"
+    return None, False, "no date found in the letter"
 
 
 def _first_date(candidate: str, text: str) -> tuple[str | None, str | None]:
+    """The first date in `candidate`; a date without a year takes the latest year the letter names (a warning)."""
     for match in DATE_PATTERN.finditer(candidate):
         day, month, year = int(match.group(2)), MONTHS[match.group(3).lower()], match.group(4)
         warning = None
@@ -358,20 +361,31 @@ def _first_date(candidate: str, text: str) -> tuple[str | None, str | None]:
 
 _KINDS = (
     ("geannoteerde agenda", "geannoteerde agenda"),
+    ("antwoord op vragen", "antwoord op Kamervragen"),
+    ("antwoorden op", "antwoord op Kamervragen"),
+    ("beantwoording", "antwoord op Kamervragen"),
     ("verslag", "verslag"),
-    ("antwoorden op", "beantwoording"),
-    ("beantwoording", "beantwoording"),
     ("kabinetsreactie", "kabinetsreactie"),
     ("fiche", "fiche"),
     ("voortgangsrapportage", "voortgangsrapportage"),
+    ("motie", "motie"),
+    ("nader rapport", "advies en nader rapport"),
     ("statement", "verklaring"),
 )
+_ANSWER_HEADING = re.compile(r"^Antwoord(?:en)?\s+\d+", re.MULTILINE)
 
 
-def _kind(title: str, text: str) -> str:
-    lowered_title = title.lower()
+def _kind(facts: Facts, head: Head, title: str, text: str) -> str:
+    """brief, antwoord op Kamervragen, geannoteerde agenda, verslag, fiche, ...: from the form, else the title."""
+    if facts.kind:
+        return facts.kind
+    if head.facts.get("stuk", "").startswith("BRIEF"):
+        return "brief"
+    if _ANSWER_HEADING.search(text) and re.search(r"\bVraag\s+\d+", text):
+        return "antwoord op Kamervragen"
+    lowered = (title + " " + head.facts.get("stuk", "")).lower()
     for needle, kind in _KINDS:
-        if needle in lowered_title:
+        if needle in lowered:
             return kind
     opening = text[:1500].lower()
     for needle, kind in _KINDS:
@@ -379,6 +393,50 @@ def _kind(title: str, text: str) -> str:
             return kind
     return "brief"
 
+
+# A ministry's name: capitalised words joined by spaces, ", " or "en": "Volksgezondheid, Welzijn en Sport".
+_NAME = r"[A-ZÀ-Ý][\w’'-]+(?:(?:,\s+|\s+en\s+|\s+voor\s+|\s+)[A-ZÀ-Ý][\w’'-]+)*"
+_MINISTER_OF = re.compile(rf"\b(?:[Mm]inisters?|MINISTERS?|[Ss]taatssecretaris(?:sen)?|STAATSSECRETARIS(?:SEN)?|[Mm]inisterie|"
+                          rf"MINISTERIE)(?:-president)?\s+(?:van|voor|VAN|VOOR)\s+({_NAME})")
+
+
+def _ministry(facts: Facts, head: Head, signatories: tuple[Signatory, ...], text: str) -> str | None:
+    """The sending ministry, as "Infrastructuur en Waterstaat": publisher metadata, letterhead, head of a
+    Kamerstuk, the signature, or the "Antwoord van Minister X (Ministry)" line."""
+    candidates = [facts.ministry, facts.organisation, head.facts.get("organisatie"), head.facts.get("stuk")]
+    candidates += [signatory.role for signatory in signatories]
+    for candidate in candidates:
+        if not candidate:
+            continue
+        found = _MINISTER_OF.search(_recased(candidate, text) if candidate.isupper() else candidate)
+        if found:
+            return _ministry_name(found.group(1))
+        if candidate == facts.ministry:
+            return _ministry_name(candidate)
+    answered_by = re.search(r"Antwoord van (?:de )?(?:Minister|Staatssecretaris)[^(]{0,60}\(([^)]{3,120})\)", text[:3000])
+    if answered_by:
+        return _ministry_name(answered_by.group(1))
+    return None
+
+
+def _ministry_name(name: str) -> str:
+    name = " ".join(name.split()).strip(" ,.").split(" – ")[0]
+    return re.sub(r"^(?:Ministerie|Minister|Staatssecretaris)\s+(?:van|voor)\s+", "", name, flags=re.IGNORECASE)
+
+
+def _recased(caps: str, text: str) -> str:
+    """"BRIEF VAN DE MINISTER VAN SOCIALE ZAKEN EN WERKGELE-GENHEID" -> "Brief van de Minister van Sociale
+    Zaken en Werkgelegenheid": small words lower case, a word broken at a line end joined as the letter spells it."""
+    lowered = text.lower()
+    words = []
+    for word in caps.split():
+        if "-" in word and word.replace("-", "").lower() in lowered:
+            word = word.replace("-", "")
+        words.append(word.lower() if word.lower() in _SMALL_WORDS else word.capitalize())
+    return " ".join(words)
+
+
+_SMALL_WORDS = {"van", "de", "der", "en", "voor", "het", "een"}
 
 
 # --- storage -----------------------------------------------------------------------------
@@ -392,6 +450,8 @@ def document_from_json(data: dict) -> Document:
         **{
             **data,
             "signatories": tuple(Signatory(**s) for s in data["signatories"]),
+            "identifiers": tuple(tuple(pair) for pair in data.get("identifiers", ())),
+            "references": tuple(data.get("references", ())),
             "sections": tuple(Section(tuple(s["path"]), s["heading_start"], s["start"], s["end"]) for s in data["sections"]),
             "footnotes": tuple(Footnote(**f) for f in data["footnotes"]),
             "warnings": tuple(data["warnings"]),

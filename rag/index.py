@@ -33,6 +33,7 @@ from rag.documents import (
     refuse_duplicate_ids,
 )
 from rag.errors import InputError, RagError
+from rag.readers.ocr import MissingOCR
 from rag.files import file_sha256
 from rag.lexical import TOKENIZER_VERSION as LEXICAL_TOKENIZER_VERSION
 from rag.lexical import LexicalIndex
@@ -336,7 +337,11 @@ def _ingest(paths, index_dir: Path, model_name: str, fingerprint: str, embed, ch
             document = reusable[doc_id]
             kept_ids.add(doc_id)
         else:
-            document = read_document(path)
+            try:
+                document = read_document(path)
+            except MissingOCR as missing:  # a scan without Tesseract: skipped, said, the rest indexed
+                warnings.append(str(missing))
+                continue
             warnings.extend(document.warnings)
         documents.append(document)
         letter_hashes[document.doc_id] = hashes[path]

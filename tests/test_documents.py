@@ -185,6 +185,9 @@ def test_ministry_letter_head_numbered_sections_and_bullets():
     assert document.ministers == ("Christianne van der Wal-Zeggelink",)
     labels = [s.label for s in document.sections]
     assert "1. Inleiding" in labels and "2. Stand van zaken > 2.1 Financiering" in labels
-    assert "\n\nDatum 15 november 2022\n\nBetreft Voortgang" in document.text
+    # The letter head is metadata, never body text.
+    assert document.text.startswith("Geachte voorzitter,") and ("kenmerk", "DGSN-NS/22512345") in document.identifiers
+    assert not any(word in document.text for word in ("Datum 15 november", "Betreft", "Postbus", "Ons kenmerk"))
+    assert document.ministry == "Natuur en Stikstof"
     assert "gehanteerd:\n\n- de wettelijke doelen blijven leidend;\n\n- boeren krijgen" in document.text
     assert "stikstofproblematiek" in document.text and "Pagina 1 van 2" not in document.text

@@ -1,0 +1,34 @@
+"""Text letters: text that a PDF extractor or another tool produced, in UTF-8 or Windows-1252."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rag.errors import InputError
+from rag.layout import prepare_lines
+from rag.readers.reading import Reading
+
+
+def read_text(path: Path) -> Reading:
+    data = path.read_bytes()
+    if not data.strip():
+        raise InputError(f"{path}: the file is empty; remove it or export the letter again")
+    if b"\x00" in data[:4096] or _control_ratio(data[:4096]) > 0.05:
+        raise InputError(f"{path}: not a text file (binary content); give a .txt, .pdf or .xml letter")
+    warnings = []
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        # Windows exports are usually cp1252; decoding keeps every character a user can see.
+        text = data.decode("cp1252", errors="replace")
+        warnings.append(f"{path}: not UTF-8, read as Windows-1252/Latin-1; save it as UTF-8 to be sure")
+    return reading_of_text(text, warnings)
+
+
+def reading_of_text(text: str, warnings: list[str] | None = None) -> Reading:
+    return Reading(lines=prepare_lines(text), warnings=list(warnings or []))
+
+
+def _control_ratio(data: bytes) -> float:
+    controls = sum(1 for byte in data if byte < 9 or 13 < byte < 32)
+    return controls / max(1, len(data))
