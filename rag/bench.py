@@ -56,7 +56,9 @@ def _latency(samples: Sequence[float]) -> dict[str, float]:
 def ingest_figures(pipeline, work_dir: Path) -> dict:
     from rag.pipeline import run_ingest
 
-    texts = [chunk.embed_text for chunk in pipeline.index.chunks]
+    from rag.chunking import chunk_documents
+
+    texts = [chunk.embed_text for chunk in chunk_documents(pipeline.index.documents.values())]
     started = time.perf_counter()
     pipeline.embedder.encode_passages(texts)
     model_seconds = time.perf_counter() - started
@@ -68,7 +70,7 @@ def ingest_figures(pipeline, work_dir: Path) -> dict:
     run_ingest(letters, work_dir / "bench-index", pipeline.embedder.name, embedder=pipeline.embedder)
     noop_seconds = time.perf_counter() - started
     return {
-        "device": str(pipeline.embedder.model.device),
+        "device": pipeline.embedder.device,
         "passages": summary.chunks,
         "model_passages_per_s": round(len(texts) / model_seconds, 1),
         "ingest_passages_per_s": round(summary.chunks / full_seconds, 1),
@@ -126,7 +128,8 @@ def synthetic_texts(seed_texts: Sequence[str], count: int, rng: np.random.Genera
 def scale_figures(pipeline, query_vectors: np.ndarray, query_texts: Sequence[str], sizes: Sequence[int]) -> dict:
     import faiss
 
-    from rag.index import IndexSettings, build_faiss
+    from rag.ingest import build_faiss
+    from rag.store import IndexSettings
     from rag.lexical import LexicalIndex
 
     rng = np.random.default_rng(7)

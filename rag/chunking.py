@@ -13,9 +13,9 @@ from dataclasses import asdict, dataclass
 from typing import Iterable, Iterator
 
 from rag.dates import dutch_date
-from rag.documents import Document, Section
+from rag.documents import FOOTNOTES_HEADING, Document, Section
 
-CHUNKER_VERSION = 2
+CHUNKER_VERSION = 3
 
 # Sentence ends (not after a one-letter abbreviation such as "o.a." or "art."), then clause ends.
 _SEPARATORS = [
@@ -68,8 +68,13 @@ def chunk_id_for(document: Document, start: int, end: int) -> str:
 
 
 def embed_text_for(document: Document, section_label: str, passage: str) -> str:
-    header = document.title if not document.date else f"{document.title} ({dutch_date(document.date)})"
-    return f"{header}\n{section_label}\n\n{passage}"
+    """The passage as the model embeds it: with the letter's title, date and section, so a passage about
+    "de Alliantie" still knows it is about China. Footnotes are references, not about the letter's topic:
+    they carry only their own text, or every question matching the title would find them first."""
+    if section_label == FOOTNOTES_HEADING:
+        return f"{section_label}\n\n{passage}"
+    header = " ".join(part for part in (document.title, f"({dutch_date(document.date)})" if document.date else "") if part)
+    return f"{header}\n{section_label}\n\n{passage}" if header else f"{section_label}\n\n{passage}"
 
 
 def chunk_documents(documents: Iterable[Document], settings: ChunkSettings = ChunkSettings()) -> list[Chunk]:
@@ -174,6 +179,36 @@ def _split_span(text: str, start: int, end: int, settings: ChunkSettings) -> lis
             raise RuntimeError(f"chunk text not found in its section after offset {after}")
         spans.append((found, found + len(piece)))
     return spans
+
+
+# --- sentences (stored per passage at ingest: answers quote them, retrieval scores them) ---------
+
+_ABBREVIATIONS = {
+    "o.a", "m.b.t", "art", "nr", "d.d", "jl", "a.s", "incl", "w.o", "o.m", "i.e", "e.g", "etc", "bijv",
+    "ca", "resp", "v.w.b", "mr", "dhr", "mw", "jr", "vs", "z.g", "m.n", "t.a.v", "i.v.m", "n.a.v", "e.a",
+}
+_INITIALS = re.compile(r"(?:\w\.)*\w")  # S.A., o.a., m.b.t., a single initial
+_BOUNDARY = re.compile(r"(?<=[.!?])[”\"’'»)]*\s+(?=[A-ZÀ-Ý0-9“\"‘'(«])|\n+")
+
+
+def split_sentences(text: str, offset: int = 0) -> list[tuple[int, int]]:
+    """Sentence spans (absolute offsets), not split after abbreviations or initials."""
+    spans, start = [], 0
+    for match in _BOUNDARY.finditer(text):
+        before = text[start:match.start()].rstrip("”\"’'»)")
+        last_word = before.rsplit(" ", 1)[-1].strip("(“\"‘'«").rstrip(".!?").lower()
+        if "\n" not in match.group(0) and (last_word in _ABBREVIATIONS or _INITIALS.fullmatch(last_word)):
+            continue
+        spans.append((start, match.start()))
+        start = match.end()
+    spans.append((start, len(text)))
+    return [(offset + s, offset + e) for s, e in spans if text[s:e].strip()]
+
+
+
+def sentence_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """The sentences of text[start:end], as absolute offsets."""
+    return split_sentences(text[start:end], start)
 
 
 _SPLITTERS: dict[ChunkSettings, object] = {}

@@ -70,6 +70,11 @@ def _model_options(function):
 
 
 def _filter_options(function):
+    function = click.option("--kind", default=None, metavar="KIND",
+                            help="Only letters of this kind (brief, antwoord op Kamervragen, verslag, ...).")(function)
+    function = click.option("--ministry", default=None, metavar="NAME", help="Only letters of this ministry (part of its name).")(function)
+    function = click.option("--dossier", default=None, metavar="NUMBER",
+                            help="Only letters of this Kamerstuk dossier or citing it, e.g. 28676.")(function)
     function = click.option("--until", default=None, metavar="YYYY-MM-DD", help="Only letters dated on or before.")(function)
     function = click.option("--since", default=None, metavar="YYYY-MM-DD", help="Only letters dated on or after.")(function)
     return click.option("--doc", "doc_ids", multiple=True, metavar="DOC_ID", help="Only this letter (repeatable).")(function)
@@ -95,7 +100,7 @@ def _questions(question: str | None) -> list[str]:
               help="FAISS index: exact (flat) or approximate (hnsw, ivf); auto picks by corpus size.")
 def ingest(paths: tuple[str, ...], index_dir: Path, model_name: str | None, model_dir: Path | None, index_type: str) -> None:
     """Read letters (default: seeds/), embed what is new or changed, write the index atomically."""
-    from rag.index import IndexSettings
+    from rag.store import IndexSettings
     from rag.pipeline import run_ingest
 
     summary = run_ingest(_letter_paths(paths), index_dir, model_name, model_dir,
@@ -113,12 +118,13 @@ def ingest(paths: tuple[str, ...], index_dir: Path, model_name: str | None, mode
 @_index_option
 @_model_options
 def search(question: str | None, k: int, as_json: bool, doc_ids: tuple[str, ...], since: str | None,
-           until: str | None, index_dir: Path, model_name: str | None, model_dir: Path | None) -> None:
+           until: str | None, dossier: str | None, ministry: str | None, kind: str | None, index_dir: Path,
+           model_name: str | None, model_dir: Path | None) -> None:
     """The passages that best match QUESTION (or each line of standard input)."""
     from rag.pipeline import check_k, check_question, open_pipeline, parse_filters
 
     check_k(k)
-    filters = parse_filters(doc_ids, since, until)
+    filters = parse_filters(doc_ids, since, until, dossier, ministry, kind)
     questions = [check_question(q) for q in _questions(question)]
     pipeline = open_pipeline(index_dir, model_name, model_dir)
     for text in questions:
@@ -143,11 +149,12 @@ def search(question: str | None, k: int, as_json: bool, doc_ids: tuple[str, ...]
 @_index_option
 @_model_options
 def ask(question: str | None, as_json: bool, doc_ids: tuple[str, ...], since: str | None, until: str | None,
-        index_dir: Path, model_name: str | None, model_dir: Path | None) -> None:
+        dossier: str | None, ministry: str | None, kind: str | None, index_dir: Path, model_name: str | None,
+        model_dir: Path | None) -> None:
     """Answer QUESTION (or each line of standard input) with quoted, cited passages."""
     from rag.pipeline import check_question, open_pipeline, parse_filters
 
-    filters = parse_filters(doc_ids, since, until)
+    filters = parse_filters(doc_ids, since, until, dossier, ministry, kind)
     questions = [check_question(q) for q in _questions(question)]
     pipeline = open_pipeline(index_dir, model_name, model_dir)
     for text in questions:
@@ -187,6 +194,18 @@ def show(citation: str, context_chars: int, as_json: bool, index_dir: Path) -> N
 
 
 @cli.command()
+@_index_option
+def verify(index_dir: Path) -> None:
+    """Check every file of the live index against the size and SHA-256 its manifest records."""
+    from rag.store import IndexError_, shown, verify as verify_index
+
+    problems = verify_index(index_dir)
+    if problems:
+        raise IndexError_(f"{shown(index_dir)} is damaged: {'; '.join(problems)}; run `rag ingest --index {shown(index_dir)}` to rebuild it")
+    click.echo(f"{shown(index_dir)}: every file matches its manifest")
+
+
+@cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="0.0.0.0 makes the letters visible on the network.")
 @click.option("--port", type=int, default=7860, show_default=True, help="A taken port moves to the next free one.")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=config.DEFAULT_DATA,
@@ -206,59 +225,60 @@ def serve(host: str, port: int, data_dir: Path, index_dir: Path, model_name: str
 @cli.command(name="eval")
 @click.option("--questions", "questions_path", type=click.Path(dir_okay=False, path_type=Path),
               default=config.EVAL_QUESTIONS, show_default="eval/questions.jsonl")
+@click.option("--split", type=click.Choice(["dev", "test", "all"]), default="all", show_default=True,
+              help="dev: for tuning; test: reported and gated, never tuned on.")
 @click.option("-k", "k", type=int, default=5, show_default=True, help="Hits per question that count.")
 @click.option("--json", "as_json", is_flag=True, help="Everything machine-readable.")
 @click.option("--baseline", "baseline_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Fail (exit 1) when a metric drops below this baseline by more than its tolerance.")
+              help="Fail (exit 1) when a metric moves the wrong way past its tolerance against this baseline.")
 @click.option("--write-baseline", is_flag=True, help="Write this run's metrics as the baseline (on purpose).")
-@click.option("--compare", is_flag=True, help="Several configurations side by side; table and chart in eval/report/.")
-@_index_option
+@click.option("--compare", is_flag=True, help="Each choice against the default, one row each; table and chart in eval/report/.")
+@click.option("--calibrate", is_flag=True, help="Fit the abstention thresholds for the model on the dev split "
+              "and store them in rag/calibration.json (on purpose, like --write-baseline).")
+@click.option("--trec", "trec_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write each configuration's run and passage-level qrels here (trec_eval, ranx).")
+@click.option("--index", "index_dir", type=click.Path(file_okay=False, path_type=Path), default=config.EVAL_INDEX,
+              show_default="eval/index/", help="The index of the seeds and eval/letters/ (built or updated first).")
 @_model_options
-def evaluate_command(questions_path: Path, k: int, as_json: bool, baseline_path: Path | None, write_baseline: bool,
-                     compare: bool, index_dir: Path, model_name: str | None, model_dir: Path | None) -> None:
-    """Retrieval (and answer) quality on the eval set; a regression gate against a baseline."""
+def evaluate_command(questions_path: Path, split: str, k: int, as_json: bool, baseline_path: Path | None,
+                     write_baseline: bool, compare: bool, calibrate: bool, trec_dir: Path | None, index_dir: Path,
+                     model_name: str | None, model_dir: Path | None) -> None:
+    """Retrieval and answer quality on the seeds and on real letters, dev and test; a regression gate."""
     from rag import evaluation
-    from rag.pipeline import check_k, open_pipeline, variant
+    from rag.answer import CALIBRATION_FILE
+    from rag.pipeline import check_k, open_eval_pipeline
 
     check_k(k)
-    questions = evaluation.load_questions(questions_path)
-    baseline_path = baseline_path or (config.EVAL_BASELINE if write_baseline else None)
-    pipeline = open_pipeline(index_dir, model_name, model_dir)
-    report = evaluation.evaluate(pipeline, questions, k, answer=evaluation.answer_judge(pipeline))
-    result = {"report": report}
-    if compare:
-        report_dir = config.REPORT_DIR
-        rows = {}
-        for name, (chunk_settings, retrieval) in evaluation.CONFIGURATIONS.items():
-            candidate = variant(pipeline, chunk_settings, retrieval, report_dir)
-            rows[name] = evaluation.evaluate(candidate, questions, k)["metrics"]
-        columns = list(evaluation.HEADLINE) + ["chars_per_passage"]
-        text_table = evaluation.table(rows, columns)
-        (report_dir / "compare.md").write_text("```\n" + text_table + "\n```\n")
-        (report_dir / "compare.json").write_text(json.dumps(rows, indent=2))
-        evaluation.write_chart(rows, evaluation.HEADLINE, report_dir / "compare.png")
-        result["compare"] = rows
+    if calibrate:
+        pipeline = open_eval_pipeline(index_dir, model_name, model_dir)
+        calibration, effect = evaluation.calibrate(pipeline, evaluation.load_questions(questions_path, "dev"))
+        evaluation.write_calibration(pipeline.embedder.name, calibration, CALIBRATION_FILE)
+        click.echo(f"calibrated {pipeline.embedder.name} on the dev split: abstain below a best-sentence similarity of "
+                   f"{calibration.weak_evidence} or with under {calibration.key_terms:.0%} of the key terms; on dev "
+                   f"{effect['false_abstention']:.1%} wrong abstentions, {effect['abstention_unanswerable']:.1%} of the "
+                   f"unanswerable refused (written to {config.display_path(CALIBRATION_FILE)})")
+        return
+    questions = evaluation.load_questions(questions_path, split)
+    baseline = evaluation.read_baseline(baseline_path) if baseline_path and not write_baseline else None
+    pipeline = open_eval_pipeline(index_dir, model_name, model_dir)
+    result = evaluation.run(pipeline, questions, k, compare, trec_dir, config.REPORT_DIR)
     drops: list[str] = []
     if write_baseline:
-        baseline = evaluation.baseline_from(report, evaluation.DEFAULT_TOLERANCE)
-        baseline_path.write_text(json.dumps(baseline, indent=2) + "\n")
-    elif baseline_path:
-        try:
-            baseline = json.loads(baseline_path.read_text())
-        except (OSError, ValueError) as error:
-            raise InputError(f"{baseline_path}: cannot read the baseline ({error}); write one with --write-baseline") from None
-        drops = evaluation.compare_to_baseline(report["metrics"], baseline)
+        baseline_path = baseline_path or config.EVAL_BASELINE
+        evaluation.write_baseline(result["report"], baseline_path)
+    elif baseline is not None:
+        drops = evaluation.compare_to_baseline(result["report"], baseline)
         result["baseline"] = {"file": str(baseline_path), "drops": drops}
     if as_json:
         _echo_json(result)
     else:
-        click.echo(evaluation.format_report(report))
+        click.echo(evaluation.format_report(result["report"]))
         if compare:
-            click.echo("\n" + text_table + f"\n(table and chart in {config.display_path(report_dir)}/)")
+            click.echo("\n" + result["compare_table"] + f"\n(tables and charts in {config.display_path(config.REPORT_DIR)}/)")
         if write_baseline:
             click.echo(f"\nbaseline written to {config.display_path(baseline_path)}")
-        elif baseline_path:
-            click.echo("\n" + ("baseline: no metric dropped" if not drops else "baseline: DROPPED\n  " + "\n  ".join(drops)))
+        elif baseline is not None:
+            click.echo("\n" + ("baseline: nothing moved the wrong way" if not drops else "baseline: DROPPED\n  " + "\n  ".join(drops)))
     if drops:
         sys.exit(1)
 

@@ -11,9 +11,15 @@ DEFAULT_INDEX = PROJECT_ROOT / "index"
 DEFAULT_DATA = PROJECT_ROOT / "data"
 EVAL_QUESTIONS = PROJECT_ROOT / "eval" / "questions.jsonl"
 EVAL_BASELINE = PROJECT_ROOT / "eval" / "baseline.json"
+EVAL_LETTERS = PROJECT_ROOT / "eval" / "letters"  # real letters outside the seeds that the eval set asks about
+EVAL_INDEX = PROJECT_ROOT / "eval" / "index"  # the seeds and eval/letters together, built by `rag eval`
 REPORT_DIR = PROJECT_ROOT / "eval" / "report"
 
 DEFAULT_MODEL = "intfloat/multilingual-e5-small"
+EXACT_SEARCH_LIMIT = 200_000  # "auto" uses exact FAISS search up to this many passages (see `rag bench`)
+QUERY_THREADS = 1  # threads per embedded question: a server answers as many questions at once as it has cores
+ANSWER_SLOTS = max(1, os.cpu_count() or 1)  # answers computed at once by a server (chat, buttons and API together)
+ANSWER_QUEUE = 64  # answers waiting for a slot; one more is told to try again (HTTP 429, a note in the chat)
 MAX_QUESTION_CHARS = 1000
 MAX_TURNS = 10  # turns of a conversation that a follow-up can lean on
 

