@@ -1,8 +1,10 @@
 """Speed, memory and scale, measured side by side in one run so the figures read as ratios.
 
-Synthetic corpora for the scale step are made from the seed chunks: vectors are seed chunk
-vectors plus Gaussian noise (sigma 0.05 per dimension), re-normalised; texts are six seed
-sentences drawn at random. Queries are the eval questions' own vectors and texts.
+What the serving path costs is measured the way users meet it: a cold `rag search` process
+against the time `import torch` alone takes, a real `rag serve` after 40 answers, and 20 users
+driven from a process of their own through the chat's own event and the `/ask` function.
+The engines for the default model (ONNX Runtime, which serving uses, and sentence-transformers
+on torch) are measured in the same run, each in a fresh process for its memory.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
+import urllib.request
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -28,6 +30,10 @@ def percentile(values: Sequence[float], share: float) -> float:
         return 0.0
     position = min(len(ordered) - 1, max(0, round(share * (len(ordered) - 1))))
     return ordered[position]
+
+
+def latency_summary(samples: Sequence[float]) -> dict[str, float]:
+    return {"p50_ms": round(percentile(samples, 0.5), 2), "p95_ms": round(percentile(samples, 0.95), 2)}
 
 
 def resident_memory_mb(pid: int | str = "self") -> float:
@@ -47,27 +53,77 @@ def _timed(function: Callable, repeat: int) -> list[float]:
     return samples
 
 
-def _latency(samples: Sequence[float]) -> dict[str, float]:
-    return {"p50_ms": round(percentile(samples, 0.5), 2), "p95_ms": round(percentile(samples, 0.95), 2)}
+def _python(code: str, timeout: float = 600) -> dict:
+    """Run a measurement in a fresh interpreter (its imports and memory are its own); it prints one JSON object."""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout,
+                            cwd=config.PROJECT_ROOT)
+    if result.returncode != 0:
+        raise RuntimeError(f"measurement failed: {result.stderr[-400:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+# --- engines: the torch path and the ONNX path side by side -------------------------------------
+
+_ENGINE = """
+import json, sys, time, resource
+started = time.perf_counter()
+from rag.embedding import load_embedder, _load_sentence_transformer, default_model_folder, Embedder, SentenceTransformerEngine
+onnx = load_embedder(threads={threads})
+engine = onnx
+if {torch!r}:
+    model = _load_sentence_transformer(default_model_folder(), None)
+    engine = Embedder(onnx.name, onnx.fingerprint, onnx.dimension, SentenceTransformerEngine(model), onnx.query_prompt, onnx.document_prompt)
+loaded = time.perf_counter() - started
+questions = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {questions!r}
+engine.encode_queries(questions[:2])
+samples = []
+for q in questions:
+    t = time.perf_counter(); engine.encode_queries([q]); samples.append((time.perf_counter() - t) * 1000)
+passages = {passages!r}
+t = time.perf_counter(); encoded = engine.encode_passages(passages); seconds = time.perf_counter() - t
+import numpy
+numpy.save({vectors_path!r}, encoded.vectors)
+samples.sort()
+rss = [l for l in open('/proc/self/status') if l.startswith('VmRSS')][0].split()[1]
+print(json.dumps({{"load_s": round(loaded, 2), "query_p50_ms": round(samples[len(samples)//2], 2),
+  "query_p95_ms": round(samples[int(0.95*(len(samples)-1))], 2), "passages_per_s": round(len(passages)/seconds, 1),
+  "resident_mb": round(int(rss)/1024, 1), "torch_imported": "torch" in sys.modules}}))
+"""
+
+
+def engine_figures(passages: Sequence[str], questions: Sequence[str], work_dir: Path) -> dict:
+    """ONNX Runtime (what serving uses) against sentence-transformers on torch (fp32): query latency,
+    passages per second (batches sorted by length), load time, resident memory, agreement of vectors."""
+    figures = {}
+    for name, torch in (("onnxruntime", False), ("torch", True)):
+        figures[name] = _python(_ENGINE.format(threads=os.cpu_count() or 1, torch=torch, questions=list(questions[:40]),
+                                               passages=list(passages), vectors_path=str(work_dir / f"{name}.npy")))
+    ours, reference = np.load(work_dir / "onnxruntime.npy"), np.load(work_dir / "torch.npy")
+    cosines = (ours * reference).sum(axis=1)
+    figures["agreement"] = {"mean_cosine": round(float(cosines.mean()), 6), "min_cosine": round(float(cosines.min()), 6)}
+    figures["ingest_speedup"] = round(figures["onnxruntime"]["passages_per_s"] / figures["torch"]["passages_per_s"], 2)
+    figures["query_speedup"] = round(figures["torch"]["query_p50_ms"] / figures["onnxruntime"]["query_p50_ms"], 2)
+    return figures
 
 
 # --- the pipeline on the seed letters --------------------------------------------------------
 
 def ingest_figures(pipeline, work_dir: Path) -> dict:
+    from rag.chunking import chunk_documents
+    from rag.embedding import load_embedder
     from rag.pipeline import run_ingest
 
-    from rag.chunking import chunk_documents
-
+    embedder = load_embedder(pipeline.embedder.name, device=pipeline.embedder.device)  # all cores, as `rag ingest`
     texts = [chunk.embed_text for chunk in chunk_documents(pipeline.index.documents.values())]
     started = time.perf_counter()
-    pipeline.embedder.encode_passages(texts)
+    embedder.encode_passages(texts)
     model_seconds = time.perf_counter() - started
     letters = pipeline.index.letter_files
     started = time.perf_counter()
-    summary = run_ingest(letters, work_dir / "bench-index", pipeline.embedder.name, embedder=pipeline.embedder)
+    summary = run_ingest(letters, work_dir / "bench-index", embedder.name, embedder=embedder)
     full_seconds = time.perf_counter() - started
     started = time.perf_counter()
-    run_ingest(letters, work_dir / "bench-index", pipeline.embedder.name, embedder=pipeline.embedder)
+    run_ingest(letters, work_dir / "bench-index", embedder.name)
     noop_seconds = time.perf_counter() - started
     return {
         "device": pipeline.embedder.device,
@@ -86,29 +142,105 @@ def query_figures(pipeline, questions: Sequence[str]) -> dict:
 
     figures = {}
     for mode in ("dense", "lexical", "hybrid"):
-        variant = Pipeline(pipeline.embedder, pipeline.index, pipeline.index_dir, retrieval=RetrievalSettings(mode=mode))
+        variant = Pipeline(pipeline.embedder, pipeline.index, pipeline.index_dir, endpoint=None,
+                           retrieval=RetrievalSettings(mode=mode))
         for question in questions[:3]:
             variant.search(question)  # warm up
         samples = [sample for question in questions for sample in _timed(lambda q=question: variant.search(q), 1)]
-        figures[f"search_{mode}"] = _latency(samples)
+        figures[f"search_{mode}"] = latency_summary(samples)
+    for question in questions[:3]:
+        pipeline.ask(question)
     samples = [sample for question in questions for sample in _timed(lambda q=question: pipeline.ask(q), 1)]
-    figures["ask"] = _latency(samples)
+    figures["ask"] = latency_summary(samples)
     dense = figures["search_dense"]["p50_ms"]
     for name in ("search_lexical", "search_hybrid", "ask"):
         figures[name]["p50_vs_dense"] = round(figures[name]["p50_ms"] / dense, 2)
     return figures
 
 
-def cold_start_figures(index_dir: Path, warm_hybrid_ms: float) -> dict:
-    command = [sys.executable, "-m", "rag.cli", "search", "--index", str(index_dir), "-k", "3", "Wat zei Nederland over China?"]
-    started = time.perf_counter()
-    subprocess.run(command, check=True, capture_output=True, cwd=config.PROJECT_ROOT)
-    cold = time.perf_counter() - started
-    started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "rag.cli", "--help"], check=True, capture_output=True, cwd=config.PROJECT_ROOT)
-    help_seconds = time.perf_counter() - started
-    return {"cold_search_s": round(cold, 2), "cold_vs_warm_hybrid": round(cold * 1000 / warm_hybrid_ms, 1),
-            "help_s": round(help_seconds, 3)}
+def cold_start_figures(index_dir: Path) -> dict:
+    """A cold `rag search` process against the time `import torch` alone takes, in the same run."""
+    def seconds(command: list[str]) -> float:
+        best = float("inf")
+        for _ in range(3):  # the fastest of three: the file cache warm, the process cold
+            started = time.perf_counter()
+            subprocess.run(command, check=True, capture_output=True, cwd=config.PROJECT_ROOT)
+            best = min(best, time.perf_counter() - started)
+        return best
+
+    torch = seconds([sys.executable, "-c", "import torch"])
+    search = seconds([sys.executable, "-m", "rag.cli", "search", "--index", str(index_dir), "-k", "3", "Wat zei Nederland over China?"])
+    help_seconds = seconds([sys.executable, "-m", "rag.cli", "--help"])
+    return {"import_torch_s": round(torch, 2), "cold_search_s": round(search, 2),
+            "cold_search_vs_import_torch": round(search / torch, 2), "help_s": round(help_seconds, 3)}
+
+
+# --- a real server ---------------------------------------------------------------------------
+
+def start_server(index_dir: Path, port: int, data_dir: Path) -> subprocess.Popen:
+    """A real `rag serve` in its own process, ready when this returns (it answers its page)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rag.cli", "serve", "--index", str(index_dir), "--port", str(port), "--data-dir", str(data_dir)],
+        cwd=config.PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"rag serve exited: {process.stderr.read()[-500:]}")
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/letters", timeout=2)
+            return process
+        except OSError:
+            time.sleep(0.2)  # polling for the event "the server answers", with a deadline
+    process.kill()
+    raise RuntimeError("rag serve did not come up within 180 s")
+
+
+def run_load(url: str, users: int, seconds: float) -> dict:
+    """The load client in a process of its own (`python -m rag.loadtest`), as a separate user machine would be."""
+    result = subprocess.run([sys.executable, "-m", "rag.loadtest", url, "--users", str(users), "--seconds", str(seconds)],
+                            capture_output=True, text=True, timeout=seconds + 600, cwd=config.PROJECT_ROOT)
+    if result.returncode != 0:
+        raise RuntimeError(f"the load client failed: {result.stderr[-500:]}")
+    return json.loads(result.stdout)
+
+
+def serving_figures(index_dir: Path, work_dir: Path, questions: Sequence[str], users: int, seconds: float) -> dict:
+    """Memory of a real server idle after start and after 40 answers; then 20 users, memory at the end."""
+    import httpx
+
+    port = free_local_port()
+    server = start_server(index_dir, port, work_dir / "data")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        idle = resident_memory_mb(server.pid)
+        single = []
+        for question in list(questions)[:40]:
+            started = time.perf_counter()
+            httpx.post(f"{url}/api/ask", json={"question": question}, timeout=120).raise_for_status()
+            single.append((time.perf_counter() - started) * 1000)
+        after_40 = resident_memory_mb(server.pid)
+        figures = {"idle_after_start_mb": round(idle, 1), "after_40_answers_mb": round(after_40, 1),
+                   "single_user": latency_summary(single)}
+        if users:
+            load = run_load(f"{url}/", users, seconds)
+            load["server_memory_mb_start"] = round(after_40, 1)
+            load["server_memory_mb_end"] = round(resident_memory_mb(server.pid), 1)
+            load["memory_growth"] = round(load["server_memory_mb_end"] / idle, 3)
+            figures["load"] = load
+        return figures
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def free_local_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on right now."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 # --- scale -----------------------------------------------------------------------------------
@@ -129,8 +261,8 @@ def scale_figures(pipeline, query_vectors: np.ndarray, query_texts: Sequence[str
     import faiss
 
     from rag.ingest import build_faiss
-    from rag.store import IndexSettings
     from rag.lexical import LexicalIndex
+    from rag.store import IndexSettings
 
     rng = np.random.default_rng(7)
     seed_vectors = np.load(pipeline.index.folder / "vectors.npy")
@@ -154,14 +286,14 @@ def scale_figures(pipeline, query_vectors: np.ndarray, query_texts: Sequence[str
             if exact is None:
                 exact = found
             recall = float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, exact)]))
-            row[kind] = {**_latency(samples), "build_s": round(build_seconds, 2), "recall@10": round(recall, 3),
+            row[kind] = {**latency_summary(samples), "build_s": round(build_seconds, 2), "recall@10": round(recall, 3),
                          "memory_mb": round(faiss.serialize_index(index).nbytes / 2**20, 1)}
         texts = synthetic_texts(seed_texts, size, rng)
         started = time.perf_counter()
         lexical = LexicalIndex.build(texts)
         build_seconds = time.perf_counter() - started
         samples = [_timed(lambda q=q: lexical.scores(q), 1)[0] for q in query_texts]
-        row["bm25"] = {**_latency(samples), "build_s": round(build_seconds, 2)}
+        row["bm25"] = {**latency_summary(samples), "build_s": round(build_seconds, 2)}
         for kind in ("hnsw", "ivf", "bm25"):
             row[kind]["p50_vs_flat"] = round(row[kind]["p50_ms"] / row["flat"]["p50_ms"], 3)
         figures[str(size)] = row
@@ -190,120 +322,35 @@ def write_scale_chart(figures: dict, path: Path) -> None:
     plt.close(figure)
 
 
-# --- load --------------------------------------------------------------------------------------
-
-def load_test(url: str, questions: Sequence[str], users: int = 20, seconds: float = 20.0,
-              max_requests: int = 400, server_pid: int | None = None) -> dict:
-    """Simulated users asking eval questions through the page's API, bounded in time and count."""
-    from gradio_client import Client
-
-    latencies: list[float] = []
-    errors: list[str] = []
-    lock = threading.Lock()
-    deadline = time.monotonic() + seconds
-    memory_before = resident_memory_mb(server_pid) if server_pid else None
-
-    def user(number: int) -> None:
-        try:
-            client = Client(url, verbose=False)
-        except Exception as error:  # a user that cannot even connect is an error of the run
-            with lock:
-                errors.append(f"connect: {type(error).__name__}")
-            return
-        turn = number
-        while time.monotonic() < deadline:
-            with lock:
-                if len(latencies) + len(errors) >= max_requests:
-                    return
-            question = questions[turn % len(questions)]
-            turn += users
-            started = time.perf_counter()
-            try:
-                result = client.predict(question, api_name="/ask")
-                ok = isinstance(result, dict) and "answer" in result
-            except Exception as error:
-                ok, result = False, f"{type(error).__name__}: {error}"
-            with lock:
-                if ok:
-                    latencies.append((time.perf_counter() - started) * 1000)
-                else:
-                    errors.append(str(result)[:200])
-
-    started = time.perf_counter()
-    threads = [threading.Thread(target=user, args=(n,)) for n in range(users)]
-    for thread in threads:
-        thread.start()
-    # Memory is compared from a third into the run (caches and arenas warm) to its end.
-    time.sleep(seconds / 3)
-    memory_warm = resident_memory_mb(server_pid) if server_pid else None
-    for thread in threads:
-        thread.join(seconds + 120)
-    elapsed = time.perf_counter() - started
-    report = {"users": users, "seconds": round(elapsed, 1), "requests": len(latencies), "errors": len(errors),
-              "error_examples": errors[:3], "throughput_per_s": round(len(latencies) / elapsed, 2), **_latency(latencies)}
-    if server_pid:
-        report["server_memory_mb_before"] = round(memory_before, 1)
-        report["server_memory_mb_warm"] = round(memory_warm, 1)
-        report["server_memory_mb_after"] = round(resident_memory_mb(server_pid), 1)
-    return report
-
-
-def start_server(index_dir: Path, port: int, data_dir: Path) -> subprocess.Popen:
-    """A real `rag serve` in its own process, ready when this returns."""
-    import urllib.request
-
-    process = subprocess.Popen(
-        [sys.executable, "-m", "rag.cli", "serve", "--index", str(index_dir), "--port", str(port), "--data-dir", str(data_dir)],
-        cwd=config.PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"rag serve exited: {process.stderr.read()[-500:]}")
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
-            return process
-        except OSError:
-            time.sleep(0.5)
-    process.kill()
-    raise RuntimeError("rag serve did not come up within 180 s")
-
-
 # --- the whole run -----------------------------------------------------------------------
 
 def run_bench(pipeline, questions: Sequence[str], sizes: Sequence[int], load_users: int = 20,
               load_seconds: float = 20.0) -> dict:
+    from rag.chunking import chunk_documents
+
     report: dict = {"date": time.strftime("%Y-%m-%d"), "cpu_count": os.cpu_count()}
     with tempfile.TemporaryDirectory() as work:
         work_dir = Path(work)
+        passages = [chunk.embed_text for chunk in chunk_documents(pipeline.index.documents.values())]
+        report["engines"] = engine_figures(passages, questions, work_dir)
         report["ingest"] = ingest_figures(pipeline, work_dir)
         report["query"] = query_figures(pipeline, questions)
-        report["memory"] = {"serving_process_rss_mb": round(resident_memory_mb(), 1)}
-        report["cold_start"] = cold_start_figures(work_dir / "bench-index", report["query"]["search_hybrid"]["p50_ms"])
+        report["cold_start"] = cold_start_figures(work_dir / "bench-index")
+        report["serving"] = serving_figures(work_dir / "bench-index", work_dir, questions, load_users, load_seconds)
         query_vectors = pipeline.embedder.encode_queries(list(questions))
         report["scale"] = scale_figures(pipeline, query_vectors, questions, sizes)
-        if load_users:
-            port = free_local_port()
-            server = start_server(work_dir / "bench-index", port, work_dir / "data")
-            try:
-                report["load"] = load_test(f"http://127.0.0.1:{port}/", questions, load_users, load_seconds, server_pid=server.pid)
-            finally:
-                server.terminate()
-                server.wait(30)
     return report
-
-
-def free_local_port() -> int:
-    """A port on 127.0.0.1 that nothing listens on right now."""
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def format_bench(report: dict) -> str:
     lines = [f"rag bench, {report['date']}, {report['cpu_count']} CPU cores, device {report['ingest']['device']}"]
+    engines = report["engines"]
+    for name in ("onnxruntime", "torch"):
+        e = engines[name]
+        lines.append(f"engine {name:<12} query p50 {e['query_p50_ms']} ms, {e['passages_per_s']} passages/s, "
+                     f"load {e['load_s']} s, {e['resident_mb']} MB resident, torch imported: {e['torch_imported']}")
+    lines.append(f"  agreement: mean cosine {engines['agreement']['mean_cosine']}, min {engines['agreement']['min_cosine']}; "
+                 f"onnxruntime {engines['query_speedup']}x faster per question, {engines['ingest_speedup']}x the passages/s")
     ingest = report["ingest"]
     lines.append(f"ingest: {ingest['ingest_passages_per_s']} passages/s end to end = {ingest['ingest_vs_model']}x the model alone "
                  f"({ingest['model_passages_per_s']}/s); no-op re-ingest {ingest['noop_reingest_s']} s = {ingest['noop_vs_full']}x a full ingest")
@@ -311,18 +358,21 @@ def format_bench(report: dict) -> str:
         ratio = f" ({figures['p50_vs_dense']}x dense)" if "p50_vs_dense" in figures else ""
         lines.append(f"{name:<16} p50 {figures['p50_ms']:>8.1f} ms   p95 {figures['p95_ms']:>8.1f} ms{ratio}")
     cold = report["cold_start"]
-    lines.append(f"cold `rag search` {cold['cold_search_s']} s = {cold['cold_vs_warm_hybrid']}x a warm hybrid search; `rag --help` {cold['help_s']} s")
-    lines.append(f"serving process memory {report['memory']['serving_process_rss_mb']} MB")
+    lines.append(f"cold `rag search` {cold['cold_search_s']} s = {cold['cold_search_vs_import_torch']}x `import torch` "
+                 f"({cold['import_torch_s']} s); `rag --help` {cold['help_s']} s")
+    serving = report["serving"]
+    lines.append(f"rag serve: {serving['idle_after_start_mb']} MB idle after start, {serving['after_40_answers_mb']} MB after "
+                 f"40 answers; one user p50 {serving['single_user']['p50_ms']:.0f} ms, p95 {serving['single_user']['p95_ms']:.0f} ms")
+    if "load" in serving:
+        load = serving["load"]
+        lines.append(f"load: {load['users']} users for {load['seconds']} s (chat event and /ask): {load['answers']} answers, "
+                     f"{load['errors']} errors, {load['throughput_per_s']}/s, p50 {load['p50_ms']:.0f} ms, p95 {load['p95_ms']:.0f} ms; "
+                     f"server memory {load['server_memory_mb_start']} -> {load['server_memory_mb_end']} MB "
+                     f"({load['memory_growth']}x idle)")
     lines.append("\nscale (p50 ms / recall@10 / build s / MB):")
     for size, row in report["scale"].items():
         cells = "  ".join(f"{kind} {v['p50_ms']:.2f}/{v.get('recall@10', '-')}/{v['build_s']}/{v.get('memory_mb', '-')}" for kind, v in row.items())
         lines.append(f"  {int(size):>9,}: {cells}")
-    if "load" in report:
-        load = report["load"]
-        lines.append(f"\nload: {load['users']} users for {load['seconds']} s: {load['requests']} answers, {load['errors']} errors, "
-                     f"{load['throughput_per_s']}/s, p50 {load['p50_ms']:.0f} ms, p95 {load['p95_ms']:.0f} ms, "
-                     f"server memory {load['server_memory_mb_before']} MB at start, {load['server_memory_mb_warm']} MB warm, "
-                     f"{load['server_memory_mb_after']} MB at the end")
     return "\n".join(lines)
 
 

@@ -20,8 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from rag.files import file_sha256
+from rag.unigram import write_vocabulary
 
-CONVERTER_VERSION = 2  # 2: adds the ONNX encoder that answers questions without torch
+CONVERTER_VERSION = 3  # 2: the ONNX encoder that answers questions without torch; 3: a compact tokenizer for it
 SOURCE_FILE = "e5-small-q4.bin"
 QUERY_PROMPT, DOCUMENT_PROMPT = "query: ", "passage: "
 _Q4_BLOCK = np.dtype([("d", "<f2"), ("qs", "u1", 16)])
@@ -232,6 +233,7 @@ def convert(target: Path, source: Path | None = None) -> dict:
     )
     sentence_model.save(str(target))
     export_onnx(sentence_model[0].auto_model, state["embeddings.word_embeddings.weight"].numpy(), target / "onnx")
+    write_vocabulary(target / "onnx", model.pieces, model.scores, model.special, model.normalisation)
     # sentence-transformers writes the fp32 weights it computed with; keep the fp16 file.
     (hf_folder / "model.safetensors").replace(target / "model.safetensors")
     for leftover in sorted(hf_folder.rglob("*"), reverse=True):

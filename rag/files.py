@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 
@@ -12,3 +13,48 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 22), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+class NpyRows:
+    """Rows of a 2-D .npy file read on demand with pread: the process holds only the rows it asked for.
+
+    A memory map would do the same work, but every page it ever touched stays in the process's resident
+    memory until the system needs it back; a server's memory should show what it holds, not what it read.
+    """
+
+    def __init__(self, path: Path) -> None:
+        import numpy as np
+
+        with path.open("rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = header(handle)
+            self.offset = handle.tell()
+        if fortran or len(shape) != 2:
+            raise ValueError(f"{path}: not a C-ordered 2-D array")
+        self.shape, self.dtype = shape, dtype
+        self.row_bytes = shape[1] * dtype.itemsize
+        self._descriptor = os.open(path, os.O_RDONLY)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def block(self, start: int, stop: int):
+        """Rows start..stop (a contiguous block, one read)."""
+        import numpy as np
+
+        count = max(0, stop - start)
+        data = os.pread(self._descriptor, count * self.row_bytes, self.offset + start * self.row_bytes)
+        return np.frombuffer(data, dtype=self.dtype).reshape(count, self.shape[1])
+
+    def take(self, rows):
+        """Rows by index, in the order given (one read per distinct row)."""
+        import numpy as np
+
+        unique, inverse = np.unique(np.asarray(rows, dtype=np.int64), return_inverse=True)
+        found = np.stack([self.block(int(row), int(row) + 1)[0] for row in unique]) if len(unique) else \
+            np.zeros((0, self.shape[1]), dtype=self.dtype)
+        return found[inverse.reshape(np.shape(rows))]
+
+    def close(self) -> None:
+        os.close(self._descriptor)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import shutil
 import sys
 import threading
 from dataclasses import dataclass, field, replace
@@ -15,6 +16,7 @@ from rag import config
 from rag.answer import Answer, Calibration, extractive_answer
 from rag.chunking import ChunkSettings
 from rag.conversation import Conversation
+from rag.documents import read_document
 from rag.readers import letter_paths
 from rag.embedding import Embedder, load_embedder, model_fingerprint
 from rag.errors import InputError, RagError
@@ -100,6 +102,8 @@ class AnswerSlots:
         self.queue = queue
 
     def __enter__(self) -> "AnswerSlots":
+        if self._slots.acquire(blocking=False):
+            return self
         with self._lock:
             if self._waiting >= self.queue:
                 raise Busy("het is te druk: alle plaatsen in de wachtrij zijn bezet; probeer het over enkele seconden opnieuw")
@@ -164,6 +168,29 @@ class Pipeline:
         vector = self.embedder.encode_queries([query.text])[0] if self.retrieval.mode != "lexical" else None
         return rank(self.index, query, vector, check_k(k), self.retrieval)
 
+    # --- letters added and removed while serving --------------------------------------------
+
+    def add_letters(self, files: Sequence[Path], progress: bool = False) -> IngestSummary:
+        """Ingest these letter files beside the ones indexed now, and serve the result at once."""
+        return self._reindex([*self.index.letter_files, *map(Path, files)], progress)
+
+    def remove_letter(self, doc_id: str) -> IngestSummary:
+        """The index without this letter (its file stays where it is), served at once."""
+        letter = self.index.letter(doc_id)
+        if letter is None:
+            raise InputError(f"onbekende brief {doc_id!r}")
+        remaining = [path for path in self.index.letter_files if path != config.PROJECT_ROOT / letter.source]
+        if not remaining:
+            raise InputError("dit is de laatste brief in de index; voeg eerst een andere toe")
+        return self._reindex(remaining, progress=False)
+
+    def _reindex(self, files: list[Path], progress: bool) -> IngestSummary:
+        settings = IndexSettings(**self.index.manifest["index"]["settings"])  # the index type the index has
+        summary = run_ingest(files, self.index_dir, self.embedder.name, index_settings=settings, embedder=self.embedder,
+                             progress=progress)
+        self.refresh()
+        return summary
+
     # --- live index updates ---------------------------------------------------------------
 
     def refresh(self) -> bool:
@@ -204,6 +231,27 @@ class Pipeline:
     def counts_line(self) -> str:
         counts = self.index.manifest["counts"]
         return f"{counts['letters']} brieven · {counts['chunks']} passages"
+
+
+def store_letters(files: list[Path], folder: Path) -> list[Path]:
+    """Uploaded letters, checked (type, size, readable) and stored in the data folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    saved = []
+    for file in files:
+        name = Path(file.name).name
+        if Path(name).suffix.lower() not in config.UPLOAD_TYPES:
+            raise InputError(f"{name}: alleen PDF, XML of tekst (.pdf, .xml, .txt) kan worden toegevoegd")
+        if file.stat().st_size > config.MAX_UPLOAD_BYTES:
+            raise InputError(f"{name}: groter dan {config.MAX_UPLOAD_BYTES // 2**20} MB")
+        target = folder / name
+        shutil.copyfile(file, target)
+        try:
+            read_document(target)
+        except RagError as error:
+            target.unlink(missing_ok=True)
+            raise InputError(f"{name} is niet te lezen als brief ({error})") from None
+        saved.append(target)
+    return saved
 
 
 def open_pipeline(

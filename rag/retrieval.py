@@ -158,20 +158,14 @@ def letter_mask(index: Generation, filters: Filters) -> np.ndarray:
         inside = dated & (days >= day_number(filters.since or "0001-01-01")) & (days <= day_number(filters.until or "9999-12-31"))
         mask &= inside | (~index.letter_sure if filters.keep_unsure_dates else False)
     if filters.dossier:
-        wanted = normalise_dossier(filters.dossier)
-        mask &= np.array([_about_dossier(letter, wanted) for letter in letters], dtype=bool)
+        about = np.zeros(len(letters), dtype=bool)
+        about[index.letters_of_dossier.get(normalise_dossier(filters.dossier), [])] = True
+        mask &= about
     if filters.ministry:
-        needle = filters.ministry.lower()
-        mask &= np.array([needle in (letter.ministry or "").lower() for letter in letters], dtype=bool)
+        mask &= np.char.find(index.letter_ministry.astype(str), filters.ministry.lower()) >= 0
     if filters.kind:
-        mask &= np.array([letter.kind.lower() == filters.kind.lower() for letter in letters], dtype=bool)
+        mask &= index.letter_kind == filters.kind.lower()
     return mask
-
-
-def _about_dossier(letter, dossier: str) -> bool:
-    own = {value for name, value in letter.identifiers if name == "dossier"}
-    cited = {reference.rsplit("-", 1)[0] for reference in letter.references}
-    return dossier in own or dossier in cited
 
 
 def allowed_rows(index: Generation, filters: Filters) -> np.ndarray:
@@ -199,11 +193,10 @@ def rank(index: Generation, query: Query, query_vector: np.ndarray | None, k: in
 def _fused(index: Generation, query: Query, query_vector: np.ndarray | None, k: int, settings: RetrievalSettings,
            mask: np.ndarray | None, lexical_scores: np.ndarray | None) -> list[tuple[int, float]]:
     depth = max(settings.candidates, k * 3)
-    rows = np.flatnonzero(mask) if mask is not None else None
     dense: list[tuple[int, float]] = []
     lexical: list[tuple[int, float]] = []
     if settings.mode in ("hybrid", "dense"):
-        (dense,) = index.dense_search(query_vector[None, :], depth, rows)
+        dense = index.dense_search(query_vector, depth, mask)
     if settings.mode in ("hybrid", "lexical"):
         scores = lexical_scores if lexical_scores is not None else index.lexical.scores(query.text)
         lexical = _top(scores, depth, mask)

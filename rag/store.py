@@ -35,7 +35,7 @@ from rag import config
 from rag.chunking import Chunk, ChunkSettings
 from rag.documents import READER_VERSION, Document, document_from_json
 from rag.errors import RagError
-from rag.files import file_sha256
+from rag.files import NpyRows, file_sha256
 from rag.lexical import TOKENIZER_VERSION as LEXICAL_TOKENIZER_VERSION
 from rag.lexical import LexicalIndex
 
@@ -43,6 +43,7 @@ FORMAT_VERSION = 2
 POINTER = "CURRENT"
 NO_DATE = np.iinfo(np.int32).min  # the day number of a letter without a date
 LETTER_CACHE = 256  # stored letters kept in memory, most recently used
+FILTER_BY_OVERFETCH = 0.05  # a filter admitting at least this share of passages is applied after a deeper search
 
 
 class IndexError_(RagError):
@@ -171,10 +172,21 @@ class Generation:
         self.letter_day = np.array([day_number(letter.date) for letter in self.letters], dtype=np.int32)
         self.letter_sure = np.array([letter.date_sure for letter in self.letters], dtype=bool)
         self.letters_by_date = np.argsort(self.letter_day, kind="stable")
-        self.sentence_vectors = np.load(folder / "sentence_vectors.npy", mmap_mode="r")
+        self.sentence_vectors = NpyRows(folder / "sentence_vectors.npy")  # read by passage when an answer needs them
         self.faiss_index = faiss.read_index(str(folder / "vectors.faiss"))
         self.lexical = LexicalIndex.load(folder / "lexical")
-        self._row_of_id = {int(faiss_id): row for row, faiss_id in enumerate(self.faiss_ids)}
+        # FAISS ids -> rows without a dict of a million Python ints: the ids sorted, and where each came from.
+        self._id_order = np.argsort(self.faiss_ids, kind="stable")
+        self._sorted_ids = self.faiss_ids[self._id_order]
+        # Per letter, what the filters look at, so a filter costs numpy work, not a Python loop per question.
+        self.letter_ministry = np.array([(letter.ministry or "").lower() for letter in self.letters], dtype=object)
+        self.letter_kind = np.array([letter.kind.lower() for letter in self.letters], dtype=object)
+        self.letters_of_dossier: dict[str, list[int]] = {}
+        for letter in self.letters:
+            own = {value for name, value in letter.identifiers if name == "dossier"}
+            cited = {reference.rsplit("-", 1)[0] for reference in letter.references}
+            for dossier in own | cited:
+                self.letters_of_dossier.setdefault(dossier, []).append(letter.row)
 
     def __len__(self) -> int:
         return len(self.chunk_letter)
@@ -185,6 +197,7 @@ class Generation:
 
     def close(self) -> None:
         self._database.close()
+        self.sentence_vectors.close()
 
     # letters
 
@@ -242,22 +255,36 @@ class Generation:
     def sentences_of(self, row: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """A passage's sentences: start and end offsets in the letter, and their vectors."""
         first, last = int(self.sentence_first[row]), int(self.sentence_first[row + 1])
-        return self.sentence_start[first:last], self.sentence_end[first:last], self.sentence_vectors[first:last]
+        return self.sentence_start[first:last], self.sentence_end[first:last], self.sentence_vectors.block(first, last)
 
-    def dense_search(self, query_vectors: np.ndarray, k: int, rows: np.ndarray | None = None) -> list[list[tuple[int, float]]]:
-        """Best passage rows per query; `rows` (an array of rows) restricts the search: filters before ranking."""
+    def rows_of_ids(self, ids: np.ndarray) -> np.ndarray:
+        return self._id_order[np.searchsorted(self._sorted_ids, ids)]
+
+    def dense_search(self, query_vector: np.ndarray, k: int, mask: np.ndarray | None = None) -> list[tuple[int, float]]:
+        """The best passage rows for one question; `mask` (a boolean per row) restricts the search.
+
+        A filter that admits many passages searches more deeply and drops the others (cheap); one that admits
+        few hands FAISS the ids it may return. Either way the cost does not grow with the corpus in Python.
+        """
         import faiss
 
-        k = min(k, len(self) if rows is None else len(rows))
+        allowed = len(self) if mask is None else int(mask.sum())
+        k = min(k, allowed)
         if k <= 0:
-            return [[] for _ in range(len(query_vectors))]
-        params = None
-        if rows is not None:
-            selector = faiss.IDSelectorBatch(self.faiss_ids[rows])
-            params = _search_parameters(self.manifest["index"]["kind"], selector, self.manifest["index"]["settings"])
-        scores, ids = self.faiss_index.search(np.asarray(query_vectors, dtype=np.float32), k, params=params)
-        return [[(self._row_of_id[int(i)], float(s)) for s, i in zip(score_row, id_row) if i >= 0]
-                for score_row, id_row in zip(scores, ids)]
+            return []
+        vector = np.asarray(query_vector, dtype=np.float32)[None, :]
+        if mask is None or allowed >= FILTER_BY_OVERFETCH * len(self):
+            depth = k if mask is None else min(len(self), int(k * len(self) / allowed * 2) + k)
+            scores, ids = self.faiss_index.search(vector, depth)
+            found = [(row, float(score)) for row, score, i in zip(self.rows_of_ids(np.maximum(ids[0], 0)), scores[0], ids[0])
+                     if i >= 0 and (mask is None or mask[row])]
+            if len(found) >= k or depth >= len(self):
+                return [(int(row), score) for row, score in found[:k]]
+        selector = faiss.IDSelectorBatch(self.faiss_ids[mask])
+        params = _search_parameters(self.manifest["index"]["kind"], selector, self.manifest["index"]["settings"])
+        scores, ids = self.faiss_index.search(vector, k, params=params)
+        return [(int(row), float(score)) for row, score, i in zip(self.rows_of_ids(np.maximum(ids[0], 0)), scores[0], ids[0])
+                if i >= 0]
 
 
 class _Documents:
@@ -356,7 +383,7 @@ def _load_generation(index_dir: Path, folder: Path, manifest: dict, model_name: 
     except (OSError, ValueError, KeyError, TypeError, RuntimeError, sqlite3.Error) as error:
         raise IndexError_(f"{damaged} ({type(error).__name__}); {rebuild}") from None
     if not (generation.faiss_index.ntotal == len(generation) == manifest["counts"]["chunks"]
-            == generation.lexical.retriever.scores["num_docs"]):
+            == generation.lexical.count):
         raise IndexError_(f"{damaged} ({generation.faiss_index.ntotal} vectors for {len(generation)} passages); {rebuild}")
     return generation
 

@@ -34,10 +34,10 @@ def test_hits_quote_the_stored_text_exactly(pipeline):
 def test_save_load_search_gives_the_same_hits(pipeline, seed_index_dir, embedder):
     again = load_index(seed_index_dir, embedder.name, embedder.fingerprint)
     vector = embedder.encode_queries(["Wat werd besloten over de NAVO-missie in Irak?"])[0]
-    first = pipeline.index.dense_search(vector[None], 5)
-    second = again.dense_search(vector[None], 5)
-    assert [row for row, _ in first[0]] == [row for row, _ in second[0]]
-    assert [pipeline.index.chunks[r].chunk_id for r, _ in first[0]] == [again.chunks[r].chunk_id for r, _ in second[0]]
+    first = pipeline.index.dense_search(vector, 5)
+    second = again.dense_search(vector, 5)
+    assert [row for row, _ in first] == [row for row, _ in second]
+    assert [pipeline.index.chunks[r].chunk_id for r, _ in first] == [again.chunks[r].chunk_id for r, _ in second]
 
 
 def test_manifest_records_what_the_index_holds(seed_index_dir, embedder):

@@ -344,3 +344,53 @@ def test_serve_answers_from_a_letter_ingested_while_it_runs(tmp_path, seed_index
         stop.set()
         server.terminate()
         server.wait(30)
+
+
+def test_letters_are_added_from_the_page_answered_and_removed(tmp_path, seed_index_dir, embedder, browser):
+    from rag.pipeline import Pipeline
+    from rag.store import load_index
+    from ui.app import launch
+
+    index_dir = tmp_path / "index"
+    shutil.copytree(seed_index_dir, index_dir)
+    pipeline = Pipeline(embedder, load_index(index_dir, embedder.name, embedder.fingerprint), index_dir, endpoint=None)
+    served, url = launch(pipeline, "127.0.0.1", free_local_port(), tmp_path / "data", block=False)
+    letter = Path(__file__).parent / "data" / "real" / "Kamerbrief_emissie_luchtvaart.pdf"
+    try:
+        page = browser.new_page(viewport={"width": 1400, "height": 1400})
+        page.goto(url)
+        page.click("text=Brieven in de index")
+        page.set_input_files("#upload input[type=file]", str(letter))
+        page.click("#add-letters")
+        page.wait_for_function("() => (document.querySelector('#upload-note')?.innerText || '').includes('Toegevoegd')",
+                               timeout=180_000)
+        assert "Emissies door de luchtvaart" in page.inner_text("#letters-table")
+        assert (tmp_path / "data" / "uploads" / letter.name).exists()
+        _ask_and_wait(page, "Wat doet het ministerie aan ultrafijn stof rond regionale luchthavens?")
+        assert any("Emissies door de luchtvaart" in card for card in _source_texts(page))
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "upload.png"), full_page=True)
+
+        bad = tmp_path / "kapot.pdf"
+        bad.write_bytes(b"%PDF-1.4 dit is geen pdf")
+        page.set_input_files("#upload input[type=file]", str(bad))
+        page.click("#add-letters")
+        page.wait_for_function("() => (document.querySelector('#upload-note')?.innerText || '').includes('Niet toegevoegd')",
+                               timeout=60_000)
+        assert "kapot.pdf is niet te lezen" in page.inner_text("#upload-note")
+
+        _choose(page, "#remove-choice", "Emissies door de luchtvaart")
+        page.click("#remove-letter")
+        page.wait_for_function("() => (document.querySelector('#upload-note')?.innerText || '').includes('Verwijderd')",
+                               timeout=120_000)
+        assert "Emissies door de luchtvaart" not in page.inner_text("#letters-table")
+        assert not (tmp_path / "data" / "uploads" / letter.name).exists()
+        page.close()
+    finally:
+        served.close()
+
+
+def _choose(page, dropdown: str, label: str) -> None:
+    """Pick an option in a Gradio dropdown the way a user does: open it, click the option."""
+    page.click(f"{dropdown} input")
+    page.click(f"ul[role='listbox'] li:has-text('{label}')")

@@ -63,11 +63,21 @@ def sources_html(answer: Answer | None) -> str:
         cards.append(
             f"<div class='source' id='source-{citation.n}'>"
             f"<div class='meta'><a href='#cite-{citation.n}' class='cite'>[{citation.n}]</a> "
-            f"{html.escape(hit.title)} · {shown_date(hit.date)} · {html.escape(hit.section)}</div>"
+            f"{html.escape(hit.title or hit.doc_id)} · {shown_date(hit.date)} · {html.escape(hit.section)}"
+            f"{_origin(hit)}</div>"
             f"<div class='passage'>{_highlighted_passage(citation)}</div>"
             f"<div class='where'>{html.escape(hit.doc_id)}:{citation.start}-{citation.end}</div></div>"
         )
     return f"<div class='sources' {_asked(answer)}><h3>Bronnen</h3>" + "".join(cards) + "</div>"
+
+
+def _origin(hit) -> str:
+    """The ministry, the kind and the Kamerstukken a passage's letter cites, when the letter states them."""
+    parts = [hit.ministry or "", hit.kind if hit.kind and hit.kind != "brief" else ""]
+    if hit.references:
+        parts.append("verwijst naar " + ", ".join(hit.references[:4]) + ("…" if len(hit.references) > 4 else ""))
+    shown = " · ".join(html.escape(part) for part in parts if part)
+    return f"<br><span class='origin'>{shown}</span>" if shown else ""
 
 
 def _asked(answer: Answer) -> str:
