@@ -18,10 +18,10 @@ from typing import Any, Iterator
 
 import numpy as np
 from fastapi import APIRouter, Depends, FastAPI, Query as Parameter, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict
 
-from rag import __version__
+from rag import __version__, config
 from rag.answer import Answer
 from rag.dates import shown_date
 from rag.errors import InputError, RagError
@@ -169,13 +169,19 @@ def create_api(pipeline: Pipeline) -> FastAPI:
             return _answered(pipeline, request.question, request.history, filters).as_json()
 
     @rest.get("/letters")
-    def letters() -> list[dict]:
+    def letters(response: Response, offset: int = 0, limit: int = config.API_LETTERS_LIMIT) -> list[dict]:
+        """The letters, newest first, a page at a time (`X-Total-Count` says how many there are)."""
+        if offset < 0 or not 0 < limit <= 10 * config.API_LETTERS_LIMIT:
+            raise ApiError(400, f"offset moet 0 of meer zijn en limit tussen 1 en {10 * config.API_LETTERS_LIMIT}",
+                           "invalid_request_error", "bad_page")
         index = pipeline.index
-        counts = dict(zip(*np.unique(index.chunk_letter, return_counts=True)))
+        passages = np.bincount(index.chunk_letter, minlength=len(index.letters))
+        page = [index.letters[int(row)] for row in index.letters_by_date[::-1][offset:offset + limit]]
+        response.headers["X-Total-Count"] = str(len(index.letters))
         return [{"doc_id": letter.doc_id, "title": letter.title, "date": letter.date, "kind": letter.kind,
                  "ministry": letter.ministry, "references": list(letter.references),
                  "identifiers": dict(letter.identifiers), "sections": _section_labels(index, letter.row),
-                 "passages": int(counts.get(letter.row, 0)), "source": letter.source} for letter in index.letters]
+                 "passages": int(passages[letter.row]), "source": letter.source} for letter in page]
 
     @rest.get("/letters/{doc_id}")
     def letter(doc_id: str) -> dict:

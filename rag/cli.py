@@ -98,13 +98,16 @@ def _questions(question: str | None) -> list[str]:
 @_model_options
 @click.option("--index-type", type=click.Choice(["auto", "flat", "hnsw", "ivf"]), default="auto", show_default=True,
               help="FAISS index: exact (flat) or approximate (hnsw, ivf); auto picks by corpus size.")
-def ingest(paths: tuple[str, ...], index_dir: Path, model_name: str | None, model_dir: Path | None, index_type: str) -> None:
+@click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
+              help="Embed on a Ray cluster (ray://host:10001, or auto); without ADDRESS a local Ray instance.")
+def ingest(paths: tuple[str, ...], index_dir: Path, model_name: str | None, model_dir: Path | None, index_type: str,
+           ray_address: str | None) -> None:
     """Read letters (default: seeds/), embed what is new or changed, write the index atomically."""
-    from rag.store import IndexSettings
     from rag.pipeline import run_ingest
+    from rag.vector_index import IndexSettings
 
     summary = run_ingest(_letter_paths(paths), index_dir, model_name, model_dir,
-                         IndexSettings(kind=index_type), progress=sys.stderr.isatty())
+                         IndexSettings(kind=index_type), progress=sys.stderr.isatty(), ray_address=ray_address)
     for warning in summary.warnings:
         _warn(warning)
     click.echo(summary.line())
@@ -285,30 +288,50 @@ def evaluate_command(questions_path: Path, split: str, k: int, as_json: bool, ba
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="All figures as JSON.")
-@click.option("--scale", "sizes", type=int, multiple=True, help="Corpus sizes for the scale step (default 10000 100000; add 1000000 for the big one).")
+@click.option("--corpus", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="FILE",
+              help="Scale bench instead: ingest this corpus (JSON lines of URL and Content, .gz too) with the real model "
+                   "and measure it, e.g. ../shared/corpora/statengeneraal-digitaal-20k.jsonl.gz.")
+@click.option("--limit", type=int, default=None, help="With --corpus: only its first N distinct documents.")
+@click.option("--scale", "sizes", type=int, multiple=True, metavar="N",
+              help="With --corpus: also a synthetic index of N passages beyond the corpus (repeatable, e.g. 1000000).")
 @click.option("--device", default=None, help="Encode on this device, e.g. cuda.")
 @click.option("--load-users", type=int, default=20, show_default=True, help="Simulated users in the load test (0 skips it).")
 @click.option("--load-seconds", type=float, default=20.0, show_default=True)
+@click.option("--report-dir", type=click.Path(file_okay=False, path_type=Path), default=config.REPORT_DIR,
+              show_default="eval/report/", help="Where the figures (JSON) and charts are written.")
 @_index_option
 @_model_options
-def bench(as_json: bool, sizes: tuple[int, ...], device: str | None, load_users: int, load_seconds: float,
-          index_dir: Path, model_name: str | None, model_dir: Path | None) -> None:
-    """Speed and memory: ingest, query latency, cold start, scale to large corpora, load."""
+def bench(as_json: bool, corpus: Path | None, limit: int | None, sizes: tuple[int, ...], device: str | None,
+          load_users: int, load_seconds: float, report_dir: Path, index_dir: Path, model_name: str | None,
+          model_dir: Path | None) -> None:
+    """Speed and memory: ingest, query latency, cold start, load; with --corpus, scale on real text and beyond."""
+    import tempfile
+
     from rag import bench as benchmarks
     from rag.evaluation import load_questions
-    from rag.pipeline import open_pipeline
 
-    if any(size < 100 for size in sizes):
-        raise InputError("--scale sizes must be at least 100 passages")
-    pipeline = open_pipeline(index_dir, model_name, model_dir, device)
     questions = [q.question for q in load_questions(config.EVAL_QUESTIONS)]
-    report = benchmarks.run_bench(pipeline, questions, sizes or (10_000, 100_000), load_users, load_seconds)
-    benchmarks.save(report, config.REPORT_DIR)
-    if as_json:
-        _echo_json(report)
-    else:
-        click.echo(benchmarks.format_bench(report))
-        click.echo("(bench.json and bench-latency.png in eval/report/)")
+    if corpus is None:
+        if sizes or limit is not None:
+            raise InputError("--scale and --limit go with --corpus FILE: the scale bench needs real passages to start from")
+        from rag.pipeline import open_pipeline
+
+        report = benchmarks.run_bench(open_pipeline(index_dir, model_name, model_dir, device), questions, load_users, load_seconds)
+        benchmarks.save(report, report_dir)
+        click.echo(json.dumps(report) if as_json else benchmarks.format_bench(report) +
+                   f"\n(bench.json in {config.display_path(report_dir)}/)")
+        return
+    from rag import scale
+
+    if limit is not None and limit <= scale.HELD_OUT:
+        raise InputError(f"--limit {limit} is too small: {scale.HELD_OUT} letters are held out to be added; give more")
+    if any(size < 1000 for size in sizes):
+        raise InputError("--scale sizes are passages: give 1000 or more")
+    with tempfile.TemporaryDirectory(prefix="rag-scale-") as work:
+        report = scale.run_scale_bench(corpus, limit, sorted(sizes), questions, Path(work), report_dir)
+    benchmarks.save(report, report_dir, "scale.json")
+    click.echo(json.dumps(report) if as_json else scale.format_scale(report) + "\n(scale.json, scale.png and "
+               f"scale-neighbours.png in {config.display_path(report_dir)}/)")
 
 
 def main() -> None:

@@ -16,19 +16,18 @@ from typing import Callable, Iterable
 
 from rag.config import display_path
 from rag.dates import MONTH_ALTERNATION, MONTHS
-from rag.errors import InputError
+from rag.errors import InputError, LetterSkipped
 from rag.files import file_sha256
 from rag.layout import Block, Layout, place_footnote_anchors, read_blocks
 from rag.letterhead import Head, read_head
 from rag.readers import letter_paths, read
-from rag.readers.ocr import MissingOCR
 from rag.readers.reading import Facts, Reading
 from rag.readers.text import reading_of_text
 from rag.references import cited_references, own_identifiers
 
 # Bump with any change that can alter the stored text, the sections or the metadata of a letter:
 # `rag ingest` then re-reads every letter, and queries on an index read by another version are refused.
-READER_VERSION = 2
+READER_VERSION = 3
 FOOTNOTES_HEADING = "Voetnoten"
 LEAD_HEADING = "Inleiding"
 
@@ -98,16 +97,18 @@ class Document:
 # --- reading files -----------------------------------------------------------------------
 
 def read_documents(paths: Iterable[str | Path], skipped: list[str] | None = None) -> list[Document]:
-    """The letters at `paths`. A scan that cannot be read without Tesseract is skipped with its message
-    in `skipped` when a list is given (the other letters still count), else it is an error."""
+    """The letters at `paths`. A letter with nothing to index (empty, a scan without Tesseract) is skipped
+    with its message in `skipped` when a list is given (the other letters still count), else it is an error."""
     documents = []
     for path in letter_paths(paths):
         try:
             documents.append(read_document(path))
-        except MissingOCR as missing:
+        except LetterSkipped as reason:
             if skipped is None:
                 raise
-            skipped.append(str(missing))
+            skipped.append(str(reason))
+    if skipped and not documents:
+        raise InputError(skipped[0])  # nothing else to show: the reason is the error
     refuse_duplicate_ids(documents)
     return documents
 
@@ -164,8 +165,11 @@ def build_document(reading: Reading, doc_id: str, source: str, content_hash: str
     else:
         head, lines = read_head(reading.lines or [])
         layout = read_blocks(lines, reading.footnotes, head.repeats)
+        if not any(block.text for block in layout.blocks) and head.lines:
+            # Nothing after the head (a one-line note, a bare table of contents): the head is the letter.
+            layout = read_blocks(reading.lines or [], reading.footnotes, head.repeats)
     if not any(block.text for block in layout.blocks):
-        raise InputError(f"{source}: no readable text in this letter")
+        raise LetterSkipped(f"{source}: no readable text in this letter")
 
     parts: list[str] = []
     offsets: list[tuple[Block, int, int]] = []

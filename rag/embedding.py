@@ -16,7 +16,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Iterator, Protocol, Sequence
 
 import numpy as np
 
@@ -182,8 +182,7 @@ class Embedder:
         states = self.engine.hidden_states(list(texts), self.query_prompt)
         return np.stack([_mean(hidden) for hidden, _spans in states]) if states else self._empty()
 
-    def encode_passages(self, texts: Sequence[str], sentence_spans: Sequence[Sequence[tuple[int, int]]] | None = None,
-                        progress: bool = False) -> Encoded:
+    def encode_passages(self, texts: Sequence[str], sentence_spans: Sequence[Sequence[tuple[int, int]]] | None = None) -> Encoded:
         """Passages in batches sorted by length (little padding); `sentence_spans` are character spans
         within each text whose vectors are pooled from the same pass."""
         texts = list(texts)
@@ -192,19 +191,29 @@ class Embedder:
         pooled: list[list[np.ndarray]] = [[] for _ in texts]
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         offset = len(self.document_prompt)
-        bar = _progress(len(texts)) if progress else None
         for first in range(0, len(order), self.batch_size):
             batch = order[first:first + self.batch_size]
             for index, (hidden, token_spans) in zip(batch, self.engine.hidden_states([texts[i] for i in batch],
                                                                                       self.document_prompt)):
                 vectors[index] = _mean(hidden)
                 pooled[index] = [_mean(hidden, token_spans, (start + offset, end + offset)) for start, end in spans[index]]
-            if bar:
-                bar.update(len(batch))
-        if bar:
-            bar.close()
         sentences = [vector for per_text in pooled for vector in per_text]
         return Encoded(vectors, np.stack(sentences) if sentences else self._empty())
+
+    def passage_batches(self, texts: Sequence[str], sentence_spans: Sequence[Sequence[tuple[int, int]]],
+                        batch: int = config.EMBED_BATCH, progress: bool = False) -> Iterator[tuple[list[int], np.ndarray, np.ndarray]]:
+        """All passages sorted by length, in batches yielded as each is done (`rag ingest` checkpoints them):
+        the positions of the batch's texts, their vectors and their sentences' vectors."""
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        bar = _progress(len(texts)) if progress else None
+        for first in range(0, len(order), batch):
+            positions = order[first:first + batch]
+            encoded = self.encode_passages([texts[i] for i in positions], [sentence_spans[i] for i in positions])
+            if bar:
+                bar.update(len(positions))
+            yield positions, encoded.vectors, encoded.sentences
+        if bar:
+            bar.close()
 
     def _empty(self) -> np.ndarray:
         return np.zeros((0, self.dimension), dtype=np.float32)

@@ -54,6 +54,7 @@ _PUBLICATION = re.compile(r"^(?:Aanhangsel van de Handelingen|Handelingen|Kamers
                           re.IGNORECASE)
 _QUESTIONS_MASTHEAD = re.compile(r"^Vragen gesteld door de leden der Kamer\b", re.IGNORECASE)
 HEAD_LINES = 80  # the head is on the first page: look no further than this
+HEAD_LINE_WORDS = 20  # no line of a head is longer; a longer one is a paragraph of the body
 
 
 @dataclass
@@ -108,7 +109,8 @@ def read_head(lines: list[Line]) -> tuple[Head, list[Line]]:
                 value, index = _subject(value, lines, index, head)
             head.facts.setdefault(name, value)
             continue
-        consumed = _kamerstuk_head(lines, index, head) or _letterhead_line(lines, index, head)
+        prose = len(text.split()) > HEAD_LINE_WORDS  # a paragraph: the body has begun, whatever it starts with
+        consumed = 0 if prose else _kamerstuk_head(lines, index, head) or _letterhead_line(lines, index, head)
         if not consumed and salutation is not None:
             head.lines.append(text)  # before the salutation it is head, whatever it is
             consumed = 1
@@ -190,7 +192,8 @@ def _kamerstuk_head(lines: list[Line], index: int, head: Head) -> int:
         # The dossier's title follows until "Nr. N" or the kind of document.
         while index + taken < len(lines) and len(title) < 4:
             following = lines[index + taken].text.strip()
-            if _NUMBER.match(following) or _STUK.match(following) or _SALUTATION.match(following):
+            if (_NUMBER.match(following) or _STUK.match(following) or _SALUTATION.match(following)
+                    or len(following.split()) > HEAD_LINE_WORDS):
                 break
             title.append(following)
             head.lines.append(following)

@@ -1,14 +1,25 @@
-"""Lexical search: BM25 (bm25s) over Dutch-stemmed tokens without stop words.
+"""Lexical search: BM25 over Dutch-stemmed tokens without stop words.
 
 Dense retrieval misses exact names, numbers and rare terms ("S400", "Klimkin", "74
 projecten"); BM25 finds them. Tokens are lower-cased, accents folded, stop words dropped and
 stemmed with the Dutch Snowball stemmer, so "bondgenoten" matches "bondgenoot".
+
+Each passage is tokenized once, at ingest, into its bag of words (distinct term ids and their
+counts). The BM25 index is computed from the bags with numpy: every ingest that changes the
+passages changes the collection's statistics (passage count, average length, document
+frequencies), so the index is rebuilt, but from the stored bags, never from the texts again
+(`rag bench --corpus` measures what that costs). The scores are those of bm25s's "lucene"
+variant (k1 1.2, b 0.75; a test holds them equal to bm25s's own), computed and read back with
+numpy alone (from the stored bags, without a tokenized copy of the corpus in Python lists),
+so a serving process imports neither bm25s nor scipy.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
@@ -16,6 +27,7 @@ from typing import Sequence
 import numpy as np
 
 TOKENIZER_VERSION = 1
+K1, B = 1.2, 0.75
 _TOKEN = re.compile(r"\w+", re.UNICODE)
 _EXTRA_STOPWORDS = {
     "wat", "welke", "welk", "wie", "waar", "wanneer", "hoe", "waarom", "zei", "zegt", "gezegd",
@@ -30,8 +42,7 @@ def _stemmer():
     return Stemmer.Stemmer("dutch")
 
 
-# The Snowball stop words for Dutch and the common English ones (as bm25s lists them), kept here so that a
-# process answering questions does not import bm25s (and scipy) for a word list.
+# The Snowball stop words for Dutch and the common English ones (as bm25s lists them).
 _DUTCH_STOPWORDS = (
     "aan al alles als altijd andere ben bij daar dan dat de der deze die dit doch doen door dus een eens en er ge geen geweest haar had heb hebben heeft hem het hier hij hoe hun iemand iets ik in is ja je kan kon kunnen maar me meer men met mij mijn moet na naar niet niets nog nu of om omdat onder ons ook op over reeds te tegen toch toen tot u uit uw van veel voor want waren was wat werd wezen wie wil worden wordt zal ze zelf zich zij zijn zo zonder zou"
 ).split()
@@ -57,40 +68,122 @@ def tokenize(text: str) -> list[str]:
     return _stemmer().stemWords(kept)
 
 
-class LexicalIndex:
-    """BM25 scores precomputed per passage and term (bm25s builds them, "lucene" variant).
+@dataclass(frozen=True)
+class Bags:
+    """Every passage's bag of words: its distinct term ids with their counts, and its length in tokens.
 
-    Built and saved with bm25s; read back with numpy alone, so a process that answers questions
-    does not import bm25s and scipy (0.2 s of every cold start).
+    Passage i's terms are terms[first[i]:first[i + 1]]: the same layout as the sentences, so bags of
+    unchanged letters are carried into the next generation by slicing, like everything else.
     """
 
+    first: np.ndarray  # int64, passages + 1
+    terms: np.ndarray  # int32
+    counts: np.ndarray  # int32
+    lengths: np.ndarray  # int32, tokens per passage
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    @classmethod
+    def of_texts(cls, texts: Sequence[str], vocabulary: dict[str, int]) -> "Bags":
+        """Tokenize the texts; terms new to `vocabulary` are appended to it."""
+        terms, counts, sizes, lengths = [], [], [], []
+        for text in texts:
+            tokens = tokenize(text)
+            ids = np.fromiter((vocabulary.setdefault(token, len(vocabulary)) for token in tokens), np.int32, len(tokens))
+            distinct, repeats = np.unique(ids, return_counts=True)
+            terms.append(distinct)
+            counts.append(repeats)
+            sizes.append(len(distinct))
+            lengths.append(len(tokens))
+        return cls(np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)]).astype(np.int64),
+                   np.concatenate(terms).astype(np.int32) if terms else np.zeros(0, np.int32),
+                   np.concatenate(counts).astype(np.int32) if counts else np.zeros(0, np.int32),
+                   np.array(lengths, dtype=np.int32))
+
+    def take(self, rows: np.ndarray) -> "Bags":
+        """The bags of these passages, in this order."""
+        positions, first = ranges(self.first, rows)
+        return Bags(first, self.terms[positions], self.counts[positions], self.lengths[rows])
+
+    @staticmethod
+    def joined(parts: Sequence["Bags"]) -> "Bags":
+        sizes = np.concatenate([np.diff(part.first) for part in parts])
+        return Bags(np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64), np.concatenate([p.terms for p in parts]),
+                    np.concatenate([p.counts for p in parts]), np.concatenate([p.lengths for p in parts]))
+
+    def save(self, folder: Path) -> None:
+        for name in ("first", "terms", "counts", "lengths"):
+            np.save(folder / f"bags_{name}.npy", getattr(self, name))
+
+    @classmethod
+    def load(cls, folder: Path) -> "Bags":
+        return cls(*(np.load(folder / f"bags_{name}.npy", mmap_mode="r") for name in ("first", "terms", "counts", "lengths")))
+
+
+def ranges(first: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For items laid out as first[i]:first[i+1]: the positions of the items of `rows`, in order, and the
+    offsets of the rows in that selection (vectorised: no Python loop over a million passages)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    starts = np.asarray(first[rows], dtype=np.int64)
+    sizes = np.asarray(first[rows + 1], dtype=np.int64) - starts
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    positions = np.repeat(starts - offsets[:-1], sizes) + np.arange(offsets[-1], dtype=np.int64)
+    return positions, offsets
+
+
+class LexicalIndex:
+    """BM25 scores per term and passage (a term's postings: passages and scores), computed from the bags."""
+
     def __init__(self, data: np.ndarray, indices: np.ndarray, indptr: np.ndarray, vocabulary: dict[str, int],
-                 count: int, builder=None) -> None:
+                 count: int) -> None:
         self.data, self.indices, self.indptr = data, indices, indptr
         self.vocabulary = vocabulary
         self.count = count  # passages
-        self._builder = builder  # the bm25s object a fresh build saves from
 
     @classmethod
-    def build(cls, texts: Sequence[str]) -> "LexicalIndex":
-        import bm25s
-
-        retriever = bm25s.BM25(method="lucene", k1=1.2, b=0.75)
-        retriever.index([tokenize(text) or ["<leeg>"] for text in texts], show_progress=False)
-        scores = retriever.scores
-        return cls(scores["data"], scores["indices"], scores["indptr"], retriever.vocab_dict, scores["num_docs"], retriever)
+    def build(cls, vocabulary: dict[str, int], bags: Bags) -> tuple["LexicalIndex", Bags]:
+        """The index, and the bags with the vocabulary compacted to the terms some passage still holds
+        (letters removed leave terms nobody uses)."""
+        frequency = np.bincount(bags.terms, minlength=len(vocabulary))
+        used = frequency > 0
+        renumbered = np.cumsum(used) - 1
+        words = [word for word, number in sorted(vocabulary.items(), key=lambda item: item[1]) if used[number]]
+        bags = Bags(np.asarray(bags.first), renumbered[bags.terms].astype(np.int32), np.asarray(bags.counts),
+                    np.asarray(bags.lengths))
+        frequency = frequency[used]
+        count = len(bags)
+        average = float(bags.lengths.mean()) if count and bags.lengths.sum() else 1.0
+        passage_of = np.repeat(np.arange(count, dtype=np.int32), np.diff(bags.first))
+        order = np.argsort(bags.terms, kind="stable")  # by term, each term's passages in row order
+        term_frequency = bags.counts[order].astype(np.float32)
+        rows = passage_of[order]
+        idf = np.log(1 + (count - frequency + 0.5) / (frequency + 0.5)).astype(np.float32)
+        norm = (K1 * (1 - B + B * bags.lengths / average)).astype(np.float32)
+        data = idf[bags.terms[order]] * term_frequency / (term_frequency + norm[rows])
+        indptr = np.concatenate([[0], np.cumsum(frequency)]).astype(np.int64)
+        return cls(data.astype(np.float32), rows, indptr, {word: number for number, word in enumerate(words)}, count), bags
 
     def save(self, folder: Path) -> None:
-        self._builder.save(str(folder), show_progress=False)
+        folder.mkdir(parents=True, exist_ok=True)
+        np.save(folder / "postings_scores.npy", self.data)
+        np.save(folder / "postings_passages.npy", self.indices)
+        np.save(folder / "postings_first.npy", self.indptr)
+        words = sorted(self.vocabulary, key=self.vocabulary.__getitem__)
+        (folder / "vocabulary.json").write_text(json.dumps(words, ensure_ascii=False))
+        (folder / "params.json").write_text(json.dumps({"passages": self.count, "k1": K1, "b": B,
+                                                        "tokenizer_version": TOKENIZER_VERSION}))
 
     @classmethod
     def load(cls, folder: Path) -> "LexicalIndex":
-        import json
+        params = json.loads((folder / "params.json").read_text())
+        words = json.loads((folder / "vocabulary.json").read_text())
+        arrays = [np.load(folder / f"postings_{name}.npy", mmap_mode="r") for name in ("scores", "passages", "first")]
+        return cls(*arrays, {word: number for number, word in enumerate(words)}, int(params["passages"]))
 
-        params = json.loads((folder / "params.index.json").read_text())
-        vocabulary = json.loads((folder / "vocab.index.json").read_text())
-        arrays = [np.load(folder / f"{name}.csc.index.npy", mmap_mode="r") for name in ("data", "indices", "indptr")]
-        return cls(*arrays, vocabulary, int(params["num_docs"]))
+    @staticmethod
+    def load_vocabulary(folder: Path) -> dict[str, int]:
+        return {word: number for number, word in enumerate(json.loads((folder / "vocabulary.json").read_text()))}
 
     def scores(self, query: str) -> np.ndarray:
         """BM25 score of every passage for the query (zeros when no query term is known)."""
@@ -101,6 +194,20 @@ class LexicalIndex:
         rows = np.concatenate([self.indices[start:end] for start, end in spans])
         weights = np.concatenate([self.data[start:end] for start, end in spans])
         return np.bincount(rows, weights=weights, minlength=self.count).astype(np.float32)
+
+    def top(self, query: str, depth: int, mask: np.ndarray | None = None) -> list[tuple[int, float]]:
+        """The `depth` best passages with a positive score (among those `mask` admits), best first; only the
+        passages holding a query term are ranked, not the whole corpus."""
+        scores = self.scores(query)
+        candidates = np.flatnonzero(scores if mask is None else scores * mask)
+        if not len(candidates):
+            return []
+        values = scores[candidates]
+        if len(candidates) > depth:
+            keep = np.argpartition(-values, depth - 1)[:depth]
+            candidates, values = candidates[keep], values[keep]
+        order = np.lexsort((candidates, -values))  # best first; equal scores by row, as a stable sort would
+        return [(int(candidates[i]), float(values[i])) for i in order]
 
     def idf(self, tokens: Sequence[str]) -> list[float]:
         """The inverse document frequency of each (stemmed) token; a token no passage holds gets the highest."""

@@ -27,8 +27,14 @@ def drive(url: str, questions: Sequence[str], users: int, seconds: float, max_re
     latencies: dict[str, list[float]] = {"chat": [], "ask": []}
     errors: list[str] = []
     lock = threading.Lock()
-    ready = threading.Barrier(users + 1)
     deadline: list[float] = []
+    started: list[float] = []
+
+    def start_clock() -> None:  # run once, by the last thread to arrive, before any of them goes on
+        started.append(time.perf_counter())
+        deadline.append(time.monotonic() + seconds)
+
+    ready = threading.Barrier(users + 1, action=start_clock)
 
     def user(number: int) -> None:
         try:
@@ -47,7 +53,7 @@ def drive(url: str, questions: Sequence[str], users: int, seconds: float, max_re
             question = questions[turn % len(questions)]
             route = "chat" if turn % 2 == 0 else "ask"
             turn += users
-            started = time.perf_counter()
+            asked = time.perf_counter()
             try:
                 if route == "chat":
                     result = client.submit(question, [], [], "", "", "", "", api_name="/chat").result(timeout=120)
@@ -59,19 +65,24 @@ def drive(url: str, questions: Sequence[str], users: int, seconds: float, max_re
                 ok, result = False, f"{type(error).__name__}: {error}"
             with lock:
                 if ok:
-                    latencies[route].append((time.perf_counter() - started) * 1000)
+                    latencies[route].append((time.perf_counter() - asked) * 1000)
                 else:
                     errors.append(f"{route}: {str(result)[:200]}")
 
-    threads = [threading.Thread(target=user, args=(n,), daemon=True) for n in range(users)]
+    def counted(number: int) -> None:
+        try:
+            user(number)
+        except Exception as error:  # a user whose thread dies is an error of the run, never silence
+            with lock:
+                errors.append(f"user {number}: {type(error).__name__}: {error}")
+
+    threads = [threading.Thread(target=counted, args=(n,), daemon=True) for n in range(users)]
     for thread in threads:
         thread.start()
     ready.wait()
-    started = time.perf_counter()
-    deadline.append(time.monotonic() + seconds)
     for thread in threads:
         thread.join(seconds + 180)
-    elapsed = time.perf_counter() - started
+    elapsed = time.perf_counter() - started[0]
     everything = latencies["chat"] + latencies["ask"]
     return {"users": users, "seconds": round(elapsed, 1), "answers": len(everything), "errors": len(errors),
             "error_examples": errors[:3], "throughput_per_s": round(len(everything) / elapsed, 2),

@@ -23,7 +23,8 @@ from rag.errors import InputError, RagError
 from rag.generation import Endpoint, generated_answer
 from rag.ingest import IngestSummary, ingest
 from rag.retrieval import Filters, Hit, Query, RetrievalSettings, rank, understand
-from rag.store import Generation, IndexSettings, check_compatible, current_generation_name, load_index, read_manifest
+from rag.store import Generation, check_compatible, current_generation_name, load_index, read_manifest
+from rag.vector_index import IndexSettings
 
 log = logging.getLogger("rag.pipeline")
 History = Sequence[str] | Conversation
@@ -70,21 +71,25 @@ def run_ingest(
     chunk_settings: ChunkSettings = ChunkSettings(),
     embedder: Embedder | None = None,
     progress: bool = False,
+    ray_address: str | None = None,
 ) -> IngestSummary:
-    """Ingest letters (default: seeds/); the model is loaded only when something must be embedded."""
+    """Ingest letters (default: seeds/); the model is loaded only when something must be embedded.
+
+    With `ray_address` ("local" for a Ray instance on this machine) the embedding runs on a Ray cluster.
+    """
     model_name = model_name or config.model_name()
-    loaded: list[Embedder] = [embedder] if embedder else []
-
-    def embed(texts: list[str], sentence_spans: list[list[tuple[int, int]]]):
-        if not loaded:
-            loaded.append(load_embedder(model_name, model_dir))
-        encoded = loaded[0].encode_passages(texts, sentence_spans, progress=progress)
-        return encoded.vectors, encoded.sentences
-
     # Letters first: a wrong path is reported before the model is looked up (or built).
     files = letter_paths(list(paths) or [config.DEFAULT_SEEDS])
-    return ingest(files, Path(index_dir), model_name, model_fingerprint(model_name, model_dir), embed,
-                  chunk_settings, index_settings)
+    fingerprint = model_fingerprint(model_name, model_dir)
+
+    def embed(texts: list[str], sentence_spans: list[list[tuple[int, int]]]):
+        if ray_address is not None:
+            from rag.distributed import ray_passage_batches
+
+            return ray_passage_batches(ray_address, model_name, fingerprint, texts, sentence_spans, progress)
+        return (embedder or load_embedder(model_name, model_dir)).passage_batches(texts, sentence_spans, progress=progress)
+
+    return ingest(files, Path(index_dir), model_name, fingerprint, embed, chunk_settings, index_settings)
 
 
 class Busy(RagError):
@@ -185,7 +190,7 @@ class Pipeline:
         return self._reindex(remaining, progress=False)
 
     def _reindex(self, files: list[Path], progress: bool) -> IngestSummary:
-        settings = IndexSettings(**self.index.manifest["index"]["settings"])  # the index type the index has
+        settings = IndexSettings.from_manifest(self.index.manifest["index"]["settings"])  # the index type the index has
         summary = run_ingest(files, self.index_dir, self.embedder.name, index_settings=settings, embedder=self.embedder,
                              progress=progress)
         self.refresh()

@@ -162,9 +162,11 @@ def letter_mask(index: Generation, filters: Filters) -> np.ndarray:
         about[index.letters_of_dossier.get(normalise_dossier(filters.dossier), [])] = True
         mask &= about
     if filters.ministry:
-        mask &= np.char.find(index.letter_ministry.astype(str), filters.ministry.lower()) >= 0
+        wanted = [code for code, name in enumerate(index.ministries) if filters.ministry.lower() in name]
+        mask &= np.isin(index.letter_ministry, wanted)
     if filters.kind:
-        mask &= index.letter_kind == filters.kind.lower()
+        wanted = [code for code, name in enumerate(index.kinds) if name == filters.kind.lower()]
+        mask &= np.isin(index.letter_kind, wanted)
     return mask
 
 
@@ -176,30 +178,28 @@ def allowed_rows(index: Generation, filters: Filters) -> np.ndarray:
 # --- ranking -----------------------------------------------------------------------------
 
 def rank(index: Generation, query: Query, query_vector: np.ndarray | None, k: int,
-         settings: RetrievalSettings = RetrievalSettings(), lexical_scores: np.ndarray | None = None) -> list[Hit]:
-    """The best k passages. `lexical_scores` (BM25 of every passage) may be passed in when the caller
-    needs them too, so they are computed once per question."""
+         settings: RetrievalSettings = RetrievalSettings()) -> list[Hit]:
+    """The best k passages."""
     mask = allowed_rows(index, query.filters) if query.filters.active else None
     if mask is not None and not mask.any():
         return []
-    fused = _fused(index, query, query_vector, k, settings, mask, lexical_scores)
+    fused = _fused(index, query, query_vector, k, settings, mask)
     if query.pick and fused:
         letter = _picked_letter(index, fused, query.pick)
         mask = index.chunk_letter == letter if mask is None else mask & (index.chunk_letter == letter)
-        fused = _fused(index, query, query_vector, k, settings, mask, lexical_scores)
+        fused = _fused(index, query, query_vector, k, settings, mask)
     return _to_hits(index, fused, k, settings.merge_adjacent)
 
 
 def _fused(index: Generation, query: Query, query_vector: np.ndarray | None, k: int, settings: RetrievalSettings,
-           mask: np.ndarray | None, lexical_scores: np.ndarray | None) -> list[tuple[int, float]]:
+           mask: np.ndarray | None) -> list[tuple[int, float]]:
     depth = max(settings.candidates, k * 3)
     dense: list[tuple[int, float]] = []
     lexical: list[tuple[int, float]] = []
     if settings.mode in ("hybrid", "dense"):
         dense = index.dense_search(query_vector, depth, mask)
     if settings.mode in ("hybrid", "lexical"):
-        scores = lexical_scores if lexical_scores is not None else index.lexical.scores(query.text)
-        lexical = _top(scores, depth, mask)
+        lexical = index.lexical.top(query.text, depth, mask)
     if settings.mode == "dense":
         fused = dense
     elif settings.mode == "lexical":
@@ -211,18 +211,6 @@ def _fused(index: Generation, query: Query, query_vector: np.ndarray | None, k: 
     if settings.sentence_weight and query_vector is not None and fused:
         fused = _with_best_sentence(index, fused, query_vector, settings.sentence_weight)
     return fused
-
-
-def _top(scores: np.ndarray, depth: int, mask: np.ndarray | None) -> list[tuple[int, float]]:
-    """The `depth` best positive scores (argpartition: no full sort of the corpus)."""
-    if mask is not None:
-        scores = np.where(mask, scores, 0.0)
-    depth = min(depth, len(scores))
-    if depth == 0:
-        return []
-    top = np.argpartition(-scores, depth - 1)[:depth]
-    top = top[np.argsort(-scores[top], kind="stable")]
-    return [(int(row), float(scores[row])) for row in top if scores[row] > 0]
 
 
 def _picked_letter(index: Generation, fused: list[tuple[int, float]], pick: str) -> int:

@@ -2,19 +2,23 @@
 
     CURRENT                  the name of the live generation
     gen-<time>-<id>/         one complete build:
-        manifest.json        model, settings, versions, counts, letters (file hashes), file sizes and hashes
-        store.sqlite         letters (stored text and metadata), passages and sentences (offsets)
-        vectors.npy          passage vectors, float32 (read by ingest to reuse them, never by serving)
-        sentence_vectors.npy sentence vectors, float16, memory-mapped at answer time
-        vectors.faiss        FAISS over the passage vectors, ids derived from chunk ids
-        lexical/             BM25 (bm25s)
+        manifest.json        model, settings, versions, counts, file sizes and hashes
+        store.sqlite         letters (stored text, metadata, file hash), sections, passages (id, text hash)
+        arrays.npz           per passage: letter, offsets, section, FAISS slot; per sentence: offsets
+        vectors.npy          passage vectors, float32, memory-mapped (narrow filters are searched exactly)
+        sentence_vectors.npy sentence vectors, float16, read by passage when an answer needs them
+        vectors.faiss        FAISS over the passage vectors, ids are slots (`vector_index`)
+        tombstones.npy       slots FAISS still holds but no passage uses (HNSW cannot remove)
+        lexical/             BM25 postings and each passage's bag of words (`lexical`)
 
-SQLite, one database per generation: a generation is written once and never changed, so a
-reader of the old pointer keeps a consistent view while the next one is written, and the
-switch is one atomic rename of the pointer. The price is that an ingest copies the unchanged
-rows into its new database (seconds at 100,000 passages). A serving process holds the numbers
-per passage (letter, offsets, section, date) as numpy arrays and the FAISS and BM25 indexes;
-texts are read from SQLite by row when a hit or an answer needs them.
+SQLite, one database per generation rather than one database with generations as rows: a
+generation is written once and never changed, so a reader of the old pointer keeps a consistent
+view while the next one is written, it is opened immutable (no locks, no WAL to replay on a
+read-only share), the switch is one atomic rename of the pointer, and `rag verify` can hash it
+like any other file. The price is that an ingest copies the unchanged rows into its new database
+(by SQL, about a second per 100,000 passages). A serving process holds the numbers per passage
+(letter, offsets, section, slot) and per letter (date, ministry, kind) as numpy arrays, and the
+FAISS and BM25 indexes; texts are read from SQLite by row when a hit or an answer needs them.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import os
 import sqlite3
 import threading
 from collections import OrderedDict
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -38,12 +42,12 @@ from rag.errors import RagError
 from rag.files import NpyRows, file_sha256
 from rag.lexical import TOKENIZER_VERSION as LEXICAL_TOKENIZER_VERSION
 from rag.lexical import LexicalIndex
+from rag.vector_index import SlotBitmap, VectorIndex
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 POINTER = "CURRENT"
 NO_DATE = np.iinfo(np.int32).min  # the day number of a letter without a date
 LETTER_CACHE = 256  # stored letters kept in memory, most recently used
-FILTER_BY_OVERFETCH = 0.05  # a filter admitting at least this share of passages is applied after a deeper search
 
 
 class IndexError_(RagError):
@@ -148,16 +152,15 @@ class Generation:
     """One loaded generation: arrays per passage and per letter in memory, texts in SQLite."""
 
     def __init__(self, folder: Path, manifest: dict) -> None:
-        import faiss
-
         self.folder = folder
         self.manifest = manifest
         self._database = sqlite3.connect(f"file:{folder / 'store.sqlite'}?mode=ro&immutable=1", uri=True,
                                          check_same_thread=False)
         self._lock = threading.Lock()
         self._letters_cache: OrderedDict[int, Document] = OrderedDict()
-        rows = self._query("SELECT row, doc_id, meta FROM letters ORDER BY row")
-        self.letters: list[LetterInfo] = [_letter_info(row, doc_id, json.loads(meta)) for row, doc_id, meta in rows]
+        rows = self._query("SELECT row, doc_id, title, date, date_sure, kind, ministry, source, identifiers, refs, ocr "
+                           "FROM letters ORDER BY row")
+        self.letters: list[LetterInfo] = [_letter_info(*row) for row in rows]
         self._letter_of_id = {letter.doc_id: letter for letter in self.letters}
         self.sections: list[str] = [label for (label,) in self._query("SELECT label FROM sections ORDER BY row")]
         arrays = np.load(folder / "arrays.npz")
@@ -165,7 +168,8 @@ class Generation:
         self.chunk_start = arrays["chunk_start"]
         self.chunk_end = arrays["chunk_end"]
         self.chunk_section = arrays["chunk_section"]
-        self.faiss_ids = arrays["faiss_ids"]
+        self.faiss_ids = arrays["faiss_ids"]  # each passage's slot in FAISS
+        self.next_slot = int(arrays["next_slot"])
         self.sentence_first = arrays["sentence_first"]  # passage i's sentences: sentence_first[i]:sentence_first[i+1]
         self.sentence_start = arrays["sentence_start"]
         self.sentence_end = arrays["sentence_end"]
@@ -173,14 +177,17 @@ class Generation:
         self.letter_sure = np.array([letter.date_sure for letter in self.letters], dtype=bool)
         self.letters_by_date = np.argsort(self.letter_day, kind="stable")
         self.sentence_vectors = NpyRows(folder / "sentence_vectors.npy")  # read by passage when an answer needs them
-        self.faiss_index = faiss.read_index(str(folder / "vectors.faiss"))
+        self.vectors = np.load(folder / "vectors.npy", mmap_mode="r")  # pages read only by narrow filters
+        self.vector_index = VectorIndex.load(folder, manifest["index"])
         self.lexical = LexicalIndex.load(folder / "lexical")
-        # FAISS ids -> rows without a dict of a million Python ints: the ids sorted, and where each came from.
-        self._id_order = np.argsort(self.faiss_ids, kind="stable")
-        self._sorted_ids = self.faiss_ids[self._id_order]
-        # Per letter, what the filters look at, so a filter costs numpy work, not a Python loop per question.
-        self.letter_ministry = np.array([(letter.ministry or "").lower() for letter in self.letters], dtype=object)
-        self.letter_kind = np.array([letter.kind.lower() for letter in self.letters], dtype=object)
+        self.row_of_slot = np.full(self.next_slot, -1, dtype=np.int64)
+        self.row_of_slot[self.faiss_ids] = np.arange(len(self.faiss_ids))
+        # Tombstoned slots are kept out of every search by a bitmap of the live ones.
+        self._live = SlotBitmap(self.faiss_ids, self.next_slot) if len(self.vector_index.tombstones) else None
+        # Per letter, what the filters look at, as codes into the few distinct values, so a filter costs numpy
+        # work over integers, not string comparisons per letter.
+        self.ministries, self.letter_ministry = _codes([(letter.ministry or "").lower() for letter in self.letters])
+        self.kinds, self.letter_kind = _codes([letter.kind.lower() for letter in self.letters])
         self.letters_of_dossier: dict[str, list[int]] = {}
         for letter in self.letters:
             own = {value for name, value in letter.identifiers if name == "dossier"}
@@ -229,7 +236,7 @@ class Generation:
     @property
     def letter_files(self) -> list[Path]:
         """The files the indexed letters were read from."""
-        return [config.PROJECT_ROOT / entry["source"] for entry in self.manifest["letters"].values()]
+        return [config.PROJECT_ROOT / source for (source,) in self._query("SELECT source FROM letters ORDER BY row")]
 
     # passages
 
@@ -257,34 +264,33 @@ class Generation:
         first, last = int(self.sentence_first[row]), int(self.sentence_first[row + 1])
         return self.sentence_start[first:last], self.sentence_end[first:last], self.sentence_vectors.block(first, last)
 
-    def rows_of_ids(self, ids: np.ndarray) -> np.ndarray:
-        return self._id_order[np.searchsorted(self._sorted_ids, ids)]
-
     def dense_search(self, query_vector: np.ndarray, k: int, mask: np.ndarray | None = None) -> list[tuple[int, float]]:
         """The best passage rows for one question; `mask` (a boolean per row) restricts the search.
 
-        A filter that admits many passages searches more deeply and drops the others (cheap); one that admits
-        few hands FAISS the ids it may return. Either way the cost does not grow with the corpus in Python.
+        A filter that admits few passages is searched exactly over their vectors; a broader one hands FAISS
+        a bitmap of the slots it may return, with a graph search as deep as the filter is narrow.
         """
-        import faiss
-
         allowed = len(self) if mask is None else int(mask.sum())
         k = min(k, allowed)
         if k <= 0:
             return []
-        vector = np.asarray(query_vector, dtype=np.float32)[None, :]
-        if mask is None or allowed >= FILTER_BY_OVERFETCH * len(self):
-            depth = k if mask is None else min(len(self), int(k * len(self) / allowed * 2) + k)
-            scores, ids = self.faiss_index.search(vector, depth)
-            found = [(row, float(score)) for row, score, i in zip(self.rows_of_ids(np.maximum(ids[0], 0)), scores[0], ids[0])
-                     if i >= 0 and (mask is None or mask[row])]
-            if len(found) >= k or depth >= len(self):
-                return [(int(row), score) for row, score in found[:k]]
-        selector = faiss.IDSelectorBatch(self.faiss_ids[mask])
-        params = _search_parameters(self.manifest["index"]["kind"], selector, self.manifest["index"]["settings"])
-        scores, ids = self.faiss_index.search(vector, k, params=params)
-        return [(int(row), float(score)) for row, score, i in zip(self.rows_of_ids(np.maximum(ids[0], 0)), scores[0], ids[0])
-                if i >= 0]
+        vector = np.asarray(query_vector, dtype=np.float32)
+        if mask is not None and allowed <= config.EXACT_FILTER_PASSAGES:
+            rows = np.flatnonzero(mask)
+            scores = np.asarray(self.vectors[rows], dtype=np.float32) @ vector
+            best = np.argsort(-scores, kind="stable")[:k]
+            return [(int(rows[i]), float(scores[i])) for i in best]
+        bitmap = self._live if mask is None else SlotBitmap(self.faiss_ids[mask], self.next_slot)
+        depth = 0 if mask is None else min(4 * k * len(self) // allowed, config.FILTERED_SEARCH_DEPTH)
+        if self.vector_index.kind == "flat":
+            scores, slots = self.vector_index.search(vector, k, bitmap, depth)
+            return [(int(self.row_of_slot[slot]), float(score)) for score, slot in zip(scores, slots) if slot >= 0]
+        # Approximate: twice the candidates, rescored exactly from the vectors on disk (a few pages per question).
+        _, slots = self.vector_index.search(vector, min(2 * k, allowed), bitmap, depth)
+        rows = np.sort(self.row_of_slot[slots[slots >= 0]])
+        scores = np.asarray(self.vectors[rows], dtype=np.float32) @ vector
+        best = np.argsort(-scores, kind="stable")[:k]
+        return [(int(rows[i]), float(scores[i])) for i in best]
 
 
 class _Documents:
@@ -336,20 +342,16 @@ class _Chunks(Sequence):
         return self._generation.chunk(int(row))
 
 
-def _letter_info(row: int, doc_id: str, meta: dict) -> LetterInfo:
-    return LetterInfo(row, doc_id, meta["title"], meta["date"], meta.get("date_sure", True), meta["kind"],
-                      meta.get("ministry"), meta["source"], tuple(tuple(pair) for pair in meta.get("identifiers", ())),
-                      tuple(meta.get("references", ())), meta.get("ocr", False))
+def _codes(values: list[str]) -> tuple[list[str], np.ndarray]:
+    """The distinct values, and each item's position among them."""
+    distinct, codes = np.unique(np.array(values, dtype=object), return_inverse=True) if values else (np.array([]), np.array([]))
+    return [str(value) for value in distinct], codes.astype(np.int32)
 
 
-def _search_parameters(kind: str, selector, settings: dict):
-    import faiss
-
-    if kind == "hnsw":
-        return faiss.SearchParametersHNSW(sel=selector, efSearch=settings["hnsw_ef_search"])
-    if kind == "ivf":
-        return faiss.SearchParametersIVF(sel=selector, nprobe=settings["ivf_nprobe"])
-    return faiss.SearchParameters(sel=selector)
+def _letter_info(row: int, doc_id: str, title: str, date_: str | None, date_sure: int, kind: str, ministry: str | None,
+                 source: str, identifiers: str, references: str, ocr: int) -> LetterInfo:
+    return LetterInfo(row, doc_id, title, date_, bool(date_sure), kind, ministry, source,
+                      tuple(tuple(pair) for pair in json.loads(identifiers)), tuple(json.loads(references)), bool(ocr))
 
 
 def load_index(index_dir: Path, model_name: str, fingerprint: str | None,
@@ -382,9 +384,9 @@ def _load_generation(index_dir: Path, folder: Path, manifest: dict, model_name: 
         generation = Generation(folder, manifest)
     except (OSError, ValueError, KeyError, TypeError, RuntimeError, sqlite3.Error) as error:
         raise IndexError_(f"{damaged} ({type(error).__name__}); {rebuild}") from None
-    if not (generation.faiss_index.ntotal == len(generation) == manifest["counts"]["chunks"]
-            == generation.lexical.count):
-        raise IndexError_(f"{damaged} ({generation.faiss_index.ntotal} vectors for {len(generation)} passages); {rebuild}")
+    stored = generation.vector_index.stored - len(generation.vector_index.tombstones)
+    if not (stored == len(generation) == manifest["counts"]["chunks"] == generation.lexical.count == len(generation.vectors)):
+        raise IndexError_(f"{damaged} ({stored} vectors for {len(generation)} passages); {rebuild}")
     return generation
 
 
@@ -404,67 +406,7 @@ def verify(index_dir: Path) -> list[str]:
     return problems
 
 
-# --- writing a generation ----------------------------------------------------------------
-
-@dataclass(frozen=True)
-class IndexSettings:
-    kind: str = "auto"  # auto, flat, hnsw, ivf
-    hnsw_m: int = 32
-    hnsw_ef_search: int = 128
-    ivf_nprobe: int = 16
-
-    def resolved_kind(self, count: int) -> str:
-        if self.kind != "auto":
-            return self.kind
-        return "flat" if count <= config.EXACT_SEARCH_LIMIT else "hnsw"
-
-
-def write_store(folder: Path, documents: Sequence[Document], file_hashes: dict[str, str], chunks: Sequence[Chunk],
-                sentences: Sequence[Sequence[tuple[int, int]]], faiss_ids: np.ndarray) -> None:
-    """The SQLite store and the per-passage arrays of a generation being written."""
-    letter_row = {document.doc_id: row for row, document in enumerate(documents)}
-    section_row: dict[str, int] = {}
-    database = sqlite3.connect(folder / "store.sqlite")
-    try:
-        database.executescript(
-            "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;"
-            "CREATE TABLE letters (row INTEGER PRIMARY KEY, doc_id TEXT UNIQUE NOT NULL, file_sha256 TEXT, meta TEXT, text TEXT);"
-            "CREATE TABLE sections (row INTEGER PRIMARY KEY, label TEXT UNIQUE NOT NULL);"
-            "CREATE TABLE chunks (row INTEGER PRIMARY KEY, chunk_id TEXT UNIQUE NOT NULL, letter INTEGER, start INTEGER,"
-            " end INTEGER, text_hash TEXT);"
-        )
-        database.executemany("INSERT INTO letters VALUES (?, ?, ?, ?, ?)", (
-            (row, document.doc_id, file_hashes.get(document.doc_id), json.dumps(_meta(document), ensure_ascii=False),
-             document.text) for row, document in enumerate(documents)))
-        for chunk in chunks:
-            section_row.setdefault(chunk.section, len(section_row))
-        database.executemany("INSERT INTO sections VALUES (?, ?)", ((row, label) for label, row in section_row.items()))
-        database.executemany("INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?)", (
-            (row, chunk.chunk_id, letter_row[chunk.doc_id], chunk.start, chunk.end, text_hash(chunk.embed_text))
-            for row, chunk in enumerate(chunks)))
-        database.commit()
-    finally:
-        database.close()
-    counts = np.array([len(spans) for spans in sentences], dtype=np.int64)
-    flat = [span for spans in sentences for span in spans]
-    np.savez(
-        folder / "arrays.npz",
-        chunk_letter=np.array([letter_row[c.doc_id] for c in chunks], dtype=np.int32),
-        chunk_start=np.array([c.start for c in chunks], dtype=np.int32),
-        chunk_end=np.array([c.end for c in chunks], dtype=np.int32),
-        chunk_section=np.array([section_row[c.section] for c in chunks], dtype=np.int32),
-        faiss_ids=faiss_ids.astype(np.int64),
-        sentence_first=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
-        sentence_start=np.array([s for s, _e in flat], dtype=np.int32),
-        sentence_end=np.array([e for _s, e in flat], dtype=np.int32),
-    )
-
-
-def _meta(document: Document) -> dict:
-    meta = asdict(document)
-    del meta["text"]
-    return meta
-
+# --- what an ingest reads of a generation ---------------------------------------------------
 
 def text_hash(text: str) -> str:
     import hashlib
@@ -472,24 +414,18 @@ def text_hash(text: str) -> str:
     return hashlib.sha1(text.encode()).hexdigest()
 
 
-def stored_text_hashes(folder: Path) -> list[str]:
-    """The embedded-text hash of every passage of a generation, by row (what ingest reuses vectors by)."""
-    database = sqlite3.connect(f"file:{folder / 'store.sqlite'}?mode=ro", uri=True)
-    try:
-        return [value for (value,) in database.execute("SELECT text_hash FROM chunks ORDER BY row")]
-    finally:
-        database.close()
-
-
 def stored_documents(folder: Path, doc_ids: set[str]) -> dict[str, Document]:
     """Stored letters of a generation, as they were read, for an ingest that reuses them unchanged."""
     if not doc_ids:
         return {}
-    database = sqlite3.connect(f"file:{folder / 'store.sqlite'}?mode=ro", uri=True)
+    database = sqlite3.connect(f"file:{folder / 'store.sqlite'}?mode=ro&immutable=1", uri=True)
+    wanted = sorted(doc_ids)
     try:
         found = {}
-        for doc_id, meta, text in database.execute("SELECT doc_id, meta, text FROM letters"):
-            if doc_id in doc_ids:
+        for first in range(0, len(wanted), 500):
+            part = wanted[first:first + 500]
+            query = f"SELECT doc_id, meta, text FROM letters WHERE doc_id IN ({','.join('?' * len(part))})"
+            for doc_id, meta, text in database.execute(query, part):
                 found[doc_id] = document_from_json({**json.loads(meta), "text": text})
         return found
     finally:

@@ -97,8 +97,15 @@ def test_rest_filters_and_their_errors(server):
 
 
 def test_rest_letters(server, pipeline):
-    letters = httpx.get(f"{server}/api/letters").json()
+    response = httpx.get(f"{server}/api/letters")
+    letters = response.json()
     assert {letter["doc_id"] for letter in letters} == {letter.doc_id for letter in pipeline.index.letters}
+    assert response.headers["X-Total-Count"] == str(len(letters))
+    dates = [letter["date"] or "" for letter in letters]
+    assert dates == sorted(dates, reverse=True)  # newest first
+    page = httpx.get(f"{server}/api/letters", params={"offset": 1, "limit": 2}).json()
+    assert [letter["doc_id"] for letter in page] == [letter["doc_id"] for letter in letters[1:3]]
+    assert httpx.get(f"{server}/api/letters", params={"limit": 0}).status_code == 400
     first = letters[0]
     assert first["passages"] > 0 and first["sections"] and first["title"]
     one = httpx.get(f"{server}/api/letters/{first['doc_id']}").json()

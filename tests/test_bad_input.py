@@ -139,3 +139,17 @@ def test_an_endpoint_that_is_down_still_gives_the_extractive_answer(seed_index_d
     answer = json.loads(result.stdout)
     assert answer["mode"] == "extractive" and answer["citations"]
     assert any("taalmodel is niet bereikbaar" in note for note in answer["notes"])
+
+
+def test_an_empty_letter_among_many_is_skipped_with_a_warning(tmp_path, seed_index_dir):
+    import shutil
+
+    letters = tmp_path / "letters"
+    shutil.copytree(SEEDS, letters)
+    (letters / "leeg.txt").write_text("\n \n", encoding="utf-8")
+    index_dir = tmp_path / "index"
+    shutil.copytree(seed_index_dir, index_dir)
+    result = run_rag("ingest", str(letters), "--index", str(index_dir))
+    assert result.returncode == 0, result.stderr
+    assert "leeg.txt: the file is empty" in result.stderr and "Traceback" not in result.stderr
+    assert "5 letters" in result.stdout

@@ -44,10 +44,11 @@ def test_manifest_records_what_the_index_holds(seed_index_dir, embedder):
     manifest = read_manifest(seed_index_dir)
     assert manifest["model"] == {"name": embedder.name, "fingerprint": embedder.fingerprint, "dimension": 384}
     assert manifest["counts"]["letters"] == 5 and manifest["index"]["kind"] == "flat"
-    assert set(manifest["letters"]) == {p.stem for p in SEEDS.glob("*.txt")}
-    assert all(len(entry["file_sha256"]) == 64 for entry in manifest["letters"].values())
-    assert {"vectors.faiss", "store.sqlite", "arrays.npz", "vectors.npy", "sentence_vectors.npy"} <= set(manifest["files"])
+    assert {"vectors.faiss", "store.sqlite", "arrays.npz", "vectors.npy", "sentence_vectors.npy", "tombstones.npy",
+            "lexical/postings_scores.npy", "lexical/bags_terms.npy"} <= set(manifest["files"])
     assert manifest["counts"]["sentences"] > manifest["counts"]["chunks"]
+    index = load_index(seed_index_dir, embedder.name, embedder.fingerprint)
+    assert sorted(path.name for path in index.letter_files) == sorted(path.name for path in SEEDS.glob("*.txt"))
 
 
 def test_incremental_add_change_remove(tmp_path, embedder, seed_index_dir):
@@ -61,8 +62,9 @@ def test_incremental_add_change_remove(tmp_path, embedder, seed_index_dir):
     extra = corpus / "005_extra.txt"
     extra.write_text((SEEDS / "003_2b3a2a813bb728d5.txt").read_text(encoding="utf-8").replace("Irak", "Jemen"), encoding="utf-8")
     added = run_ingest([corpus], index_dir, embedder=embedder)
-    new_chunks = read_manifest(index_dir)["letters"]["005_extra"]["chunks"]
-    assert added.letters == 6 and 0 < added.embedded <= new_chunks
+    index = load_index(index_dir, embedder.name, embedder.fingerprint)
+    new_chunks = int((index.chunk_letter == index.letter("005_extra").row).sum())
+    assert added.letters == 6 and 0 < added.embedded <= new_chunks and added.read == 1
 
     letter = corpus / "000_cee59b6ea59e1ee0.txt"
     letter.write_text(letter.read_text(encoding="utf-8").replace("Zuidflank", "Zuidflank\n\nNieuwe alinea over Mali.\n", 1), encoding="utf-8")
@@ -74,7 +76,7 @@ def test_incremental_add_change_remove(tmp_path, embedder, seed_index_dir):
     assert removed.removed == 1 and removed.embedded == 0 and removed.letters == 5
     index = load_index(index_dir, embedder.name, embedder.fingerprint)
     assert "004_7863b943b4599ff8" not in index.documents and "005_extra" in index.documents
-    assert len(index.chunks) == index.faiss_index.ntotal == read_manifest(index_dir)["counts"]["chunks"]
+    assert len(index.chunks) == index.vector_index.stored == read_manifest(index_dir)["counts"]["chunks"]
 
     assert len([p for p in index_dir.iterdir() if p.name.startswith("gen-")]) == 2  # the live one and the previous
 

@@ -1,4 +1,4 @@
-"""Load on a real `rag serve`, ingests killed at named fault points, and the scale benchmark at a small size."""
+"""Load on a real `rag serve`, and ingests killed at named fault points (and resumed)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,9 @@ import signal
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from rag.bench import free_local_port, scale_figures, start_server
+from rag.bench import free_local_port, start_server
 from rag.store import load_index, read_manifest
 
 from conftest import SEEDS, run_rag
@@ -98,11 +97,30 @@ def test_ingest_keeps_the_previous_generation_for_readers_of_the_old_pointer(tmp
     assert not (index_dir / old).exists(), "only the previous generation is kept, not every one"
 
 
-def test_scale_step_measures_recall_and_latency(pipeline, eval_questions):
-    questions = [q.question for q in eval_questions[:12]]
-    figures = scale_figures(pipeline, pipeline.embedder.encode_queries(questions), questions, [3000])
-    row = figures["3000"]
-    assert row["flat"]["recall@10"] == 1.0
-    assert row["hnsw"]["recall@10"] >= 0.8
-    assert all(row[kind]["p50_ms"] > 0 for kind in ("flat", "hnsw", "ivf", "bm25"))
-    assert np.isfinite(row["hnsw"]["p50_vs_flat"])
+def test_a_killed_ingest_resumes_without_embedding_finished_batches(tmp_path, seed_index_dir, embedder):
+    """Killed after its first checkpointed batch, an ingest run again embeds only what that batch did not hold,
+    and ends with the same index as an uninterrupted run."""
+    from rag import config
+    from rag.pipeline import run_ingest
+
+    corpus = tmp_path / "letters"
+    shutil.copytree(SEEDS, corpus)
+    text = (SEEDS / "001_f33fb6bfa58033f7.txt").read_text(encoding="utf-8")
+    for number in range(6):  # nearly every passage new: several batches
+        (corpus / f"1{number:02d}_kopie.txt").write_text(text.replace(" de ", f" de{number} "), encoding="utf-8")
+    uninterrupted, resumed_dir = tmp_path / "uninterrupted", tmp_path / "resumed"
+    shutil.copytree(seed_index_dir, uninterrupted)
+    shutil.copytree(seed_index_dir, resumed_dir)
+    total = run_ingest([corpus], uninterrupted, embedder=embedder).embedded
+    assert total > config.EMBED_BATCH
+
+    killed = run_rag("ingest", str(corpus), "--index", str(resumed_dir), env={"RAG_FAULT": "after-embed-batch:1"})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    resumed = run_ingest([corpus], resumed_dir, embedder=embedder)
+    assert resumed.embedded == total - config.EMBED_BATCH
+
+    mine, theirs = (load_index(folder, embedder.name, embedder.fingerprint) for folder in (resumed_dir, uninterrupted))
+    rows = {mine.chunk_id(row): row for row in range(len(mine))}
+    assert set(rows) == {theirs.chunk_id(row) for row in range(len(theirs))}
+    for other in range(len(theirs)):
+        assert float(mine.vectors[rows[theirs.chunk_id(other)]] @ theirs.vectors[other]) >= 0.9999

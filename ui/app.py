@@ -69,9 +69,22 @@ def status_line(pipeline: Pipeline) -> str:
             f"antwoordmodus: {pipeline.answer_mode_label}")
 
 
+def newest_letters(pipeline: Pipeline, count: int) -> list:
+    """The `count` newest letters, newest first (letters without a date last)."""
+    index = pipeline.index
+    return [index.letters[int(row)] for row in index.letters_by_date[::-1][:count]]
+
+
 def letter_choices(pipeline: Pipeline) -> list[tuple[str, str]]:
-    letters = sorted(pipeline.index.letters, key=lambda letter: letter.date or "")
+    letters = newest_letters(pipeline, config.UI_LETTER_CHOICES)[::-1]
     return [(f"{letter.date or '----'} · {(letter.title or letter.doc_id)[:80]}", letter.doc_id) for letter in letters]
+
+
+def letter_choice_label(pipeline: Pipeline, label: str) -> str:
+    total = len(pipeline.index.letters)
+    if total <= config.UI_LETTER_CHOICES:
+        return label
+    return f"{label} (de {config.UI_LETTER_CHOICES} nieuwste van {total}; filter op dossier of datum voor oudere)"
 
 
 def message_text(content: object) -> str:
@@ -90,12 +103,19 @@ def asked_questions(history: list[dict]) -> list[str]:
 
 
 LETTER_COLUMNS = ["datum", "titel", "soort", "ministerie", "verwijst naar", "doc_id"]
+FILTER_LABEL = "Alleen deze brieven"
+REMOVE_LABEL = "Brief uit de index halen"
 
 
 def letters_rows(pipeline: Pipeline) -> list[list[str]]:
-    letters = sorted(pipeline.index.letters, key=lambda letter: letter.date or "", reverse=True)
     return [[letter.date or "", letter.title, letter.kind, letter.ministry or "", ", ".join(letter.references[:6]),
-             letter.doc_id] for letter in letters]
+             letter.doc_id] for letter in newest_letters(pipeline, config.UI_LETTER_ROWS)]
+
+
+def letters_table_label(pipeline: Pipeline) -> str:
+    total = len(pipeline.index.letters)
+    shown = f"de {config.UI_LETTER_ROWS} nieuwste van {total}" if total > config.UI_LETTER_ROWS else f"alle {total}"
+    return f"Brieven in de index ({shown})"
 
 
 def build_app(pipeline: Pipeline, data_dir: Path = config.DEFAULT_DATA, uploads_allowed: bool = True) -> gr.Blocks:
@@ -154,8 +174,9 @@ def build_app(pipeline: Pipeline, data_dir: Path = config.DEFAULT_DATA, uploads_
 
     def letters_update(note: str) -> tuple:
         choices = letter_choices(pipeline)
-        return note, letters_rows(pipeline), gr.Dropdown(choices=choices, value=None), gr.Dropdown(choices=choices), \
-            status_line(pipeline)
+        return (note, gr.Dataframe(letters_rows(pipeline), label=letters_table_label(pipeline)),
+                gr.Dropdown(choices=choices, value=None, label=letter_choice_label(pipeline, REMOVE_LABEL)),
+                gr.Dropdown(choices=choices, label=letter_choice_label(pipeline, FILTER_LABEL)), status_line(pipeline))
 
     def add_uploaded(files: list | None, progress=gr.Progress(track_tqdm=True)) -> tuple:
         """The panel after the upload, and an emptied upload field."""
@@ -206,7 +227,8 @@ def build_app(pipeline: Pipeline, data_dir: Path = config.DEFAULT_DATA, uploads_
                     clear_button = gr.Button("Wis gesprek", elem_id="clear")
                 gr.Examples(EXAMPLES, inputs=question, label="Voorbeeldvragen")
                 with gr.Accordion("Filters", open=False):
-                    letters = gr.Dropdown(letter_choices(pipeline), multiselect=True, label="Alleen deze brieven", value=[])
+                    letters = gr.Dropdown(letter_choices(pipeline), multiselect=True, value=[],
+                                          label=letter_choice_label(pipeline, FILTER_LABEL))
                     with gr.Row():
                         since = gr.Textbox(label="Vanaf (JJJJ-MM-DD)", placeholder="2020-01-01")
                         until = gr.Textbox(label="Tot en met (JJJJ-MM-DD)", placeholder="2021-12-31")
@@ -221,7 +243,7 @@ def build_app(pipeline: Pipeline, data_dir: Path = config.DEFAULT_DATA, uploads_
                 feedback_note = gr.Markdown()
                 with gr.Accordion("Brieven in de index", open=False, elem_id="letters-panel"):
                     letters_table = gr.Dataframe(letters_rows(pipeline), headers=LETTER_COLUMNS, interactive=False,
-                                                 wrap=True, elem_id="letters-table")
+                                                 wrap=True, elem_id="letters-table", label=letters_table_label(pipeline))
                     if uploads_allowed:
                         upload = gr.File(label="Brieven toevoegen: PDF, XML (officielebekendmakingen) of tekst, "
                                          f"meerdere tegelijk, elk tot {config.MAX_UPLOAD_BYTES // 2**20} MB",
@@ -230,7 +252,7 @@ def build_app(pipeline: Pipeline, data_dir: Path = config.DEFAULT_DATA, uploads_
                     else:
                         gr.Markdown("Brieven toevoegen kan alleen met inloggen: start `rag serve` met "
                                     "RAG_UI_USER en RAG_UI_PASSWORD.")
-                    remove_choice = gr.Dropdown(letter_choices(pipeline), label="Brief uit de index halen",
+                    remove_choice = gr.Dropdown(letter_choices(pipeline), label=letter_choice_label(pipeline, REMOVE_LABEL),
                                                 elem_id="remove-choice")
                     remove_button = gr.Button("Verwijderen uit de index", variant="stop", elem_id="remove-letter")
                     upload_note = gr.Markdown(elem_id="upload-note")
@@ -253,8 +275,9 @@ def build_app(pipeline: Pipeline, data_dir: Path = config.DEFAULT_DATA, uploads_
         clear_button.click(lambda: ([], sources_html(None), None, "", EMPTY_LETTER, Conversation()), None,
                            [chatbot, sources, last_answer, question, letter, conversation], api_visibility="private")
         # A page opened after `rag ingest` switched the index shows the new counts and letters.
-        app.load(lambda: (status_line(pipeline), gr.Dropdown(choices=letter_choices(pipeline))), None, [status, letters],
-                 api_visibility="private")
+        app.load(lambda: (status_line(pipeline), gr.Dropdown(choices=letter_choices(pipeline),
+                                                             label=letter_choice_label(pipeline, FILTER_LABEL))),
+                 None, [status, letters], api_visibility="private")
         reset.click(lambda: ([], "", "", "", ""), None, [letters, since, until, dossier, ministry], api_visibility="private")
         changed = [upload_note, letters_table, remove_choice, letters, status]
         if uploads_allowed:

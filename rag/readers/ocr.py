@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from rag.errors import InputError
+from rag.errors import InputError, LetterSkipped
 from rag.readers.reading import Reading
 from rag.readers.text import reading_of_text
 
@@ -18,7 +18,7 @@ OCR_DPI = 300  # Tesseract reads typed text best at about 300 dpi
 OCR_LANGUAGES = "nld+eng"
 
 
-class MissingOCR(InputError):
+class MissingOCR(LetterSkipped):
     """Tesseract (or its Dutch model) is not installed: the scan is skipped with this message."""
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rag.errors import InputError
+from rag.errors import LetterSkipped
 from rag.layout import prepare_lines
 from rag.readers.reading import Reading
 
@@ -12,9 +12,9 @@ from rag.readers.reading import Reading
 def read_text(path: Path) -> Reading:
     data = path.read_bytes()
     if not data.strip():
-        raise InputError(f"{path}: the file is empty; remove it or export the letter again")
+        raise LetterSkipped(f"{path}: the file is empty; remove it or export the letter again")
     if b"\x00" in data[:4096] or _control_ratio(data[:4096]) > 0.05:
-        raise InputError(f"{path}: not a text file (binary content); give a .txt, .pdf or .xml letter")
+        raise LetterSkipped(f"{path}: not a text file (binary content); give a .txt, .pdf or .xml letter")
     warnings = []
     try:
         text = data.decode("utf-8-sig")

@@ -1,0 +1,186 @@
+"""FAISS over the passage vectors: the kind the corpus size calls for, built once, then updated in place.
+
+Every passage gets a slot, a small integer, when its vector first enters the index, and keeps it
+in later generations; the FAISS ids are the slots. An update is then the difference between the
+slots of two generations: new passages are added with `add_with_ids`, removed ones dropped where
+the kind allows it (flat, IVF) and tombstoned where it does not (HNSW keeps its graph; a tombstone
+is excluded from every search by a bitmap over the slots). A full rebuild happens only when the
+kind or its settings change, when tombstones make up REBUILD_TOMBSTONES of an HNSW graph, or when
+an IVF index has grown to REBUILD_IVF_GROWTH times what its lists were trained on. Slots also make
+filters cheap: the passages a filter admits become a bitmap, not a hash set of ids.
+
+`auto` is exact search up to `config.EXACT_SEARCH_LIMIT` passages and HNSW above it, with the
+efSearch `rag bench --corpus` measured to keep recall@10 against exact search at 0.95 or more at
+a million passages (README, "Scale").
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rag import config
+from rag.errors import InputError
+
+KINDS = ("auto", "flat", "hnsw", "ivf")
+REBUILD_TOMBSTONES = 0.10
+REBUILD_IVF_GROWTH = 2.0
+IVF_TRAINING_PER_LIST = 40
+
+
+@dataclass(frozen=True)
+class IndexSettings:
+    kind: str = "auto"  # auto, flat, hnsw, ivf
+    hnsw_m: int = 32
+    hnsw_ef_construction: int = 80
+    hnsw_ef_search: int = 128
+    ivf_nprobe: int = 32
+
+    def resolved_kind(self, count: int) -> str:
+        if self.kind not in KINDS:
+            raise InputError(f"unknown index type {self.kind!r}; choose one of {', '.join(KINDS)}")
+        if self.kind != "auto":
+            return self.kind
+        return "flat" if count <= config.EXACT_SEARCH_LIMIT else "hnsw"
+
+    def built_differently(self, other: "IndexSettings") -> bool:
+        """Whether an index built with `other` must be rebuilt to have these settings."""
+        return (self.kind, self.hnsw_m, self.hnsw_ef_construction) != (other.kind, other.hnsw_m, other.hnsw_ef_construction)
+
+    @classmethod
+    def from_manifest(cls, settings: dict) -> "IndexSettings":
+        known = {name: value for name, value in settings.items() if name in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+def ivf_lists(count: int) -> int:
+    """Inverted lists for `count` vectors: about 4 sqrt(n), and at least 39 vectors to train each."""
+    return max(1, min(int(4 * np.sqrt(max(count, 1))), count // 39 or 1))
+
+
+class VectorIndex:
+    """A FAISS index over slots, with the slots tombstoned since it was built."""
+
+    def __init__(self, index, kind: str, settings: IndexSettings, tombstones: np.ndarray, trained_on: int) -> None:
+        self.index = index
+        self.kind = kind
+        self.settings = settings
+        self.tombstones = np.asarray(tombstones, dtype=np.int64)
+        self.trained_on = trained_on
+
+    @property
+    def stored(self) -> int:
+        """Vectors in FAISS, tombstones included."""
+        return int(self.index.ntotal)
+
+    @classmethod
+    def build(cls, vectors: np.ndarray, slots: np.ndarray, settings: IndexSettings) -> "VectorIndex":
+        import faiss
+
+        count, dimension = vectors.shape
+        kind = settings.resolved_kind(count)
+        if kind == "flat":
+            index = faiss.IndexIDMap(faiss.IndexFlatIP(dimension))
+        elif kind == "hnsw":
+            # The graph's vectors in float16: 1 KB a passage instead of 1.8, which is what keeps a million passages
+            # inside a serving budget; the few candidates a search returns are rescored exactly (Generation).
+            graph = faiss.IndexHNSWSQ(dimension, faiss.ScalarQuantizer.QT_fp16, settings.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            graph.hnsw.efConstruction = settings.hnsw_ef_construction
+            index = faiss.IndexIDMap(graph)
+        else:  # IVF stores ids itself and removes them without renumbering
+            lists = ivf_lists(count)
+            index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dimension), dimension, lists, faiss.METRIC_INNER_PRODUCT)
+            if count:  # k-means on an even sample of IVF_TRAINING_PER_LIST vectors a list: minutes, not an hour, at 1M
+                step = max(1, count // (IVF_TRAINING_PER_LIST * lists))
+                index.train(np.ascontiguousarray(vectors[::step], dtype=np.float32))
+        built = cls(index, kind, settings, np.zeros(0, np.int64), count)
+        built.add(vectors, slots)
+        return built
+
+    def add(self, vectors: np.ndarray, slots: np.ndarray) -> None:
+        for first in range(0, len(slots), 65536):  # bounded temporary copies at a million passages
+            block = np.ascontiguousarray(vectors[first:first + 65536], dtype=np.float32)
+            self.index.add_with_ids(block, np.ascontiguousarray(slots[first:first + 65536], dtype=np.int64))
+
+    def updated(self, removed: np.ndarray, vectors: np.ndarray, added: np.ndarray, settings: IndexSettings,
+                live_after: int) -> bool:
+        """Apply a change in place; False when it calls for a full rebuild instead."""
+        if settings.built_differently(self.settings) or settings.resolved_kind(live_after) != self.kind:
+            return False
+        self.settings = settings  # search-time parameters (efSearch, nprobe) change without a rebuild
+        if self.kind == "hnsw":
+            tombstones = np.union1d(self.tombstones, removed)
+            if len(tombstones) > REBUILD_TOMBSTONES * (self.stored + len(added)):
+                return False
+            self.tombstones = tombstones
+        elif len(removed):
+            self.index.remove_ids(np.ascontiguousarray(removed, dtype=np.int64))
+        if self.kind == "ivf" and live_after > REBUILD_IVF_GROWTH * max(self.trained_on, 1):
+            return False
+        self.add(vectors, added)
+        return True
+
+    def search(self, vector: np.ndarray, k: int, allowed: "SlotBitmap | None" = None,
+               depth_hint: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Scores and slots of the k best vectors among the allowed slots (all live ones by default)."""
+        import faiss
+
+        selector = allowed.selector() if allowed is not None else None
+        if self.kind == "hnsw":
+            params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(self.settings.hnsw_ef_search, k, depth_hint))
+        elif self.kind == "ivf":
+            params = faiss.SearchParametersIVF(sel=selector, nprobe=self.settings.ivf_nprobe)
+        else:
+            params = faiss.SearchParameters(sel=selector) if selector is not None else None
+        scores, slots = self.index.search(np.asarray(vector, dtype=np.float32).reshape(1, -1), k, params=params)
+        return scores[0], slots[0]
+
+    def save(self, folder: Path) -> dict:
+        """Write the index; what the manifest records about it."""
+        import faiss
+
+        faiss.write_index(self.index, str(folder / "vectors.faiss"))
+        np.save(folder / "tombstones.npy", self.tombstones)
+        return {"kind": self.kind, "settings": asdict(self.settings), "stored": self.stored,
+                "tombstones": int(len(self.tombstones)), "trained_on": self.trained_on}
+
+    @classmethod
+    def load(cls, folder: Path, recorded: dict) -> "VectorIndex":
+        import faiss
+
+        return cls(faiss.read_index(str(folder / "vectors.faiss")), recorded["kind"],
+                   IndexSettings.from_manifest(recorded["settings"]), np.load(folder / "tombstones.npy"),
+                   int(recorded["trained_on"]))
+
+
+class SlotBitmap:
+    """A set of slots as a bitmap FAISS can test in one lookup per candidate (kept alive with its selector)."""
+
+    def __init__(self, slots: np.ndarray, size: int) -> None:
+        bits = np.zeros(max(size, 1), dtype=bool)
+        bits[slots] = True
+        self.bytes = np.packbits(bits, bitorder="little")
+        self._selector = None
+
+    def selector(self):
+        import faiss
+
+        if self._selector is None:
+            self._selector = faiss.IDSelectorBitmap(self.bytes)
+        return self._selector
+
+
+def describe(recorded: dict) -> str:
+    """The index kind and its parameters in a line (README, bench, status)."""
+    settings = recorded["settings"]
+    if recorded["kind"] == "hnsw":
+        detail = (f"float16, M {settings['hnsw_m']}, efConstruction {settings['hnsw_ef_construction']}, "
+                  f"efSearch {settings['hnsw_ef_search']}")
+    elif recorded["kind"] == "ivf":
+        detail = f"{ivf_lists(recorded['trained_on'])} lists, nprobe {settings['ivf_nprobe']}"
+    else:
+        detail = "exact"
+    return f"{recorded['kind']} ({detail}; {recorded['tombstones']} tombstones)" + ("" if settings["kind"] != "auto" else ", chosen by auto")
+

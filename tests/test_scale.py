@@ -1,0 +1,203 @@
+"""Scale: incremental generations equal full builds, FAISS updates in place, BM25 from stored bags,
+embedding on a local Ray instance, and `rag bench --corpus` on a sample of the real corpus."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rag.store import load_index
+from rag.vector_index import IndexSettings, SlotBitmap, VectorIndex
+
+from conftest import SEEDS, run_rag
+
+CORPUS_SAMPLE = Path(__file__).parent / "data" / "statengeneraal-sample.jsonl.gz"
+
+
+def _by_chunk(index) -> dict[str, int]:
+    return {index.chunk_id(row): row for row in range(len(index))}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf"])
+def test_an_incremental_ingest_equals_a_full_build(kind, tmp_path, embedder):
+    """Add, change and remove letters one ingest at a time: the generation must hold exactly what a build from
+    scratch of the same letters holds (passages, sentences, vectors, BM25 scores, answers), with FAISS
+    updated in place rather than rebuilt."""
+    from rag.pipeline import run_ingest
+
+    settings = IndexSettings(kind=kind)
+    letters = tmp_path / "letters"
+    letters.mkdir()
+    seeds = sorted(SEEDS.glob("*.txt"))
+    for path in seeds[:3]:
+        shutil.copy(path, letters)
+    incremental = tmp_path / "incremental"
+    run_ingest([letters], incremental, embedder=embedder, index_settings=settings)
+    for path in seeds[3:]:
+        shutil.copy(path, letters)
+    added = run_ingest([letters], incremental, embedder=embedder, index_settings=settings)
+    changed_letter = letters / seeds[0].name
+    changed_letter.write_text(changed_letter.read_text(encoding="utf-8") + "\n\nNieuwe alinea over Mali en de Sahel.\n",
+                              encoding="utf-8")
+    changed = run_ingest([letters], incremental, embedder=embedder, index_settings=settings)
+    (letters / seeds[1].name).unlink()
+    removed = run_ingest([letters], incremental, embedder=embedder, index_settings=settings)
+    assert added.read == len(seeds) - 3 and changed.read == 1 and removed.read == 0 and removed.removed == 1
+    assert "updated in place" in added.index and "updated in place" in removed.index or kind == "hnsw"
+
+    full = tmp_path / "full"
+    run_ingest([letters], full, embedder=embedder, index_settings=settings)
+    ours, theirs = (load_index(folder, embedder.name, embedder.fingerprint) for folder in (incremental, full))
+    mine, reference = _by_chunk(ours), _by_chunk(theirs)
+    assert set(mine) == set(reference) and len(ours) == ours.vector_index.stored - len(ours.vector_index.tombstones)
+    for chunk_id, row in mine.items():
+        other = reference[chunk_id]
+        assert ours.chunk(row) == theirs.chunk(other)
+        assert np.array_equal(ours.vectors[row], theirs.vectors[other])
+        for mine_part, their_part in zip(ours.sentences_of(row), theirs.sentences_of(other)):
+            assert np.array_equal(mine_part, their_part)
+    for question in ("Wat zei Nederland over China?", "NAVO-missie Irak trainers", "Mali Sahel"):
+        scores, reference_scores = ours.lexical.scores(question), theirs.lexical.scores(question)
+        assert all(abs(scores[row] - reference_scores[reference[chunk_id]]) < 1e-5 for chunk_id, row in mine.items())
+        vector = embedder.encode_queries([question])[0]
+        assert [ours.chunk_id(row) for row, _ in ours.dense_search(vector, 5)] == \
+               [theirs.chunk_id(row) for row, _ in theirs.dense_search(vector, 5)]
+
+
+def test_bm25_from_stored_bags_scores_as_bm25s(documents, chunks):
+    import bm25s
+
+    from rag.lexical import Bags, LexicalIndex, tokenize
+
+    texts = [chunk.embed_text for chunk in chunks]
+    vocabulary: dict[str, int] = {}
+    ours, _bags = LexicalIndex.build(vocabulary, Bags.of_texts(texts, vocabulary))
+    reference = bm25s.BM25(method="lucene", k1=1.2, b=0.75)
+    reference.index([tokenize(text) for text in texts], show_progress=False)
+    for question in ("Wat zei Nederland over China?", "bondgenoten defensie-uitgaven twee procent", "Oekraïne Krim"):
+        known = [token for token in tokenize(question) if token in reference.vocab_dict]
+        assert np.allclose(ours.scores(question), reference.get_scores(known), atol=1e-5)
+
+
+def test_bags_carried_to_a_new_generation_drop_terms_nobody_uses(chunks):
+    from rag.lexical import Bags, LexicalIndex
+
+    vocabulary: dict[str, int] = {}
+    bags = Bags.of_texts([chunk.embed_text for chunk in chunks], vocabulary)
+    kept = np.arange(0, len(bags), 2)
+    index, compacted = LexicalIndex.build(dict(vocabulary), bags.take(kept))
+    assert len(index.vocabulary) < len(vocabulary) and index.count == len(kept)
+    fresh_vocabulary: dict[str, int] = {}
+    fresh, _ = LexicalIndex.build(fresh_vocabulary, Bags.of_texts([chunks[row].embed_text for row in kept], fresh_vocabulary))
+    for question in ("China", "Afghanistan missie", "Rusland sancties"):
+        assert np.allclose(index.scores(question), fresh.scores(question), atol=1e-6)
+    assert compacted.terms.max() < len(index.vocabulary)
+
+
+def _unit_vectors(count: int, seed: int = 3) -> np.ndarray:
+    vectors = np.random.default_rng(seed).standard_normal((count, 64)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def test_hnsw_removals_are_tombstones_that_no_search_returns():
+    vectors = _unit_vectors(3000)
+    slots = np.arange(3000, dtype=np.int64)
+    index = VectorIndex.build(vectors, slots, IndexSettings(kind="hnsw"))
+    removed = slots[::50]  # 2 %: kept as tombstones, not a rebuild
+    extra = _unit_vectors(20, seed=4)
+    assert index.updated(removed, extra, np.arange(3000, 3020), IndexSettings(kind="hnsw"), 3020 - len(removed))
+    assert index.stored == 3020 and len(index.tombstones) == len(removed)
+    live = np.setdiff1d(np.arange(3020), removed)
+    bitmap = SlotBitmap(live, 3020)
+    for query in np.concatenate([vectors[removed[:10]], extra[:5]]):
+        _, found = index.search(query, 10, bitmap)
+        assert not set(found.tolist()) & set(removed.tolist())
+    _, found = index.search(extra[0], 1, bitmap)
+    assert found[0] == 3000  # an added vector is found
+    allowed = live[live % 7 == 0]
+    _, found = index.search(vectors[14], 10, SlotBitmap(allowed, 3020), depth_hint=400)
+    assert set(found[found >= 0].tolist()) <= set(allowed.tolist())
+    # Past the tombstone share the caller is told to rebuild.
+    assert not index.updated(slots[1::5], extra[:0], np.zeros(0, np.int64), IndexSettings(kind="hnsw"), 2400)
+
+
+@pytest.mark.parametrize("kind", ["flat", "ivf"])
+def test_flat_and_ivf_indexes_remove_what_was_removed(kind):
+    vectors = _unit_vectors(2000)
+    index = VectorIndex.build(vectors, np.arange(2000, dtype=np.int64), IndexSettings(kind=kind))
+    removed = np.arange(0, 2000, 3, dtype=np.int64)
+    assert index.updated(removed, vectors[:0], np.zeros(0, np.int64), IndexSettings(kind=kind), 2000 - len(removed))
+    assert index.stored == 2000 - len(removed) and len(index.tombstones) == 0
+    _, found = index.search(vectors[3], 5)
+    assert 3 not in found.tolist() and len(set(found.tolist())) == 5
+
+
+def test_auto_picks_exact_search_for_small_corpora_and_hnsw_for_large():
+    from rag import config
+
+    assert IndexSettings().resolved_kind(config.EXACT_SEARCH_LIMIT) == "flat"
+    assert IndexSettings().resolved_kind(config.EXACT_SEARCH_LIMIT + 1) == "hnsw"
+    assert IndexSettings(kind="ivf").resolved_kind(10) == "ivf"
+
+
+@pytest.mark.slow
+def test_ray_ingest_on_a_local_instance_gives_the_local_vectors(tmp_path, seed_index_dir, embedder):
+    result = run_rag("ingest", str(SEEDS), "--index", str(tmp_path / "index"), "--ray", timeout=900)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "85 newly embedded" in result.stdout or "newly embedded" in result.stdout
+    on_ray, local = (load_index(folder, embedder.name, embedder.fingerprint) for folder in (tmp_path / "index", seed_index_dir))
+    mine, reference = _by_chunk(on_ray), _by_chunk(local)
+    assert set(mine) == set(reference)
+    for chunk_id, row in mine.items():
+        other = reference[chunk_id]
+        assert float(on_ray.vectors[row] @ local.vectors[other]) >= 0.9999
+        ours, theirs = (np.asarray(index.sentences_of(r)[2], dtype=np.float32) for index, r in ((on_ray, row), (local, other)))
+        cosines = (ours * theirs).sum(axis=1) / np.linalg.norm(ours, axis=1) / np.linalg.norm(theirs, axis=1)
+        assert cosines.min() >= 0.999  # float16 both ways
+
+
+@pytest.mark.slow
+def test_scale_bench_on_a_sample_of_the_real_corpus(tmp_path):
+    result = run_rag("bench", "--corpus", str(CORPUS_SAMPLE), "--limit", "30", "--scale", "2000", "--json",
+                     "--report-dir", str(tmp_path / "report"), timeout=1200)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout)
+    assert report["corpus"]["documents"] == 30 and report["corpus"]["held_out"] == 10
+    real, synthetic = report["real"][-1], report["synthetic"][0]
+    assert real["passages"] > 50 and real["recall@10_served"] == 1.0 and real["ingest"]["embedded"] > 0
+    assert synthetic["passages"] >= 2000 and synthetic["index"]["kind"] == "flat"
+    for figures in (real, synthetic):
+        assert {"dense", "lexical", "hybrid", "filtered_broad"} <= set(figures["latency"])
+        assert figures["serve"]["after_40_answers_mb"] > figures["serve"]["after_40_answers_anon_mb"] > 0
+        incremental = figures["incremental"]
+        assert incremental["noop_changed"] is False and incremental["added_passages"] > 0
+        assert "updated in place" in incremental["index"]
+    real_median, synthetic_median = real_quantile = (synthetic["calibration"]["real_quantiles"][2],
+                                                     synthetic["calibration"]["synthetic_quantiles"][2])
+    assert abs(real_median - synthetic_median) < 0.01, real_quantile
+    assert {"scale.json", "scale.png", "scale-neighbours.png"} <= {p.name for p in (tmp_path / "report").iterdir()}
+
+
+@pytest.mark.parametrize("args, needle", [
+    (("--corpus", "geen-corpus.jsonl.gz"), "no such corpus file"),
+    (("--scale", "5000"), "go with --corpus"),
+    (("--corpus", str(CORPUS_SAMPLE), "--limit", "5"), "too small"),
+])
+def test_scale_bench_refuses_bad_input_in_one_line(args, needle):
+    result = run_rag("bench", *args)
+    assert result.returncode == 2 and needle in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_corpus_line_that_is_not_a_record_is_named(tmp_path):
+    corpus = tmp_path / "kapot.jsonl.gz"
+    with gzip.open(CORPUS_SAMPLE, "rt", encoding="utf-8") as good, gzip.open(corpus, "wt", encoding="utf-8") as bad:
+        bad.write(good.readline())
+        bad.write("{niet json\n")
+    result = run_rag("bench", "--corpus", str(corpus))
+    assert result.returncode == 2 and "line 2" in result.stderr and "Traceback" not in result.stderr
