@@ -27,7 +27,7 @@ from rag.references import cited_references, own_identifiers
 
 # Bump with any change that can alter the stored text, the sections or the metadata of a letter:
 # `rag ingest` then re-reads every letter, and queries on an index read by another version are refused.
-READER_VERSION = 3
+READER_VERSION = 4
 FOOTNOTES_HEADING = "Voetnoten"
 LEAD_HEADING = "Inleiding"
 

@@ -54,7 +54,13 @@ _PUBLICATION = re.compile(r"^(?:Aanhangsel van de Handelingen|Handelingen|Kamers
                           re.IGNORECASE)
 _QUESTIONS_MASTHEAD = re.compile(r"^Vragen gesteld door de leden der Kamer\b", re.IGNORECASE)
 HEAD_LINES = 80  # the head is on the first page: look no further than this
-HEAD_LINE_WORDS = 20  # no line of a head is longer; a longer one is a paragraph of the body
+HEAD_LINE_WORDS = 20  # a head's lines are shorter, but for a dossier's title, which states no sentence
+_SENTENCE_END = re.compile(r"[.!?:;]$|[.!?]\s+[A-Z]")
+
+
+def _is_prose(text: str) -> bool:
+    """A paragraph of the body: long and made of sentences. Whatever it starts with, the head has ended."""
+    return len(text.split()) > HEAD_LINE_WORDS and _SENTENCE_END.search(text.rstrip()) is not None
 
 
 @dataclass
@@ -109,8 +115,7 @@ def read_head(lines: list[Line]) -> tuple[Head, list[Line]]:
                 value, index = _subject(value, lines, index, head)
             head.facts.setdefault(name, value)
             continue
-        prose = len(text.split()) > HEAD_LINE_WORDS  # a paragraph: the body has begun, whatever it starts with
-        consumed = 0 if prose else _kamerstuk_head(lines, index, head) or _letterhead_line(lines, index, head)
+        consumed = 0 if _is_prose(text) else _kamerstuk_head(lines, index, head) or _letterhead_line(lines, index, head)
         if not consumed and salutation is not None:
             head.lines.append(text)  # before the salutation it is head, whatever it is
             consumed = 1
@@ -193,7 +198,7 @@ def _kamerstuk_head(lines: list[Line], index: int, head: Head) -> int:
         while index + taken < len(lines) and len(title) < 4:
             following = lines[index + taken].text.strip()
             if (_NUMBER.match(following) or _STUK.match(following) or _SALUTATION.match(following)
-                    or len(following.split()) > HEAD_LINE_WORDS):
+                    or _is_prose(following)):
                 break
             title.append(following)
             head.lines.append(following)

@@ -12,6 +12,8 @@ import sqlite3
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
+
 from rag.documents import document_from_json
 from rag.errors import InputError
 from rag.store import IndexError_, current_generation, shown
@@ -51,15 +53,15 @@ def look_up(index_dir: Path, citation: str, context_chars: int = 400) -> Passage
         if span:
             doc_id, start, end = span.group("doc"), int(span.group("start")), int(span.group("end"))
         elif "#" in citation:
-            found = database.execute("SELECT letters.doc_id, chunks.start, chunks.end FROM chunks JOIN letters "
-                                     "ON letters.row = chunks.letter WHERE chunk_id = ?", (citation,)).fetchone()
+            found = database.execute("SELECT row FROM chunks WHERE chunk_id = ?", (citation,)).fetchone()
             if found is None:
                 raise InputError(f"no chunk {citation!r} in {shown(index_dir)}; it may come from an older index (try DOC_ID:START-END)")
-            doc_id, start, end = found
+            letter, start, end = _passage_span(folder, found[0])
+            (doc_id,) = database.execute("SELECT doc_id FROM letters WHERE row = ?", (letter,)).fetchone()
         else:
             raise InputError(f"{citation!r} is no citation; give a chunk id (DOC#HASH) or DOC_ID:START-END")
         row = database.execute("SELECT meta, text FROM letters WHERE doc_id = ?", (doc_id,)).fetchone()
-    except sqlite3.Error as error:  # pruned by two ingests in a row, or damaged
+    except (sqlite3.Error, OSError, KeyError, ValueError) as error:  # pruned by two ingests in a row, or damaged
         raise IndexError_(f"{shown(index_dir)}: cannot read the stored letters ({type(error).__name__}); "
                           f"run `rag ingest --index {shown(index_dir)}` if this persists") from None
     finally:
@@ -72,3 +74,9 @@ def look_up(index_dir: Path, citation: str, context_chars: int = 400) -> Passage
     text = document.text
     return Passage(doc_id, document.title, document.date, document.section_at(start).label, document.source, start, end,
                    text[max(0, start - context_chars):start], text[start:end], text[end:end + context_chars])
+
+
+def _passage_span(folder: Path, row: int) -> tuple[int, int, int]:
+    """A passage's letter row and offsets, from the generation's per-passage arrays (each read alone from the npz)."""
+    with np.load(folder / "arrays.npz") as arrays:
+        return int(arrays["chunk_letter"][row]), int(arrays["chunk_start"][row]), int(arrays["chunk_end"][row])
