@@ -201,7 +201,8 @@ def _arrays(old, kept_letters: np.ndarray, carried_rows: np.ndarray, new: NewLet
         sentence_counts = counts
         carried_sentences = np.zeros(0, np.int64)
         arrays = dict(fresh)
-        next_slot = 0
+        # Slots are never reused: an index updated in place may still hold the old ones (HNSW tombstones).
+        next_slot = int(old["next_slot"]) if old is not None else 0
     else:
         renumber_letter = np.full(int(kept_letters.max()) + 1, -1, dtype=np.int32)
         renumber_letter[kept_letters] = np.arange(len(kept_letters), dtype=np.int32)

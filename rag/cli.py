@@ -106,6 +106,10 @@ def ingest(paths: tuple[str, ...], index_dir: Path, model_name: str | None, mode
     from rag.pipeline import run_ingest
     from rag.vector_index import IndexSettings
 
+    if ray_address is not None and ray_address != "local" and Path(ray_address).exists():
+        # `--ray letters/` would take the folder for an address and ingest (and prune to) the seeds instead.
+        raise InputError(f"--ray took {ray_address!r} for a Ray address; put the letters before --ray, "
+                         f"or write --ray=ADDRESS (--ray=local for a Ray instance on this machine)")
     summary = run_ingest(_letter_paths(paths), index_dir, model_name, model_dir,
                          IndexSettings(kind=index_type), progress=sys.stderr.isatty(), ray_address=ray_address)
     for warning in summary.warnings:

@@ -36,6 +36,12 @@ class NpyRows:
         self.row_bytes = shape[1] * dtype.itemsize
         self._descriptor = os.open(path, os.O_RDONLY)
 
+    def __del__(self) -> None:
+        # A server drops a generation when a newer one goes live; its file may be deleted by then.
+        descriptor = getattr(self, "_descriptor", None)
+        if descriptor is not None:
+            os.close(descriptor)
+
     def __len__(self) -> int:
         return self.shape[0]
 

@@ -17,6 +17,7 @@ import shutil
 import sqlite3
 import time
 import uuid
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -142,7 +143,7 @@ def _ingest(paths, index_dir: Path, model_name: str, fingerprint: str, embed: Em
     chunks = [chunk for document in documents for chunk in chunk_document(document, chunk_settings)]
     texts = {d.doc_id: d.text for d in documents}
     sentences = [sentence_spans(texts[c.doc_id], c.start, c.end) for c in chunks]
-    pool = _VectorPool(index_dir / CHECKPOINTS, previous)
+    pool = _VectorPool(index_dir / CHECKPOINTS, previous, fingerprint)
     wanted = [text_hash(chunk.embed_text) for chunk in chunks]
     pool.look_up(wanted)
     missing = list({key: row for row, key in enumerate(wanted) if not pool.has(key)}.values())
@@ -219,16 +220,20 @@ def _previous_build(index_dir: Path, model_name: str, fingerprint: str) -> _Prev
 class _VectorPool:
     """Vectors by embedded-text hash: of passages the live generation holds, from checkpoints, and new ones."""
 
-    def __init__(self, checkpoints: Path, previous: _Previous | None) -> None:
+    def __init__(self, checkpoints: Path, previous: _Previous | None, fingerprint: str) -> None:
         self.checkpoints = checkpoints
         self.previous = previous
+        self.fingerprint = fingerprint
         self.found: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self.dimension = 0
         for path in sorted(checkpoints.glob("batch-*.npz")) if checkpoints.exists() else []:
             try:
-                saved = np.load(path)
-                self._add(list(saved["hashes"]), saved["vectors"], saved["sentence_vectors"], saved["sentence_first"])
-            except (OSError, ValueError, KeyError):
+                with np.load(path) as saved:
+                    if str(saved["fingerprint"]) != fingerprint:  # left by an ingest with another model
+                        path.unlink(missing_ok=True)
+                        continue
+                    self._add(list(saved["hashes"]), saved["vectors"], saved["sentence_vectors"], saved["sentence_first"])
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
                 path.unlink(missing_ok=True)  # a checkpoint cut off by the crash it was for
 
     def _add(self, hashes, vectors, sentence_vectors, sentence_first) -> None:
@@ -274,10 +279,13 @@ class _VectorPool:
     def checkpoint(self, hashes: list[str], vectors: np.ndarray, sentence_vectors: np.ndarray, counts: list[int]) -> None:
         first = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self.checkpoints.mkdir(exist_ok=True)
-        path = self.checkpoints / f"batch-{time.time_ns()}-{uuid.uuid4().hex[:6]}.npz"
-        temporary = path.with_suffix(".partial.npz")
-        np.savez(temporary, hashes=np.array(hashes), vectors=vectors, sentence_vectors=sentence_vectors.astype(np.float16),
-                 sentence_first=first)
+        name = f"batch-{time.time_ns()}-{uuid.uuid4().hex[:6]}.npz"
+        path, temporary = self.checkpoints / name, self.checkpoints / f"partial-{name}"  # never read as a batch
+        with temporary.open("wb") as handle:
+            np.savez(handle, hashes=np.array(hashes), vectors=vectors, sentence_vectors=sentence_vectors.astype(np.float16),
+                     sentence_first=first, fingerprint=np.array(self.fingerprint))
+            handle.flush()
+            os.fsync(handle.fileno())
         os.replace(temporary, path)
         self._add(hashes, vectors, sentence_vectors.astype(np.float16), first)
 

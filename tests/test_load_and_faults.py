@@ -8,6 +8,7 @@ import signal
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rag.bench import free_local_port, start_server
@@ -124,3 +125,21 @@ def test_a_killed_ingest_resumes_without_embedding_finished_batches(tmp_path, se
     assert set(rows) == {theirs.chunk_id(row) for row in range(len(theirs))}
     for other in range(len(theirs)):
         assert float(mine.vectors[rows[theirs.chunk_id(other)]] @ theirs.vectors[other]) >= 0.9999
+
+
+def test_checkpoints_of_another_model_or_cut_off_by_a_crash_are_dropped(tmp_path):
+    from rag.ingest import _VectorPool
+
+    folder = tmp_path / ".embedded"
+    vectors = np.eye(2, 4, dtype=np.float32)
+    _VectorPool(folder, None, "model-a").checkpoint(["first", "second"], vectors, np.ones((3, 4), np.float32), [1, 2])
+    assert _VectorPool(folder, None, "model-a").has("second")
+    assert not _VectorPool(folder, None, "model-b").has("second")  # another model's vectors never enter this index
+    assert not list(folder.glob("batch-*.npz"))
+
+    _VectorPool(folder, None, "model-a").checkpoint(["first"], vectors[:1], np.ones((1, 4), np.float32), [1])
+    (batch,) = folder.glob("batch-*.npz")
+    batch.write_bytes(batch.read_bytes()[:40])  # cut off halfway through writing
+    (folder / "batch-0-empty.npz").write_bytes(b"")
+    assert not _VectorPool(folder, None, "model-a").has("first")
+    assert not list(folder.glob("batch-*.npz"))

@@ -201,3 +201,48 @@ def test_a_corpus_line_that_is_not_a_record_is_named(tmp_path):
         bad.write("{niet json\n")
     result = run_rag("bench", "--corpus", str(corpus))
     assert result.returncode == 2 and "line 2" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_an_index_whose_letters_all_changed_never_reuses_a_slot(tmp_path, embedder):
+    """All letters replaced, the HNSW index updated in place: the new passages get slots the old tombstoned
+    vectors do not hold, so no search meets an old vector under a new passage's slot."""
+    from rag.pipeline import run_ingest
+
+    settings = IndexSettings(kind="hnsw")
+    before, after = tmp_path / "before", tmp_path / "after"
+    before.mkdir()
+    (before / "korte_brief.txt").write_text("Betreft: Korte brief\n\nNederland steunt de missie in Mali met twee "
+                                            "helikopters.\n", encoding="utf-8")
+    shutil.copytree(SEEDS, after)
+    index_dir = tmp_path / "index"
+    run_ingest([before], index_dir, embedder=embedder, index_settings=settings)
+    old = load_index(index_dir, embedder.name, embedder.fingerprint)
+    old_slots = set(old.faiss_ids.tolist())
+    replaced = run_ingest([after], index_dir, embedder=embedder, index_settings=settings)
+    assert "updated in place" in replaced.index  # few tombstones beside many new passages: no rebuild
+    new = load_index(index_dir, embedder.name, embedder.fingerprint)
+    assert not old_slots & set(new.faiss_ids.tolist())
+    assert set(new.vector_index.tombstones.tolist()) == old_slots
+    for question in ("Wat zei Nederland over China?", "defensie-uitgaven twee procent"):
+        rows = [row for row, _ in new.dense_search(embedder.encode_queries([question])[0], 10)]
+        assert len(rows) == len(set(rows)) == 10
+
+
+def test_ray_needs_an_address_not_the_letters(tmp_path):
+    result = run_rag("ingest", "--ray", str(SEEDS), "--index", str(tmp_path / "index"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "put the letters before --ray" in result.stderr and not (tmp_path / "index").exists()
+
+
+def test_a_dropped_row_reader_closes_its_file(tmp_path):
+    import os
+
+    from rag.files import NpyRows
+
+    np.save(tmp_path / "rows.npy", np.ones((4, 3), np.float32))
+    open_before = len(os.listdir("/proc/self/fd"))
+    rows = NpyRows(tmp_path / "rows.npy")
+    assert len(os.listdir("/proc/self/fd")) == open_before + 1
+    del rows
+    assert len(os.listdir("/proc/self/fd")) == open_before
