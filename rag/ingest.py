@@ -32,7 +32,7 @@ from rag.files import file_sha256
 from rag.lexical import TOKENIZER_VERSION as LEXICAL_TOKENIZER_VERSION
 from rag.lexical import ranges
 from rag.readers import letter_paths
-from rag.store import FORMAT_VERSION, live_build, shown, stored_documents, text_hash
+from rag.store import FORMAT_VERSION, live_build, open_store, rows_where_in, shown, stored_documents, text_hash
 from rag.vector_index import IndexSettings
 
 CHECKPOINTS = ".embedded"
@@ -206,7 +206,7 @@ def _previous_build(index_dir: Path, model_name: str, fingerprint: str) -> _Prev
             model_name, fingerprint):
         return None
     try:
-        database = sqlite3.connect(f"file:{folder / 'store.sqlite'}?mode=ro&immutable=1", uri=True)
+        database = open_store(folder)
         try:
             letters = {doc_id: (row, file_hash) for row, doc_id, file_hash in
                        database.execute("SELECT row, doc_id, file_sha256 FROM letters")}
@@ -249,13 +249,9 @@ class _VectorPool:
             return
         folder = self.previous.folder
         try:
-            database = sqlite3.connect(f"file:{folder / 'store.sqlite'}?mode=ro&immutable=1", uri=True)
+            database = open_store(folder)
             try:
-                rows: dict[str, int] = {}
-                for first in range(0, len(wanted), 500):
-                    part = wanted[first:first + 500]
-                    query = f"SELECT text_hash, row FROM chunks WHERE text_hash IN ({','.join('?' * len(part))})"
-                    rows.update(database.execute(query, part))
+                rows = dict(rows_where_in(database, "SELECT text_hash, row FROM chunks WHERE text_hash IN ({})", wanted))
             finally:
                 database.close()
             if not rows:

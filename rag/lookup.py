@@ -16,7 +16,7 @@ import numpy as np
 
 from rag.documents import document_from_json
 from rag.errors import InputError
-from rag.store import IndexError_, current_generation, shown
+from rag.store import IndexError_, current_generation, open_store, shown
 
 _SPAN = re.compile(r"^(?P<doc>[^:#\s]+):(?P<start>\d+)-(?P<end>\d+)$")
 
@@ -46,7 +46,7 @@ def look_up(index_dir: Path, citation: str, context_chars: int = 400) -> Passage
     citation = citation.strip()
     span = _SPAN.match(citation)
     try:
-        database = sqlite3.connect(f"file:{folder / 'store.sqlite'}?mode=ro", uri=True)
+        database = open_store(folder)
     except sqlite3.Error:
         raise IndexError_(f"{shown(index_dir)}: the store is unreadable; run `rag ingest --index {shown(index_dir)}`") from None
     try:

@@ -154,8 +154,7 @@ class Generation:
     def __init__(self, folder: Path, manifest: dict) -> None:
         self.folder = folder
         self.manifest = manifest
-        self._database = sqlite3.connect(f"file:{folder / 'store.sqlite'}?mode=ro&immutable=1", uri=True,
-                                         check_same_thread=False)
+        self._database = open_store(folder, check_same_thread=False)
         self._lock = threading.Lock()
         self._letters_cache: OrderedDict[int, Document] = OrderedDict()
         rows = self._query("SELECT row, doc_id, title, date, date_sure, kind, ministry, source, identifiers, refs, ocr "
@@ -414,20 +413,26 @@ def text_hash(text: str) -> str:
     return hashlib.sha1(text.encode()).hexdigest()
 
 
+def open_store(folder: Path, **options) -> sqlite3.Connection:
+    """A generation's database, read-only and immutable: it is never written after its build."""
+    return sqlite3.connect(f"file:{folder / 'store.sqlite'}?mode=ro&immutable=1", uri=True, **options)
+
+
+def rows_where_in(database: sqlite3.Connection, query: str, keys: Sequence) -> Iterator[tuple]:
+    """The rows of `query` (ending in `IN ({})`) for every key, asked 500 keys at a time (SQLite's variable limit)."""
+    for first in range(0, len(keys), 500):
+        part = list(keys[first:first + 500])
+        yield from database.execute(query.format(",".join("?" * len(part))), part)
+
+
 def stored_documents(folder: Path, doc_ids: set[str]) -> dict[str, Document]:
     """Stored letters of a generation, as they were read, for an ingest that reuses them unchanged."""
     if not doc_ids:
         return {}
-    database = sqlite3.connect(f"file:{folder / 'store.sqlite'}?mode=ro&immutable=1", uri=True)
-    wanted = sorted(doc_ids)
+    database = open_store(folder)
     try:
-        found = {}
-        for first in range(0, len(wanted), 500):
-            part = wanted[first:first + 500]
-            query = f"SELECT doc_id, meta, text FROM letters WHERE doc_id IN ({','.join('?' * len(part))})"
-            for doc_id, meta, text in database.execute(query, part):
-                found[doc_id] = document_from_json({**json.loads(meta), "text": text})
-        return found
+        return {doc_id: document_from_json({**json.loads(meta), "text": text}) for doc_id, meta, text in
+                rows_where_in(database, "SELECT doc_id, meta, text FROM letters WHERE doc_id IN ({})", sorted(doc_ids))}
     finally:
         database.close()
 
