@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.dates import MONTH_ALTERNATION, shown_date
-from rag.documents import FOOTNOTES_HEADING
+from rag.language import MONTH_ALTERNATION, shown_date
+from rag.readers.document import FOOTNOTES_HEADING
 from rag.lexical import fold, stopwords, tokenize
 from rag.retrieval import Hit
 from rag.store import Generation

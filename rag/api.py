@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict
 
 from rag import __version__, config
 from rag.answer import Answer
-from rag.dates import shown_date
+from rag.language import shown_date
 from rag.errors import InputError, RagError
 from rag.pipeline import Busy, Pipeline, parse_filters
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from rag import __version__
 from rag.chunking import Chunk, ChunkSettings
-from rag.documents import READER_VERSION, Document
+from rag.readers.document import READER_VERSION, Document
 from rag.errors import RagError
 from rag.files import file_sha256
 from rag.lexical import TOKENIZER_VERSION as LEXICAL_TOKENIZER_VERSION

@@ -12,8 +12,8 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Iterable, Iterator
 
-from rag.dates import dutch_date
-from rag.documents import FOOTNOTES_HEADING, Document, Section
+from rag.language import dutch_date
+from rag.readers.document import FOOTNOTES_HEADING, Document, Section
 
 CHUNKER_VERSION = 3
 

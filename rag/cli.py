@@ -40,7 +40,7 @@ def cli() -> None:
 def chunks(paths: tuple[str, ...], as_json: bool) -> None:
     """Show the chunks the letters give (default: seeds/), without embedding anything."""
     from rag.chunking import chunk_documents
-    from rag.documents import read_documents
+    from rag.readers.document import read_documents
 
     skipped: list[str] = []
     documents = read_documents(_letter_paths(paths), skipped)

@@ -26,7 +26,7 @@ import numpy as np
 
 from rag.build import Carried, NewLetters, fault_point, write_generation
 from rag.chunking import ChunkSettings, chunk_document, sentence_spans
-from rag.documents import READER_VERSION, Document, cannot_read, doc_id_for, read_document
+from rag.readers.document import READER_VERSION, Document, cannot_read, doc_id_for, read_document
 from rag.errors import InputError, LetterSkipped, RagError
 from rag.files import file_sha256
 from rag.lexical import TOKENIZER_VERSION as LEXICAL_TOKENIZER_VERSION

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.documents import document_from_json
+from rag.readers.document import document_from_json
 from rag.errors import InputError
 from rag.store import IndexError_, current_generation, open_store, shown
 

@@ -16,7 +16,7 @@ from rag import config
 from rag.answer import Answer, Calibration, extractive_answer
 from rag.chunking import ChunkSettings
 from rag.conversation import Conversation
-from rag.documents import read_document
+from rag.readers.document import read_document
 from rag.readers import letter_paths
 from rag.embedding import Embedder, load_embedder, model_fingerprint
 from rag.errors import InputError, RagError

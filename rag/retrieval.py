@@ -18,9 +18,9 @@ from datetime import date
 import numpy as np
 
 from rag.conversation import Turn
-from rag.dates import MONTH_ALTERNATION, MONTHS
+from rag.language import MONTH_ALTERNATION, MONTHS
 from rag.errors import InputError
-from rag.references import normalise_dossier
+from rag.readers.references import normalise_dossier
 from rag.store import Generation, day_number
 
 

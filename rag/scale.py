@@ -314,7 +314,7 @@ def _plan_real_steps(files: list[Path]) -> tuple[list[list[Path]], dict]:
     from collections import Counter
 
     from rag.chunking import chunk_document
-    from rag.documents import read_document
+    from rag.readers.document import read_document
     from rag.errors import LetterSkipped
 
     counts, years, dossiers = [], [], Counter()
@@ -341,7 +341,7 @@ def _plan_real_steps(files: list[Path]) -> tuple[list[list[Path]], dict]:
 def incremental_figures(index_dir: Path, files: list[Path], held_out: list[Path], embedder) -> dict:
     """A no-op re-ingest, then the held-out letters added: against embedding their passages alone."""
     from rag.chunking import chunk_document, sentence_spans
-    from rag.documents import read_documents
+    from rag.readers.document import read_documents
     from rag.pipeline import run_ingest
 
     started = time.perf_counter()
@@ -366,7 +366,7 @@ def incremental_figures(index_dir: Path, files: list[Path], held_out: list[Path]
 
 def run_scale_bench(corpus: Path, limit: int | None, sizes: Sequence[int], questions: Sequence[str], work_dir: Path,
                     report_dir: Path, serve_memory: bool = True) -> dict:
-    from rag.documents import doc_id_for
+    from rag.readers.document import doc_id_for
     from rag.embedding import load_embedder
     from rag.pipeline import run_ingest
     from rag.store import load_index

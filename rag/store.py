@@ -37,7 +37,7 @@ import numpy as np
 
 from rag import config
 from rag.chunking import Chunk, ChunkSettings
-from rag.documents import READER_VERSION, Document, document_from_json
+from rag.readers.document import READER_VERSION, Document, document_from_json
 from rag.errors import RagError
 from rag.files import NpyRows, file_sha256
 from rag.lexical import TOKENIZER_VERSION as LEXICAL_TOKENIZER_VERSION

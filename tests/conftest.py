@@ -52,7 +52,7 @@ def run_rag(*args: str, input: str | None = None, env: dict | None = None, timeo
 
 @pytest.fixture(scope="session")
 def documents():
-    from rag.documents import read_documents
+    from rag.readers.document import read_documents
 
     return {document.doc_id: document for document in read_documents([SEEDS])}
 

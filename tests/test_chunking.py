@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from rag.chunking import ChunkSettings, chunk_documents
-from rag.documents import read_documents
+from rag.readers.document import read_documents
 
 from conftest import SEEDS, run_rag
 

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from rag.documents import parse_letter, read_documents
+from rag.readers.document import parse_letter, read_documents
 from rag.errors import InputError
 
 EXPECTED = {

@@ -145,7 +145,7 @@ def test_the_compact_tokenizer_gives_the_ids_of_tokenizer_json(embedder):
     """The served tokenizer (plain Python, 46 MB) against `tokenizers` on the same tokenizer (280 MB)."""
     from tokenizers import Tokenizer
 
-    from rag.documents import read_documents
+    from rag.readers.document import read_documents
 
     reference = Tokenizer.from_file(str(default_model_folder() / "tokenizer.json"))
     texts = [line for d in read_documents([config.DEFAULT_SEEDS, config.EVAL_LETTERS]) for line in d.text.split("\n") if line]

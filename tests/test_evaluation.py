@@ -19,7 +19,7 @@ BASELINE = config.EVAL_BASELINE
 
 @pytest.fixture(scope="module")
 def letter_texts():
-    from rag.documents import read_documents
+    from rag.readers.document import read_documents
 
     return {d.doc_id: d.text for d in read_documents([config.DEFAULT_SEEDS, config.EVAL_LETTERS])}
 

@@ -164,7 +164,7 @@ def test_search_usage_errors(args, needle):
 
 
 def test_index_read_by_another_reader_version_is_refused_and_reread(tmp_path, seed_index_dir, embedder):
-    from rag.documents import READER_VERSION
+    from rag.readers.document import READER_VERSION
 
     index_dir = tmp_path / "index"
     shutil.copytree(seed_index_dir, index_dir)

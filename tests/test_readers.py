@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from rag.chunking import chunk_document
-from rag.documents import read_document
+from rag.readers.document import read_document
 from rag.readers import letter_paths
 
 REAL = Path(__file__).parent / "data" / "real"
@@ -180,7 +180,7 @@ def test_the_scan_is_read_by_ocr():
 
 def test_without_tesseract_a_scan_is_skipped_with_what_to_install(monkeypatch):
     import rag.readers.ocr as ocr
-    from rag.documents import read_documents
+    from rag.readers.document import read_documents
 
     monkeypatch.setattr(ocr.shutil, "which", lambda name: None)
     skipped: list[str] = []

@@ -10,8 +10,8 @@ import html
 import re
 
 from rag.answer import Answer, Citation
-from rag.dates import shown_date
-from rag.documents import Document
+from rag.language import shown_date
+from rag.readers.document import Document
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+!|~])")
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from statistics import median
 
 from rag.errors import InputError
-from rag.layout import FOOTNOTE_MARK, Line
+from rag.readers.layout import FOOTNOTE_MARK, Line
 from rag.readers.reading import Facts, RawFootnote, Reading
 
 # Layout thresholds, relative to the font size where that makes them independent of the document.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from rag.layout import Block, Line, RawFootnote
+from rag.readers.layout import Block, Line, RawFootnote
 
 
 @dataclass

@@ -15,8 +15,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from rag.dates import MONTH_ALTERNATION
-from rag.layout import SENTENCE_END, Line
+from rag.language import MONTH_ALTERNATION
+from rag.readers.layout import SENTENCE_END, Line
 
 # The labels of a Dutch government letter head (the form itself, not any one ministry's wording).
 _LABELS = {

@@ -15,15 +15,15 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from rag.config import display_path
-from rag.dates import MONTH_ALTERNATION, MONTHS
+from rag.language import MONTH_ALTERNATION, MONTHS
 from rag.errors import InputError, LetterSkipped
 from rag.files import file_sha256
-from rag.layout import Block, Layout, place_footnote_anchors, read_blocks
-from rag.letterhead import Head, read_head
+from rag.readers.layout import Block, Layout, place_footnote_anchors, read_blocks
+from rag.readers.letterhead import Head, read_head
 from rag.readers import letter_paths, read
 from rag.readers.reading import Facts, Reading
 from rag.readers.text import reading_of_text
-from rag.references import cited_references, own_identifiers
+from rag.readers.references import cited_references, own_identifiers
 
 # Bump with any change that can alter the stored text, the sections or the metadata of a letter:
 # `rag ingest` then re-reads every letter, and queries on an index read by another version are refused.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from rag.letterhead import Head
+from rag.readers.letterhead import Head
 from rag.readers.reading import Facts
 
 _DOSSIER = r"(\d{2}\s?\d{3})(?:\s?[-–]\s?([A-Z]{1,4}|[IVXL]+|\d{2})|\s([A-Z]{1,4}|[IVXL]+)(?=,))?"

@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable
 
-from rag.dates import MONTH_ALTERNATION
+from rag.language import MONTH_ALTERNATION
 
 SENTENCE_END = re.compile(r"[.!?][”\"’'»)\]\ue000-\ue0ff]*$")  # a footnote marker may follow the full stop
 _ROLE = re.compile(
