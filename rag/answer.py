@@ -26,9 +26,9 @@ import numpy as np
 
 from rag.language import MONTH_ALTERNATION, shown_date
 from rag.readers.document import FOOTNOTES_HEADING
-from rag.lexical import fold, stopwords, tokenize
+from rag.index.lexical import fold, stopwords, tokenize
 from rag.retrieval import Hit
-from rag.store import Generation
+from rag.index.store import Generation
 
 ABSTAIN_NL = "Daarover vind ik niets in de brieven."
 ABSTAIN_EN = "I find nothing about that in the letters."

@@ -195,7 +195,7 @@ def create_api(pipeline: Pipeline) -> FastAPI:
 
     @rest.get("/show/{citation:path}")
     def show(citation: str) -> dict:
-        from rag.lookup import look_up
+        from rag.index.show import look_up
 
         with _rest_errors():
             return look_up(pipeline.index_dir, citation).as_json()

@@ -112,7 +112,7 @@ def engine_figures(passages: Sequence[str], questions: Sequence[str], work_dir: 
 # --- the pipeline on the seed letters --------------------------------------------------------
 
 def ingest_figures(pipeline, work_dir: Path) -> dict:
-    from rag.chunking import chunk_documents
+    from rag.index.chunking import chunk_documents
     from rag.embedding import load_embedder
     from rag.pipeline import run_ingest
 
@@ -250,7 +250,7 @@ def free_local_port() -> int:
 # --- the whole run -----------------------------------------------------------------------
 
 def run_bench(pipeline, questions: Sequence[str], load_users: int = 20, load_seconds: float = 20.0) -> dict:
-    from rag.chunking import chunk_documents
+    from rag.index.chunking import chunk_documents
 
     report: dict = {"date": time.strftime("%Y-%m-%d"), "cpu_count": os.cpu_count()}
     with tempfile.TemporaryDirectory() as work:

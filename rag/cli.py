@@ -39,7 +39,7 @@ def cli() -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per chunk.")
 def chunks(paths: tuple[str, ...], as_json: bool) -> None:
     """Show the chunks the letters give (default: seeds/), without embedding anything."""
-    from rag.chunking import chunk_documents
+    from rag.index.chunking import chunk_documents
     from rag.readers.document import read_documents
 
     skipped: list[str] = []
@@ -104,7 +104,7 @@ def ingest(paths: tuple[str, ...], index_dir: Path, model_name: str | None, mode
            ray_address: str | None) -> None:
     """Read letters (default: seeds/), embed what is new or changed, write the index atomically."""
     from rag.pipeline import run_ingest
-    from rag.vector_index import IndexSettings
+    from rag.index.vector_index import IndexSettings
 
     if ray_address is not None and ray_address != "local" and Path(ray_address).exists():
         # `--ray letters/` would take the folder for an address and ingest (and prune to) the seeds instead.
@@ -189,7 +189,7 @@ def ask(question: str | None, as_json: bool, doc_ids: tuple[str, ...], since: st
 @_index_option
 def show(citation: str, context_chars: int, as_json: bool, index_dir: Path) -> None:
     """Show a cited passage in its letter: CITATION is a chunk id or DOC_ID:START-END."""
-    from rag.lookup import look_up
+    from rag.index.show import look_up
 
     found = look_up(index_dir, citation, context_chars)
     if as_json:
@@ -204,7 +204,7 @@ def show(citation: str, context_chars: int, as_json: bool, index_dir: Path) -> N
 @_index_option
 def verify(index_dir: Path) -> None:
     """Check every file of the live index against the size and SHA-256 its manifest records."""
-    from rag.store import IndexError_, shown, verify as verify_index
+    from rag.index.store import IndexError_, shown, verify as verify_index
 
     problems = verify_index(index_dir)
     if problems:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from rag import config
-from rag.lexical import fold, stopwords
+from rag.index.lexical import fold, stopwords
 
 # A question that opens like this continues the conversation.
 _FOLLOW_UP_START = re.compile(

@@ -24,7 +24,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from rag.chunking import ChunkSettings
+from rag.index.chunking import ChunkSettings
 from rag.errors import InputError
 from rag.retrieval import RetrievalSettings
 

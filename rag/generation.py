@@ -22,9 +22,9 @@ import urllib.request
 from dataclasses import dataclass, replace
 
 from rag.answer import Answer, Citation
-from rag.chunking import split_sentences
+from rag.index.chunking import split_sentences
 from rag.errors import InputError, RagError
-from rag.lexical import tokenize
+from rag.index.lexical import tokenize
 from rag.retrieval import Hit
 
 SUPPORT = 0.5  # share of a sentence's content words that its cited passage must contain

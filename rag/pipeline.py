@@ -14,17 +14,17 @@ from typing import Sequence
 
 from rag import config
 from rag.answer import Answer, Calibration, extractive_answer
-from rag.chunking import ChunkSettings
+from rag.index.chunking import ChunkSettings
 from rag.conversation import Conversation
 from rag.readers.document import read_document
 from rag.readers import letter_paths
 from rag.embedding import Embedder, load_embedder, model_fingerprint
 from rag.errors import InputError, RagError
 from rag.generation import Endpoint, generated_answer
-from rag.ingest import IngestSummary, ingest
+from rag.index.ingest import IngestSummary, ingest
 from rag.retrieval import Filters, Hit, Query, RetrievalSettings, rank, understand
-from rag.store import Generation, check_compatible, current_generation_name, load_index, read_manifest
-from rag.vector_index import IndexSettings
+from rag.index.store import Generation, check_compatible, current_generation_name, load_index, read_manifest
+from rag.index.vector_index import IndexSettings
 
 log = logging.getLogger("rag.pipeline")
 History = Sequence[str] | Conversation

@@ -21,7 +21,7 @@ from rag.conversation import Turn
 from rag.language import MONTH_ALTERNATION, MONTHS
 from rag.errors import InputError
 from rag.readers.references import normalise_dossier
-from rag.store import Generation, day_number
+from rag.index.store import Generation, day_number
 
 
 @dataclass(frozen=True)

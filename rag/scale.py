@@ -91,7 +91,7 @@ def search_figures(index_dir: str, queries: str, started: float) -> dict:
     from rag.bench import latency_summary, resident_memory_mb
     from rag.conversation import Turn
     from rag.retrieval import Filters, Query, RetrievalSettings, allowed_rows, rank
-    from rag.store import load_index
+    from rag.index.store import load_index
 
     prepared = json.loads(Path(queries).read_text())
     vectors = np.load(prepared["vectors"])
@@ -162,7 +162,7 @@ def approximate_sweep(vectors: np.ndarray, queries: np.ndarray, exact_scores: np
     import faiss
 
     from rag.bench import latency_summary
-    from rag.vector_index import IndexSettings, VectorIndex
+    from rag.index.vector_index import IndexSettings, VectorIndex
 
     slots = np.arange(len(vectors), dtype=np.int64)
     figures: dict = {}
@@ -266,11 +266,11 @@ def build_synthetic_index(real, plan: list[tuple[int, int]], vectors: np.ndarray
     """A generation of the planned copies of the real letters (text, passages, metadata; their files written
     to `letters_dir`), with the given vectors, written by the ingest's own writer; its letter files and the
     seconds the writing took."""
-    from rag.build import NewLetters, write_generation
-    from rag.chunking import ChunkSettings, chunk_document
+    from rag.index.build import NewLetters, write_generation
+    from rag.index.chunking import ChunkSettings, chunk_document
     from rag.files import file_sha256
-    from rag.lexical import ranges
-    from rag.vector_index import IndexSettings
+    from rag.index.lexical import ranges
+    from rag.index.vector_index import IndexSettings
 
     letters_dir.mkdir(parents=True, exist_ok=True)
     index_dir.mkdir(parents=True, exist_ok=True)
@@ -313,7 +313,7 @@ def _plan_real_steps(files: list[Path]) -> tuple[list[list[Path]], dict]:
     """Real steps (about REAL_STEP passages, then everything) and what the filters are made of."""
     from collections import Counter
 
-    from rag.chunking import chunk_document
+    from rag.index.chunking import chunk_document
     from rag.readers.document import read_document
     from rag.errors import LetterSkipped
 
@@ -340,7 +340,7 @@ def _plan_real_steps(files: list[Path]) -> tuple[list[list[Path]], dict]:
 
 def incremental_figures(index_dir: Path, files: list[Path], held_out: list[Path], embedder) -> dict:
     """A no-op re-ingest, then the held-out letters added: against embedding their passages alone."""
-    from rag.chunking import chunk_document, sentence_spans
+    from rag.index.chunking import chunk_document, sentence_spans
     from rag.readers.document import read_documents
     from rag.pipeline import run_ingest
 
@@ -369,7 +369,7 @@ def run_scale_bench(corpus: Path, limit: int | None, sizes: Sequence[int], quest
     from rag.readers.document import doc_id_for
     from rag.embedding import load_embedder
     from rag.pipeline import run_ingest
-    from rag.store import load_index
+    from rag.index.store import load_index
 
     letters = corpus_letters(corpus, work_dir / "letters", limit)
     embedder = load_embedder()  # all cores, as `rag ingest`
@@ -427,8 +427,8 @@ def _index_figures(index_dir: Path, prepared: Path, queries: np.ndarray, work_di
                    serve_memory: bool) -> dict:
     """Search figures from a fresh process, recall of the served and of approximate indexes, a real server's memory."""
     from rag.bench import serving_figures
-    from rag.store import live_build
-    from rag.vector_index import VectorIndex
+    from rag.index.store import live_build
+    from rag.index.vector_index import VectorIndex
 
     figures = measure_index(index_dir, prepared)
     folder, manifest = live_build(index_dir)
@@ -506,7 +506,7 @@ def _memory(figures: dict) -> str:
 
 def format_scale(report: dict) -> str:
     """The README's scale table (markdown) and the incremental figures."""
-    from rag.vector_index import describe
+    from rag.index.vector_index import describe
 
     lines = [f"rag bench --corpus {report['corpus']['file']}, {report['date']}: {report['corpus']['documents']} distinct "
              f"documents ({report['corpus']['held_out']} held out to be added), {report['corpus']['passages']} passages",

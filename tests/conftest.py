@@ -59,7 +59,7 @@ def documents():
 
 @pytest.fixture(scope="session")
 def chunks(documents):
-    from rag.chunking import chunk_documents
+    from rag.index.chunking import chunk_documents
 
     return chunk_documents(documents.values())
 
@@ -84,7 +84,7 @@ def seed_index_dir(tmp_path_factory, embedder):
 @pytest.fixture(scope="session")
 def pipeline(seed_index_dir, embedder):
     from rag.pipeline import Pipeline
-    from rag.store import load_index
+    from rag.index.store import load_index
 
     return Pipeline(embedder, load_index(seed_index_dir, embedder.name, embedder.fingerprint), seed_index_dir,
                     endpoint=None)
@@ -101,7 +101,7 @@ def eval_questions():
 def eval_pipeline(tmp_path_factory, embedder):
     """What `rag eval` measures: the seeds and the real letters of eval/letters/ in one index."""
     from rag.pipeline import Pipeline, run_ingest
-    from rag.store import load_index
+    from rag.index.store import load_index
 
     folder = tmp_path_factory.mktemp("eval-index")
     run_ingest([SEEDS, config.EVAL_LETTERS], folder, embedder=embedder)

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from rag.answer import ABSTAIN_NL
-from rag.chunking import split_sentences
+from rag.index.chunking import split_sentences
 from rag.retrieval import Filters
 
 from conftest import run_rag
@@ -77,7 +77,7 @@ def test_follow_up_is_answered_about_its_own_topic(pipeline):
 
 
 def test_hits_are_passages_of_citation_size(pipeline):
-    from rag.chunking import ChunkSettings
+    from rag.index.chunking import ChunkSettings
 
     for question in ("Wat zei Nederland over China?", "Wat is de Nederlandse inzet in Afghanistan?"):
         hits = pipeline.search(question, k=5)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from rag.chunking import ChunkSettings, chunk_documents
+from rag.index.chunking import ChunkSettings, chunk_documents
 from rag.readers.document import read_documents
 
 from conftest import SEEDS, run_rag

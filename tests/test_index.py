@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from rag.errors import RagError
-from rag.store import load_index, read_manifest
+from rag.index.store import load_index, read_manifest
 from rag.pipeline import run_ingest
 
 from conftest import SEEDS, run_rag

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from rag.bench import free_local_port, start_server
-from rag.store import load_index, read_manifest
+from rag.index.store import load_index, read_manifest
 
 from conftest import SEEDS, run_rag
 
@@ -128,7 +128,7 @@ def test_a_killed_ingest_resumes_without_embedding_finished_batches(tmp_path, se
 
 
 def test_checkpoints_of_another_model_or_cut_off_by_a_crash_are_dropped(tmp_path):
-    from rag.ingest import _VectorPool
+    from rag.index.ingest import _VectorPool
 
     folder = tmp_path / ".embedded"
     vectors = np.eye(2, 4, dtype=np.float32)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from rag.chunking import chunk_document
+from rag.index.chunking import chunk_document
 from rag.readers.document import read_document
 from rag.readers import letter_paths
 

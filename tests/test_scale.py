@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag.store import load_index
-from rag.vector_index import IndexSettings, SlotBitmap, VectorIndex
+from rag.index.store import load_index
+from rag.index.vector_index import IndexSettings, SlotBitmap, VectorIndex
 
 from conftest import SEEDS, run_rag
 
@@ -73,7 +73,7 @@ def test_an_incremental_ingest_equals_a_full_build(kind, tmp_path, embedder):
 def test_bm25_from_stored_bags_scores_as_bm25s(documents, chunks):
     import bm25s
 
-    from rag.lexical import Bags, LexicalIndex, tokenize
+    from rag.index.lexical import Bags, LexicalIndex, tokenize
 
     texts = [chunk.embed_text for chunk in chunks]
     vocabulary: dict[str, int] = {}
@@ -86,7 +86,7 @@ def test_bm25_from_stored_bags_scores_as_bm25s(documents, chunks):
 
 
 def test_bags_carried_to_a_new_generation_drop_terms_nobody_uses(chunks):
-    from rag.lexical import Bags, LexicalIndex
+    from rag.index.lexical import Bags, LexicalIndex
 
     vocabulary: dict[str, int] = {}
     bags = Bags.of_texts([chunk.embed_text for chunk in chunks], vocabulary)

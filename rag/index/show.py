@@ -16,7 +16,7 @@ import numpy as np
 
 from rag.readers.document import document_from_json
 from rag.errors import InputError
-from rag.store import IndexError_, current_generation, open_store, shown
+from rag.index.store import IndexError_, current_generation, open_store, shown
 
 _SPAN = re.compile(r"^(?P<doc>[^:#\s]+):(?P<start>\d+)-(?P<end>\d+)$")
 

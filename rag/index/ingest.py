@@ -2,7 +2,7 @@
 
 Letters are compared by the hash of their file: an unchanged letter read by the same reader
 version, chunked and tokenized the same way, is carried into the next generation as stored
-(`rag.build`), without being read, chunked or embedded again. Of the letters that are new or
+(`rag.index.build`), without being read, chunked or embedded again. Of the letters that are new or
 changed, a passage whose embedded text was embedded before (in the live generation or in a
 checkpoint of an interrupted ingest) keeps its vectors. The rest is embedded in batches sorted
 by length, each written to `.embedded/` as soon as it is done, so a killed ingest resumes where
@@ -24,16 +24,16 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from rag.build import Carried, NewLetters, fault_point, write_generation
-from rag.chunking import ChunkSettings, chunk_document, sentence_spans
+from rag.index.build import Carried, NewLetters, fault_point, write_generation
+from rag.index.chunking import ChunkSettings, chunk_document, sentence_spans
 from rag.readers.document import READER_VERSION, Document, cannot_read, doc_id_for, read_document
 from rag.errors import InputError, LetterSkipped, RagError
 from rag.files import file_sha256
-from rag.lexical import TOKENIZER_VERSION as LEXICAL_TOKENIZER_VERSION
-from rag.lexical import ranges
+from rag.index.lexical import TOKENIZER_VERSION as LEXICAL_TOKENIZER_VERSION
+from rag.index.lexical import ranges
 from rag.readers import letter_paths
-from rag.store import FORMAT_VERSION, live_build, open_store, rows_where_in, shown, stored_documents, text_hash
-from rag.vector_index import IndexSettings
+from rag.index.store import FORMAT_VERSION, live_build, open_store, rows_where_in, shown, stored_documents, text_hash
+from rag.index.vector_index import IndexSettings
 
 CHECKPOINTS = ".embedded"
 

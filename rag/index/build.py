@@ -22,14 +22,14 @@ from pathlib import Path
 import numpy as np
 
 from rag import __version__
-from rag.chunking import Chunk, ChunkSettings
+from rag.index.chunking import Chunk, ChunkSettings
 from rag.readers.document import READER_VERSION, Document
 from rag.errors import RagError
 from rag.files import file_sha256
-from rag.lexical import TOKENIZER_VERSION as LEXICAL_TOKENIZER_VERSION
-from rag.lexical import Bags, LexicalIndex, ranges
-from rag.store import FORMAT_VERSION, POINTER, current_generation_name, fsync_folder, text_hash
-from rag.vector_index import IndexSettings, VectorIndex
+from rag.index.lexical import TOKENIZER_VERSION as LEXICAL_TOKENIZER_VERSION
+from rag.index.lexical import Bags, LexicalIndex, ranges
+from rag.index.store import FORMAT_VERSION, POINTER, current_generation_name, fsync_folder, text_hash
+from rag.index.vector_index import IndexSettings, VectorIndex
 
 COPY_BLOCK = 65_536  # rows copied at a time between memory-mapped arrays
 

@@ -36,13 +36,13 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from rag import config
-from rag.chunking import Chunk, ChunkSettings
+from rag.index.chunking import Chunk, ChunkSettings
 from rag.readers.document import READER_VERSION, Document, document_from_json
 from rag.errors import RagError
 from rag.files import NpyRows, file_sha256
-from rag.lexical import TOKENIZER_VERSION as LEXICAL_TOKENIZER_VERSION
-from rag.lexical import LexicalIndex
-from rag.vector_index import SlotBitmap, VectorIndex
+from rag.index.lexical import TOKENIZER_VERSION as LEXICAL_TOKENIZER_VERSION
+from rag.index.lexical import LexicalIndex
+from rag.index.vector_index import SlotBitmap, VectorIndex
 
 FORMAT_VERSION = 3
 POINTER = "CURRENT"
