@@ -27,7 +27,7 @@ import numpy as np
 from rag.language import MONTH_ALTERNATION, shown_date
 from rag.readers.document import FOOTNOTES_HEADING
 from rag.index.lexical import fold, stopwords, tokenize
-from rag.retrieval import Hit
+from rag.search.retrieval import Hit
 from rag.index.store import Generation
 
 ABSTAIN_NL = "Daarover vind ik niets in de brieven."

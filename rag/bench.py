@@ -70,7 +70,7 @@ def _python(code: str, timeout: float = 600) -> dict:
 _ENGINE = """
 import json, sys, time, resource
 started = time.perf_counter()
-from rag.embedding import load_embedder, _load_sentence_transformer, default_model_folder, Embedder, SentenceTransformerEngine
+from rag.embed.model import load_embedder, _load_sentence_transformer, default_model_folder, Embedder, SentenceTransformerEngine
 onnx = load_embedder(threads={threads})
 engine = onnx
 if {torch!r}:
@@ -113,7 +113,7 @@ def engine_figures(passages: Sequence[str], questions: Sequence[str], work_dir: 
 
 def ingest_figures(pipeline, work_dir: Path) -> dict:
     from rag.index.chunking import chunk_documents
-    from rag.embedding import load_embedder
+    from rag.embed.model import load_embedder
     from rag.pipeline import run_ingest
 
     embedder = load_embedder(pipeline.embedder.name, device=pipeline.embedder.device)  # all cores, as `rag ingest`
@@ -141,7 +141,7 @@ def ingest_figures(pipeline, work_dir: Path) -> dict:
 
 def query_figures(pipeline, questions: Sequence[str]) -> dict:
     from rag.pipeline import Pipeline
-    from rag.retrieval import RetrievalSettings
+    from rag.search.retrieval import RetrievalSettings
 
     figures = {}
     for mode in ("dense", "lexical", "hybrid"):

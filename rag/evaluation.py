@@ -26,7 +26,7 @@ import numpy as np
 
 from rag.index.chunking import ChunkSettings
 from rag.errors import InputError
-from rag.retrieval import RetrievalSettings
+from rag.search.retrieval import RetrievalSettings
 
 Span = tuple[str, int, int]  # doc_id, start, end
 COVERAGE = 0.8

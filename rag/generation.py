@@ -25,7 +25,7 @@ from rag.answer import Answer, Citation
 from rag.index.chunking import split_sentences
 from rag.errors import InputError, RagError
 from rag.index.lexical import tokenize
-from rag.retrieval import Hit
+from rag.search.retrieval import Hit
 
 SUPPORT = 0.5  # share of a sentence's content words that its cited passage must contain
 SYSTEM_PROMPT = (

@@ -15,14 +15,14 @@ from typing import Sequence
 from rag import config
 from rag.answer import Answer, Calibration, extractive_answer
 from rag.index.chunking import ChunkSettings
-from rag.conversation import Conversation
+from rag.search.conversation import Conversation
 from rag.readers.document import read_document
 from rag.readers import letter_paths
-from rag.embedding import Embedder, load_embedder, model_fingerprint
+from rag.embed.model import Embedder, load_embedder, model_fingerprint
 from rag.errors import InputError, RagError
 from rag.generation import Endpoint, generated_answer
 from rag.index.ingest import IngestSummary, ingest
-from rag.retrieval import Filters, Hit, Query, RetrievalSettings, rank, understand
+from rag.search.retrieval import Filters, Hit, Query, RetrievalSettings, rank, understand
 from rag.index.store import Generation, check_compatible, current_generation_name, load_index, read_manifest
 from rag.index.vector_index import IndexSettings
 
@@ -84,7 +84,7 @@ def run_ingest(
 
     def embed(texts: list[str], sentence_spans: list[list[tuple[int, int]]]):
         if ray_address is not None:
-            from rag.distributed import ray_passage_batches
+            from rag.embed.cluster import ray_passage_batches
 
             return ray_passage_batches(ray_address, model_name, fingerprint, texts, sentence_spans, progress)
         return (embedder or load_embedder(model_name, model_dir)).passage_batches(texts, sentence_spans, progress=progress)

@@ -89,8 +89,8 @@ print(json.dumps(search_figures(sys.argv[1], sys.argv[2], started)))
 def search_figures(index_dir: str, queries: str, started: float) -> dict:
     """Run in a fresh process: load the index, then time every kind of search for the prepared questions."""
     from rag.bench import latency_summary, resident_memory_mb
-    from rag.conversation import Turn
-    from rag.retrieval import Filters, Query, RetrievalSettings, allowed_rows, rank
+    from rag.search.conversation import Turn
+    from rag.search.retrieval import Filters, Query, RetrievalSettings, allowed_rows, rank
     from rag.index.store import load_index
 
     prepared = json.loads(Path(queries).read_text())
@@ -367,7 +367,7 @@ def incremental_figures(index_dir: Path, files: list[Path], held_out: list[Path]
 def run_scale_bench(corpus: Path, limit: int | None, sizes: Sequence[int], questions: Sequence[str], work_dir: Path,
                     report_dir: Path, serve_memory: bool = True) -> dict:
     from rag.readers.document import doc_id_for
-    from rag.embedding import load_embedder
+    from rag.embed.model import load_embedder
     from rag.pipeline import run_ingest
     from rag.index.store import load_index
 

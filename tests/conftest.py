@@ -66,7 +66,7 @@ def chunks(documents):
 
 @pytest.fixture(scope="session")
 def embedder():
-    from rag.embedding import load_embedder
+    from rag.embed.model import load_embedder
 
     return load_embedder()
 

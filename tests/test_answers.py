@@ -8,7 +8,7 @@ import pytest
 
 from rag.answer import ABSTAIN_NL
 from rag.index.chunking import split_sentences
-from rag.retrieval import Filters
+from rag.search.retrieval import Filters
 
 from conftest import run_rag
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rag import config
-from rag.conversation import Conversation, is_follow_up
+from rag.search.conversation import Conversation, is_follow_up
 
 CHINA = "Wat zei Nederland over China?"
 

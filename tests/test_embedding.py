@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from rag import config
-from rag.embedding import MARKER, default_model_folder, load_embedder, model_fingerprint
+from rag.embed.model import MARKER, default_model_folder, load_embedder, model_fingerprint
 
 pytestmark = pytest.mark.slow
 
@@ -100,7 +100,7 @@ def test_damaged_cache_is_detected_and_rebuilt(tmp_path):
 
 def test_fingerprint_needs_no_model_load():
     default_model_folder()  # built (once per session) before the check below
-    check = ("import sys; from rag.embedding import model_fingerprint; "
+    check = ("import sys; from rag.embed.model import model_fingerprint; "
              f"print(model_fingerprint({config.DEFAULT_MODEL!r})); assert 'torch' not in sys.modules")
     result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, cwd=config.PROJECT_ROOT)
     assert result.returncode == 0, result.stderr
@@ -108,7 +108,7 @@ def test_fingerprint_needs_no_model_load():
 
 
 def test_unknown_model_names_itself_and_the_way_back():
-    from rag.embedding import ModelError
+    from rag.embed.model import ModelError
 
     with pytest.raises(ModelError) as error:
         load_embedder("no-such-org/no-such-model")
@@ -118,7 +118,7 @@ def test_unknown_model_names_itself_and_the_way_back():
 
 def test_the_onnx_engine_agrees_with_the_fp32_model_and_pools_sentences(embedder, chunks):
     """Questions and passages on ONNX Runtime give the vectors sentence-transformers gives (fp32, torch)."""
-    from rag.embedding import Embedder, SentenceTransformerEngine, _load_sentence_transformer
+    from rag.embed.model import Embedder, SentenceTransformerEngine, _load_sentence_transformer
 
     torch_model = _load_sentence_transformer(default_model_folder(), None)
     reference = Embedder(embedder.name, embedder.fingerprint, embedder.dimension, SentenceTransformerEngine(torch_model),

@@ -12,7 +12,7 @@ from rag.evaluation import (
     CITATION_LIMIT, answer_metrics, compare_to_baseline, covers, evaluate, first_ranks, hit_at, load_questions, locate,
     ndcg_at, question_metrics, recall_at, reciprocal_rank,
 )
-from rag.retrieval import RetrievalSettings
+from rag.search.retrieval import RetrievalSettings
 
 BASELINE = config.EVAL_BASELINE
 

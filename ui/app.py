@@ -16,7 +16,7 @@ import gradio as gr  # noqa: E402
 
 from rag import config  # noqa: E402
 from rag.answer import Answer  # noqa: E402
-from rag.conversation import Conversation  # noqa: E402
+from rag.search.conversation import Conversation  # noqa: E402
 from rag.errors import InputError, RagError  # noqa: E402
 from rag.feedback import record_feedback  # noqa: E402
 from rag.pipeline import Pipeline, parse_filters, store_letters  # noqa: E402

@@ -25,7 +25,7 @@ class PassageEmbedder:
     """One per Ray actor: the model loaded once, then batch after batch of passages."""
 
     def __init__(self, model_name: str, device: str | None, threads: int) -> None:
-        from rag.embedding import load_embedder
+        from rag.embed.model import load_embedder
 
         self.embedder = load_embedder(model_name, device=device, threads=threads)
 

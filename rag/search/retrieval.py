@@ -6,7 +6,7 @@ Python with the corpus. A question that names a time ("in 2020", "in maart 2021"
 restricted to letters of that time, but a letter whose date the reader is not sure of is
 never dropped by it; "in de laatste brief over X" takes the latest of the letters that speak
 about X. A hit is one passage of citation size: its offsets and score are those of the
-passage that matched. Follow-ups arrive already resolved (`rag.conversation`).
+passage that matched. Follow-ups arrive already resolved (`rag.search.conversation`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from datetime import date
 
 import numpy as np
 
-from rag.conversation import Turn
+from rag.search.conversation import Turn
 from rag.language import MONTH_ALTERNATION, MONTHS
 from rag.errors import InputError
 from rag.readers.references import normalise_dossier

