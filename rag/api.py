@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict
 
 from rag import __version__, config
-from rag.answer import Answer
+from rag.answer.extractive import Answer
 from rag.language import shown_date
 from rag.errors import InputError, RagError
 from rag.pipeline import Busy, Pipeline, parse_filters

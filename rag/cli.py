@@ -252,7 +252,7 @@ def evaluate_command(questions_path: Path, split: str, k: int, as_json: bool, ba
                      model_name: str | None, model_dir: Path | None) -> None:
     """Retrieval and answer quality on the seeds and on real letters, dev and test; a regression gate."""
     from rag import evaluation
-    from rag.answer import CALIBRATION_FILE
+    from rag.answer.extractive import CALIBRATION_FILE
     from rag.pipeline import check_k, open_eval_pipeline
 
     check_k(k)

@@ -363,7 +363,7 @@ def run(pipeline, questions: Sequence[EvalQuestion], k: int, compare: bool = Fal
 def calibrate(pipeline, questions: Sequence[EvalQuestion], most_false_abstentions: float = 0.02):
     """The abstention thresholds that refuse the most unanswerable dev questions while wrongly refusing at
     most `most_false_abstentions` of the answerable ones; dev questions only, never the test split."""
-    from rag.answer import Calibration, abstains, is_english, score_sentences, weigh_evidence
+    from rag.answer.extractive import Calibration, abstains, is_english, score_sentences, weigh_evidence
 
     if any(question.split != "dev" for question in questions):
         raise InputError("calibrate on the dev split only: the test split is reported, never tuned on")

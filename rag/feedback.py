@@ -7,7 +7,7 @@ import json
 import time
 from pathlib import Path
 
-from rag.answer import Answer
+from rag.answer.extractive import Answer
 
 
 def record_feedback(data_dir: Path, answer: Answer, verdict: str, remark: str = "") -> Path:

@@ -13,14 +13,14 @@ from pathlib import Path
 from typing import Sequence
 
 from rag import config
-from rag.answer import Answer, Calibration, extractive_answer
+from rag.answer.extractive import Answer, Calibration, extractive_answer
 from rag.index.chunking import ChunkSettings
 from rag.search.conversation import Conversation
 from rag.readers.document import read_document
 from rag.readers import letter_paths
 from rag.embed.model import Embedder, load_embedder, model_fingerprint
 from rag.errors import InputError, RagError
-from rag.generation import Endpoint, generated_answer
+from rag.answer.generated import Endpoint, generated_answer
 from rag.index.ingest import IngestSummary, ingest
 from rag.search.retrieval import Filters, Hit, Query, RetrievalSettings, rank, understand
 from rag.index.store import Generation, check_compatible, current_generation_name, load_index, read_manifest

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from rag.answer import ABSTAIN_NL
+from rag.answer.extractive import ABSTAIN_NL
 from rag.index.chunking import split_sentences
 from rag.search.retrieval import Filters
 

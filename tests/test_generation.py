@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from rag.generation import Endpoint
+from rag.answer.generated import Endpoint
 from rag.pipeline import Pipeline
 
 from conftest import ChatServer

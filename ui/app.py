@@ -15,7 +15,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr  # noqa: E402
 
 from rag import config  # noqa: E402
-from rag.answer import Answer  # noqa: E402
+from rag.answer.extractive import Answer  # noqa: E402
 from rag.search.conversation import Conversation  # noqa: E402
 from rag.errors import InputError, RagError  # noqa: E402
 from rag.feedback import record_feedback  # noqa: E402

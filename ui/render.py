@@ -9,7 +9,7 @@ from __future__ import annotations
 import html
 import re
 
-from rag.answer import Answer, Citation
+from rag.answer.extractive import Answer, Citation
 from rag.language import shown_date
 from rag.readers.document import Document
 

@@ -21,7 +21,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, replace
 
-from rag.answer import Answer, Citation
+from rag.answer.extractive import Answer, Citation
 from rag.index.chunking import split_sentences
 from rag.errors import InputError, RagError
 from rag.index.lexical import tokenize
