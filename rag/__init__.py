@@ -14,7 +14,7 @@ __version__ = "0.1.0"
 def __getattr__(name: str):
     # Imported on first use, so that `rag --help` and `rag chunks` need no numpy or faiss.
     if name in ("open_pipeline", "run_ingest"):
-        from rag import pipeline
+        from rag.serve import pipeline
 
         return getattr(pipeline, name)
     raise AttributeError(name)

@@ -114,7 +114,7 @@ def engine_figures(passages: Sequence[str], questions: Sequence[str], work_dir: 
 def ingest_figures(pipeline, work_dir: Path) -> dict:
     from rag.index.chunking import chunk_documents
     from rag.embed.model import load_embedder
-    from rag.pipeline import run_ingest
+    from rag.serve.pipeline import run_ingest
 
     embedder = load_embedder(pipeline.embedder.name, device=pipeline.embedder.device)  # all cores, as `rag ingest`
     texts = [chunk.embed_text for chunk in chunk_documents(pipeline.index.documents.values())]
@@ -140,7 +140,7 @@ def ingest_figures(pipeline, work_dir: Path) -> dict:
 
 
 def query_figures(pipeline, questions: Sequence[str]) -> dict:
-    from rag.pipeline import Pipeline
+    from rag.serve.pipeline import Pipeline
     from rag.search.retrieval import RetrievalSettings
 
     figures = {}

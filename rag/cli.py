@@ -103,7 +103,7 @@ def _questions(question: str | None) -> list[str]:
 def ingest(paths: tuple[str, ...], index_dir: Path, model_name: str | None, model_dir: Path | None, index_type: str,
            ray_address: str | None) -> None:
     """Read letters (default: seeds/), embed what is new or changed, write the index atomically."""
-    from rag.pipeline import run_ingest
+    from rag.serve.pipeline import run_ingest
     from rag.index.vector_index import IndexSettings
 
     if ray_address is not None and ray_address != "local" and Path(ray_address).exists():
@@ -128,7 +128,7 @@ def search(question: str | None, k: int, as_json: bool, doc_ids: tuple[str, ...]
            until: str | None, dossier: str | None, ministry: str | None, kind: str | None, index_dir: Path,
            model_name: str | None, model_dir: Path | None) -> None:
     """The passages that best match QUESTION (or each line of standard input)."""
-    from rag.pipeline import check_k, check_question, open_pipeline, parse_filters
+    from rag.serve.pipeline import check_k, check_question, open_pipeline, parse_filters
 
     check_k(k)
     filters = parse_filters(doc_ids, since, until, dossier, ministry, kind)
@@ -159,7 +159,7 @@ def ask(question: str | None, as_json: bool, doc_ids: tuple[str, ...], since: st
         dossier: str | None, ministry: str | None, kind: str | None, index_dir: Path, model_name: str | None,
         model_dir: Path | None) -> None:
     """Answer QUESTION (or each line of standard input) with quoted, cited passages."""
-    from rag.pipeline import check_question, open_pipeline, parse_filters
+    from rag.serve.pipeline import check_question, open_pipeline, parse_filters
 
     filters = parse_filters(doc_ids, since, until, dossier, ministry, kind)
     questions = [check_question(q) for q in _questions(question)]
@@ -221,7 +221,7 @@ def verify(index_dir: Path) -> None:
 @_model_options
 def serve(host: str, port: int, data_dir: Path, index_dir: Path, model_name: str | None, model_dir: Path | None) -> None:
     """The chat in the browser (Gradio), on http://127.0.0.1:7860 by default."""
-    from rag.pipeline import open_pipeline
+    from rag.serve.pipeline import open_pipeline
     from ui.app import launch
 
     if not 0 < port < 65536:
@@ -253,7 +253,7 @@ def evaluate_command(questions_path: Path, split: str, k: int, as_json: bool, ba
     """Retrieval and answer quality on the seeds and on real letters, dev and test; a regression gate."""
     from rag import evaluation
     from rag.answer.extractive import CALIBRATION_FILE
-    from rag.pipeline import check_k, open_eval_pipeline
+    from rag.serve.pipeline import check_k, open_eval_pipeline
 
     check_k(k)
     if calibrate:
@@ -318,7 +318,7 @@ def bench(as_json: bool, corpus: Path | None, limit: int | None, sizes: tuple[in
     if corpus is None:
         if sizes or limit is not None:
             raise InputError("--scale and --limit go with --corpus FILE: the scale bench needs real passages to start from")
-        from rag.pipeline import open_pipeline
+        from rag.serve.pipeline import open_pipeline
 
         report = benchmarks.run_bench(open_pipeline(index_dir, model_name, model_dir, device), questions, load_users, load_seconds)
         benchmarks.save(report, report_dir)

@@ -332,7 +332,7 @@ def run(pipeline, questions: Sequence[EvalQuestion], k: int, compare: bool = Fal
         report_dir: Path | None = None) -> dict:
     """The default configuration's report; with `compare`, every configuration's groups side by side
     (tables and charts written to `report_dir`); with `trec_dir`, runs and qrels."""
-    from rag.pipeline import variant
+    from rag.serve.pipeline import variant
 
     report = evaluate(pipeline, questions, k)
     result: dict = {"report": report}

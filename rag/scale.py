@@ -342,7 +342,7 @@ def incremental_figures(index_dir: Path, files: list[Path], held_out: list[Path]
     """A no-op re-ingest, then the held-out letters added: against embedding their passages alone."""
     from rag.index.chunking import chunk_document, sentence_spans
     from rag.readers.document import read_documents
-    from rag.pipeline import run_ingest
+    from rag.serve.pipeline import run_ingest
 
     started = time.perf_counter()
     again = run_ingest(files, index_dir, embedder.name, embedder=embedder)
@@ -368,7 +368,7 @@ def run_scale_bench(corpus: Path, limit: int | None, sizes: Sequence[int], quest
                     report_dir: Path, serve_memory: bool = True) -> dict:
     from rag.readers.document import doc_id_for
     from rag.embed.model import load_embedder
-    from rag.pipeline import run_ingest
+    from rag.serve.pipeline import run_ingest
     from rag.index.store import load_index
 
     letters = corpus_letters(corpus, work_dir / "letters", limit)

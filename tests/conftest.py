@@ -74,7 +74,7 @@ def embedder():
 @pytest.fixture(scope="session")
 def seed_index_dir(tmp_path_factory, embedder):
     """A real index of the seed letters, built once with the real default model."""
-    from rag.pipeline import run_ingest
+    from rag.serve.pipeline import run_ingest
 
     folder = tmp_path_factory.mktemp("index")
     run_ingest([SEEDS], folder, embedder=embedder)
@@ -83,7 +83,7 @@ def seed_index_dir(tmp_path_factory, embedder):
 
 @pytest.fixture(scope="session")
 def pipeline(seed_index_dir, embedder):
-    from rag.pipeline import Pipeline
+    from rag.serve.pipeline import Pipeline
     from rag.index.store import load_index
 
     return Pipeline(embedder, load_index(seed_index_dir, embedder.name, embedder.fingerprint), seed_index_dir,
@@ -100,7 +100,7 @@ def eval_questions():
 @pytest.fixture(scope="session")
 def eval_pipeline(tmp_path_factory, embedder):
     """What `rag eval` measures: the seeds and the real letters of eval/letters/ in one index."""
-    from rag.pipeline import Pipeline, run_ingest
+    from rag.serve.pipeline import Pipeline, run_ingest
     from rag.index.store import load_index
 
     folder = tmp_path_factory.mktemp("eval-index")

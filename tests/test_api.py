@@ -127,7 +127,7 @@ def test_an_api_key_guards_the_api_when_set(server, monkeypatch):
 
 
 def test_a_full_queue_is_told_to_come_back(server, pipeline, monkeypatch):
-    from rag.pipeline import AnswerSlots
+    from rag.serve.pipeline import AnswerSlots
 
     monkeypatch.setattr(pipeline, "slots", AnswerSlots(slots=1, queue=0))
     with pipeline.slots:  # the only slot is taken and nothing may wait: the next answer is refused at once

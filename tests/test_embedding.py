@@ -133,7 +133,7 @@ def test_the_onnx_engine_agrees_with_the_fp32_model_and_pools_sentences(embedder
 
 
 def test_a_query_process_imports_no_torch(seed_index_dir):
-    check = ("import sys; from rag.pipeline import open_pipeline; "
+    check = ("import sys; from rag.serve.pipeline import open_pipeline; "
              f"p = open_pipeline({str(seed_index_dir)!r}); a = p.ask('Wat zei Nederland over China?'); "
              "assert a.citations; print('torch' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, cwd=config.PROJECT_ROOT)

@@ -129,7 +129,7 @@ def test_default_configuration_holds_the_baseline(eval_report):
 
 @pytest.mark.slow
 def test_gate_fails_on_the_old_merging_of_adjacent_pieces(eval_pipeline, eval_questions):
-    from rag.pipeline import Pipeline
+    from rag.serve.pipeline import Pipeline
 
     merged = Pipeline(eval_pipeline.embedder, eval_pipeline.index, eval_pipeline.index_dir, endpoint=None,
                       retrieval=RetrievalSettings(merge_adjacent=True))
@@ -140,7 +140,7 @@ def test_gate_fails_on_the_old_merging_of_adjacent_pieces(eval_pipeline, eval_qu
 
 @pytest.mark.slow
 def test_gate_fails_on_a_worse_configuration(eval_pipeline, eval_questions):
-    from rag.pipeline import Pipeline
+    from rag.serve.pipeline import Pipeline
 
     worse = Pipeline(eval_pipeline.embedder, eval_pipeline.index, eval_pipeline.index_dir, endpoint=None,
                      retrieval=RetrievalSettings(mode="lexical", understand_time=False))

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from rag.answer.generated import Endpoint
-from rag.pipeline import Pipeline
+from rag.serve.pipeline import Pipeline
 
 from conftest import ChatServer
 

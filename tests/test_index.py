@@ -9,7 +9,7 @@ import pytest
 
 from rag.errors import RagError
 from rag.index.store import load_index, read_manifest
-from rag.pipeline import run_ingest
+from rag.serve.pipeline import run_ingest
 
 from conftest import SEEDS, run_rag
 
@@ -82,7 +82,7 @@ def test_incremental_add_change_remove(tmp_path, embedder, seed_index_dir):
 
 
 def test_nothing_changed_needs_no_model(tmp_path, seed_index_dir, monkeypatch):
-    import rag.pipeline
+    import rag.serve.pipeline
 
     index_dir = tmp_path / "index"
     shutil.copytree(seed_index_dir, index_dir)
@@ -90,7 +90,7 @@ def test_nothing_changed_needs_no_model(tmp_path, seed_index_dir, monkeypatch):
     def no_model(*args, **kwargs):
         raise AssertionError("an ingest with nothing to embed loaded the model")
 
-    monkeypatch.setattr(rag.pipeline, "load_embedder", no_model)
+    monkeypatch.setattr(rag.serve.pipeline, "load_embedder", no_model)
     assert run_ingest([SEEDS], index_dir).changed is False
 
 

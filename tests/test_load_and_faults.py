@@ -61,7 +61,7 @@ def _letters_with_new_ones(folder: Path, count: int) -> Path:
 
 @pytest.mark.parametrize("fault", ["after-embed-batch:1", "while-writing", "before-pointer-switch", "after-pointer-switch"])
 def test_ingest_killed_at_any_point_leaves_an_index_that_answers(fault, tmp_path, seed_index_dir, embedder):
-    from rag.pipeline import Pipeline, run_ingest
+    from rag.serve.pipeline import Pipeline, run_ingest
 
     corpus = _letters_with_new_ones(tmp_path / "letters", 6)
     index_dir = tmp_path / "index"
@@ -85,7 +85,7 @@ def test_ingest_killed_at_any_point_leaves_an_index_that_answers(fault, tmp_path
 
 
 def test_ingest_keeps_the_previous_generation_for_readers_of_the_old_pointer(tmp_path, seed_index_dir, embedder):
-    from rag.pipeline import run_ingest
+    from rag.serve.pipeline import run_ingest
 
     corpus = _letters_with_new_ones(tmp_path / "letters", 1)
     index_dir = tmp_path / "index"
@@ -102,7 +102,7 @@ def test_a_killed_ingest_resumes_without_embedding_finished_batches(tmp_path, se
     """Killed after its first checkpointed batch, an ingest run again embeds only what that batch did not hold,
     and ends with the same index as an uninterrupted run."""
     from rag import config
-    from rag.pipeline import run_ingest
+    from rag.serve.pipeline import run_ingest
 
     corpus = tmp_path / "letters"
     shutil.copytree(SEEDS, corpus)

@@ -29,7 +29,7 @@ def test_an_incremental_ingest_equals_a_full_build(kind, tmp_path, embedder):
     """Add, change and remove letters one ingest at a time: the generation must hold exactly what a build from
     scratch of the same letters holds (passages, sentences, vectors, BM25 scores, answers), with FAISS
     updated in place rather than rebuilt."""
-    from rag.pipeline import run_ingest
+    from rag.serve.pipeline import run_ingest
 
     settings = IndexSettings(kind=kind)
     letters = tmp_path / "letters"
@@ -207,7 +207,7 @@ def test_a_corpus_line_that_is_not_a_record_is_named(tmp_path):
 def test_an_index_whose_letters_all_changed_never_reuses_a_slot(tmp_path, embedder):
     """All letters replaced, the HNSW index updated in place: the new passages get slots the old tombstoned
     vectors do not hold, so no search meets an old vector under a new passage's slot."""
-    from rag.pipeline import run_ingest
+    from rag.serve.pipeline import run_ingest
 
     settings = IndexSettings(kind="hnsw")
     before, after = tmp_path / "before", tmp_path / "after"

@@ -207,7 +207,7 @@ def test_two_browsers_at_once_get_their_own_answers(server, browser):
 
 def test_letter_with_markup_renders_as_text(tmp_path, embedder, browser):
     from rag.index.store import load_index
-    from rag.pipeline import Pipeline, run_ingest
+    from rag.serve.pipeline import Pipeline, run_ingest
     from ui.app import launch
 
     letters = tmp_path / "letters"
@@ -347,7 +347,7 @@ def test_serve_answers_from_a_letter_ingested_while_it_runs(tmp_path, seed_index
 
 
 def test_letters_are_added_from_the_page_answered_and_removed(tmp_path, seed_index_dir, embedder, browser):
-    from rag.pipeline import Pipeline
+    from rag.serve.pipeline import Pipeline
     from rag.index.store import load_index
     from ui.app import launch
 

@@ -1,4 +1,4 @@
-"""The Gradio chat page, in Dutch. Thin: every answer comes from `rag.pipeline.Pipeline`."""
+"""The Gradio chat page, in Dutch. Thin: every answer comes from `rag.serve.pipeline.Pipeline`."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from rag import config  # noqa: E402
 from rag.answer.extractive import Answer  # noqa: E402
 from rag.search.conversation import Conversation  # noqa: E402
 from rag.errors import InputError, RagError  # noqa: E402
-from rag.feedback import record_feedback  # noqa: E402
-from rag.pipeline import Pipeline, parse_filters, store_letters  # noqa: E402
+from rag.serve.feedback import record_feedback  # noqa: E402
+from rag.serve.pipeline import Pipeline, parse_filters, store_letters  # noqa: E402
 from ui.render import answer_markdown, as_markdown_text, letter_html, notes_markdown, sources_html  # noqa: E402
 
 log = logging.getLogger("rag.ui")
@@ -341,7 +341,7 @@ def launch(pipeline: Pipeline, host: str = "127.0.0.1", port: int = 7860, data_d
     moves to the next free one, said aloud."""
     import uvicorn
 
-    from rag.api import create_api
+    from rag.serve.api import create_api
 
     chosen = free_port(host, port)
     if chosen != port:

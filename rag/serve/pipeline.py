@@ -26,7 +26,7 @@ from rag.search.retrieval import Filters, Hit, Query, RetrievalSettings, rank, u
 from rag.index.store import Generation, check_compatible, current_generation_name, load_index, read_manifest
 from rag.index.vector_index import IndexSettings
 
-log = logging.getLogger("rag.pipeline")
+log = logging.getLogger("rag.serve.pipeline")
 History = Sequence[str] | Conversation
 
 

@@ -25,7 +25,7 @@ from rag import __version__, config
 from rag.answer.extractive import Answer
 from rag.language import shown_date
 from rag.errors import InputError, RagError
-from rag.pipeline import Busy, Pipeline, parse_filters
+from rag.serve.pipeline import Busy, Pipeline, parse_filters
 
 MODEL_ID = "kamerbrief-rag"
 
