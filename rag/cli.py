@@ -251,7 +251,7 @@ def evaluate_command(questions_path: Path, split: str, k: int, as_json: bool, ba
                      write_baseline: bool, compare: bool, calibrate: bool, trec_dir: Path | None, index_dir: Path,
                      model_name: str | None, model_dir: Path | None) -> None:
     """Retrieval and answer quality on the seeds and on real letters, dev and test; a regression gate."""
-    from rag import evaluation
+    from rag.evaluation import runner as evaluation
     from rag.answer.extractive import CALIBRATION_FILE
     from rag.serve.pipeline import check_k, open_eval_pipeline
 
@@ -311,8 +311,8 @@ def bench(as_json: bool, corpus: Path | None, limit: int | None, sizes: tuple[in
     """Speed and memory: ingest, query latency, cold start, load; with --corpus, scale on real text and beyond."""
     import tempfile
 
-    from rag import bench as benchmarks
-    from rag.evaluation import load_questions
+    from rag.bench import speed as benchmarks
+    from rag.evaluation.runner import load_questions
 
     questions = [q.question for q in load_questions(config.EVAL_QUESTIONS)]
     if corpus is None:
@@ -325,7 +325,7 @@ def bench(as_json: bool, corpus: Path | None, limit: int | None, sizes: tuple[in
         click.echo(json.dumps(report) if as_json else benchmarks.format_bench(report) +
                    f"\n(bench.json in {config.display_path(report_dir)}/)")
         return
-    from rag import scale
+    from rag.bench import scale
 
     if limit is not None and limit <= scale.HELD_OUT:
         raise InputError(f"--limit {limit} is too small: {scale.HELD_OUT} letters are held out to be added; give more")

@@ -92,7 +92,7 @@ def pipeline(seed_index_dir, embedder):
 
 @pytest.fixture(scope="session")
 def eval_questions():
-    from rag.evaluation import load_questions
+    from rag.evaluation.runner import load_questions
 
     return load_questions(config.EVAL_QUESTIONS)
 
@@ -111,7 +111,7 @@ def eval_pipeline(tmp_path_factory, embedder):
 @pytest.fixture(scope="session")
 def eval_report(eval_pipeline, eval_questions):
     """One full evaluation (retrieval and answers) of the default configuration."""
-    from rag.evaluation import evaluate
+    from rag.evaluation.runner import evaluate
 
     return evaluate(eval_pipeline, eval_questions, 5)
 

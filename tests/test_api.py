@@ -7,7 +7,7 @@ import json
 import httpx
 import pytest
 
-from rag.bench import free_local_port
+from rag.bench.speed import free_local_port
 
 from conftest import run_rag
 

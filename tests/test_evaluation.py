@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from rag import config
-from rag.evaluation import (
+from rag.evaluation.runner import (
     CITATION_LIMIT, answer_metrics, compare_to_baseline, covers, evaluate, first_ranks, hit_at, load_questions, locate,
     ndcg_at, question_metrics, recall_at, reciprocal_rank,
 )
@@ -151,7 +151,7 @@ def test_gate_fails_on_a_worse_configuration(eval_pipeline, eval_questions):
 @pytest.mark.slow
 def test_calibration_refuses_to_look_at_the_test_split(eval_pipeline):
     from rag.errors import InputError
-    from rag.evaluation import calibrate
+    from rag.evaluation.runner import calibrate
 
     with pytest.raises(InputError, match="dev split only"):
         calibrate(eval_pipeline, load_questions(config.EVAL_QUESTIONS, "test"))

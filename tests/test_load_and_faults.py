@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag.bench import free_local_port, start_server
+from rag.bench.speed import free_local_port, start_server
 from rag.index.store import load_index, read_manifest
 
 from conftest import SEEDS, run_rag
@@ -23,7 +23,7 @@ def test_twenty_users_through_the_chat_event_get_answers_without_errors(seed_ind
     """20 users in a process of their own drive the chat's streaming event and /ask on a real `rag serve`."""
     import httpx
 
-    from rag.bench import resident_memory_mb, run_load
+    from rag.bench.speed import resident_memory_mb, run_load
 
     port = free_local_port()
     server = start_server(seed_index_dir, port, tmp_path / "data")

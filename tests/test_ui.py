@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from rag import config
-from rag.bench import free_local_port
+from rag.bench.speed import free_local_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -290,7 +290,7 @@ def test_serve_answers_from_a_letter_ingested_while_it_runs(tmp_path, seed_index
 
     from gradio_client import Client
 
-    from rag.bench import start_server
+    from rag.bench.speed import start_server
     from conftest import SEEDS, run_rag
 
     letters = tmp_path / "letters"

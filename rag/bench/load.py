@@ -1,7 +1,7 @@
 """Simulated users on a running `rag serve`, from a process of their own: what `rag bench` and the load
 test in `make test` drive.
 
-    python -m rag.loadtest URL --users 20 --seconds 20 [--questions FILE]
+    python -m rag.bench.load URL --users 20 --seconds 20 [--questions FILE]
 
 Each user opens a session with gradio_client and asks questions in turn through what the page
 itself calls: the chat's streaming event (`/chat`, as the page sends a question) and, for every
@@ -18,7 +18,7 @@ import threading
 import time
 from typing import Sequence
 
-from rag.bench import latency_summary
+from rag.bench.speed import latency_summary
 
 
 def drive(url: str, questions: Sequence[str], users: int, seconds: float, max_requests: int = 10_000) -> dict:
@@ -102,7 +102,7 @@ def main(arguments: Sequence[str] | None = None) -> None:
             questions = [line.strip() for line in handle if line.strip()]
     else:
         from rag import config
-        from rag.evaluation import load_questions
+        from rag.evaluation.runner import load_questions
 
         questions = [q.question for q in load_questions(config.EVAL_QUESTIONS) if not q.context]
     json.dump(drive(options.url, questions, options.users, options.seconds), sys.stdout)

@@ -81,14 +81,14 @@ _SEARCH = """
 import json, sys, time
 import numpy as np
 started = time.perf_counter()
-from rag.scale import search_figures
+from rag.bench.scale import search_figures
 print(json.dumps(search_figures(sys.argv[1], sys.argv[2], started)))
 """
 
 
 def search_figures(index_dir: str, queries: str, started: float) -> dict:
     """Run in a fresh process: load the index, then time every kind of search for the prepared questions."""
-    from rag.bench import latency_summary, resident_memory_mb
+    from rag.bench.speed import latency_summary, resident_memory_mb
     from rag.search.conversation import Turn
     from rag.search.retrieval import Filters, Query, RetrievalSettings, allowed_rows, rank
     from rag.index.store import load_index
@@ -161,7 +161,7 @@ def approximate_sweep(vectors: np.ndarray, queries: np.ndarray, exact_scores: np
     there is one (rows are its slots: it was just built), else one built here with the default settings."""
     import faiss
 
-    from rag.bench import latency_summary
+    from rag.bench.speed import latency_summary
     from rag.index.vector_index import IndexSettings, VectorIndex
 
     slots = np.arange(len(vectors), dtype=np.int64)
@@ -426,7 +426,7 @@ def run_scale_bench(corpus: Path, limit: int | None, sizes: Sequence[int], quest
 def _index_figures(index_dir: Path, prepared: Path, queries: np.ndarray, work_dir: Path, questions: Sequence[str],
                    serve_memory: bool) -> dict:
     """Search figures from a fresh process, recall of the served and of approximate indexes, a real server's memory."""
-    from rag.bench import serving_figures
+    from rag.bench.speed import serving_figures
     from rag.index.store import live_build
     from rag.index.vector_index import VectorIndex
 

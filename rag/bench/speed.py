@@ -1,5 +1,5 @@
 """Speed and memory on the seed letters, measured side by side in one run so the figures read as ratios
-(scale, on a real corpus and beyond it, is `rag.scale`).
+(scale, on a real corpus and beyond it, is `rag.bench.scale`).
 
 What the serving path costs is measured the way users meet it: a cold `rag search` process
 against the time `import torch` alone takes, a real `rag serve` after 40 answers, and 20 users
@@ -200,8 +200,8 @@ def start_server(index_dir: Path, port: int, data_dir: Path) -> subprocess.Popen
 
 
 def run_load(url: str, users: int, seconds: float) -> dict:
-    """The load client in a process of its own (`python -m rag.loadtest`), as a separate user machine would be."""
-    result = subprocess.run([sys.executable, "-m", "rag.loadtest", url, "--users", str(users), "--seconds", str(seconds)],
+    """The load client in a process of its own (`python -m rag.bench.load`), as a separate user machine would be."""
+    result = subprocess.run([sys.executable, "-m", "rag.bench.load", url, "--users", str(users), "--seconds", str(seconds)],
                             capture_output=True, text=True, timeout=seconds + 600, cwd=config.PROJECT_ROOT)
     if result.returncode != 0:
         raise RuntimeError(f"the load client failed: {result.stderr[-500:]}")
