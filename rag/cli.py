@@ -12,8 +12,9 @@ from pathlib import Path
 
 import click
 
-from rag import config
 from rag.errors import InputError, RagError
+from rag.settings import (DEFAULT_DATA, DEFAULT_INDEX, DEFAULT_MODEL, DEFAULT_SEEDS, EVAL_BASELINE,
+                          EVAL_INDEX, EVAL_QUESTIONS, REPORT_DIR, Settings, display_path, from_environment)
 
 
 def _echo_json(payload: dict) -> None:
@@ -25,7 +26,15 @@ def _warn(message: str) -> None:
 
 
 def _letter_paths(paths: tuple[str, ...]) -> list[str]:
-    return list(paths) if paths else [str(config.DEFAULT_SEEDS)]
+    return list(paths) if paths else [str(DEFAULT_SEEDS)]
+
+
+def _settings(model_name: str | None = None, model_dir: Path | None = None, device: str | None = None) -> Settings:
+    """The environment's settings, read once per command, with the model the options chose."""
+    from dataclasses import replace
+
+    settings = from_environment()
+    return replace(settings, model=settings.model.with_choice(model_name, model_dir, device))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -59,14 +68,14 @@ def chunks(paths: tuple[str, ...], as_json: bool) -> None:
 
 def _index_option(function):
     return click.option("--index", "index_dir", type=click.Path(file_okay=False, path_type=Path),
-                        default=config.DEFAULT_INDEX, show_default="index/", help="The index folder.")(function)
+                        default=DEFAULT_INDEX, show_default="index/", help="The index folder.")(function)
 
 
 def _model_options(function):
     function = click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
                             help="Cache folder for the converted default model (or set RAG_MODEL_DIR).")(function)
     return click.option("--model", "model_name", default=None, metavar="NAME_OR_PATH",
-                        help=f"A sentence-transformers model id or folder (default {config.DEFAULT_MODEL}, or RAG_MODEL).")(function)
+                        help=f"A sentence-transformers model id or folder (default {DEFAULT_MODEL}, or RAG_MODEL).")(function)
 
 
 def _filter_options(function):
@@ -103,15 +112,17 @@ def _questions(question: str | None) -> list[str]:
 def ingest(paths: tuple[str, ...], index_dir: Path, model_name: str | None, model_dir: Path | None, index_type: str,
            ray_address: str | None) -> None:
     """Read letters (default: seeds/), embed what is new or changed, write the index atomically."""
+    from dataclasses import replace
+
     from rag.serve.pipeline import run_ingest
-    from rag.index.vector_index import IndexSettings
 
     if ray_address is not None and ray_address != "local" and Path(ray_address).exists():
         # `--ray letters/` would take the folder for an address and ingest (and prune to) the seeds instead.
         raise InputError(f"--ray took {ray_address!r} for a Ray address; put the letters before --ray, "
                          f"or write --ray=ADDRESS (--ray=local for a Ray instance on this machine)")
-    summary = run_ingest(_letter_paths(paths), index_dir, model_name, model_dir,
-                         IndexSettings(kind=index_type), progress=sys.stderr.isatty(), ray_address=ray_address)
+    settings = _settings(model_name, model_dir)
+    settings = replace(settings, index=replace(settings.index, kind=index_type))
+    summary = run_ingest(_letter_paths(paths), index_dir, settings, progress=sys.stderr.isatty(), ray_address=ray_address)
     for warning in summary.warnings:
         _warn(warning)
     click.echo(summary.line())
@@ -131,9 +142,10 @@ def search(question: str | None, k: int, as_json: bool, doc_ids: tuple[str, ...]
     from rag.serve.pipeline import check_k, check_question, open_pipeline, parse_filters
 
     check_k(k)
+    settings = _settings(model_name, model_dir)
     filters = parse_filters(doc_ids, since, until, dossier, ministry, kind)
-    questions = [check_question(q) for q in _questions(question)]
-    pipeline = open_pipeline(index_dir, model_name, model_dir)
+    questions = [check_question(q, settings.retrieval.max_question_chars) for q in _questions(question)]
+    pipeline = open_pipeline(index_dir, settings=settings)
     for text in questions:
         hits = pipeline.search(text, k, filters)
         if as_json:
@@ -161,9 +173,10 @@ def ask(question: str | None, as_json: bool, doc_ids: tuple[str, ...], since: st
     """Answer QUESTION (or each line of standard input) with quoted, cited passages."""
     from rag.serve.pipeline import check_question, open_pipeline, parse_filters
 
+    settings = _settings(model_name, model_dir)
     filters = parse_filters(doc_ids, since, until, dossier, ministry, kind)
-    questions = [check_question(q) for q in _questions(question)]
-    pipeline = open_pipeline(index_dir, model_name, model_dir)
+    questions = [check_question(q, settings.retrieval.max_question_chars) for q in _questions(question)]
+    pipeline = open_pipeline(index_dir, settings=settings)
     for text in questions:
         answer = pipeline.ask(text, filters)
         if as_json:
@@ -189,9 +202,9 @@ def ask(question: str | None, as_json: bool, doc_ids: tuple[str, ...], since: st
 @_index_option
 def show(citation: str, context_chars: int, as_json: bool, index_dir: Path) -> None:
     """Show a cited passage in its letter: CITATION is a chunk id or DOC_ID:START-END."""
-    from rag.index.show import look_up
+    from rag.index.show import show_citation
 
-    found = look_up(index_dir, citation, context_chars)
+    found = show_citation(index_dir, citation, context_chars)
     if as_json:
         _echo_json(found.as_json())
         return
@@ -204,34 +217,35 @@ def show(citation: str, context_chars: int, as_json: bool, index_dir: Path) -> N
 @_index_option
 def verify(index_dir: Path) -> None:
     """Check every file of the live index against the size and SHA-256 its manifest records."""
-    from rag.index.store import IndexError_, shown, verify as verify_index
+    from rag.index.folder import UnusableIndex, shown, verify as verify_index
 
     problems = verify_index(index_dir)
     if problems:
-        raise IndexError_(f"{shown(index_dir)} is damaged: {'; '.join(problems)}; run `rag ingest --index {shown(index_dir)}` to rebuild it")
+        raise UnusableIndex(f"{shown(index_dir)} is damaged: {'; '.join(problems)}; run `rag ingest --index {shown(index_dir)}` to rebuild it")
     click.echo(f"{shown(index_dir)}: every file matches its manifest")
 
 
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="0.0.0.0 makes the letters visible on the network.")
 @click.option("--port", type=int, default=7860, show_default=True, help="A taken port moves to the next free one.")
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=config.DEFAULT_DATA,
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_DATA,
               show_default="data/", help="Where feedback on answers is kept.")
 @_index_option
 @_model_options
 def serve(host: str, port: int, data_dir: Path, index_dir: Path, model_name: str | None, model_dir: Path | None) -> None:
     """The chat in the browser (Gradio), on http://127.0.0.1:7860 by default."""
     from rag.serve.pipeline import open_pipeline
-    from ui.app import launch
+    from rag.serve.server import launch
+    from ui.app import mount_page
 
     if not 0 < port < 65536:
         raise InputError(f"--port {port} is no port; choose one between 1024 and 65535")
-    launch(open_pipeline(index_dir, model_name, model_dir), host, port, data_dir)
+    launch(open_pipeline(index_dir, settings=_settings(model_name, model_dir)), mount_page, host, port, data_dir)
 
 
 @cli.command(name="eval")
 @click.option("--questions", "questions_path", type=click.Path(dir_okay=False, path_type=Path),
-              default=config.EVAL_QUESTIONS, show_default="eval/questions.jsonl")
+              default=EVAL_QUESTIONS, show_default="eval/questions.jsonl")
 @click.option("--split", type=click.Choice(["dev", "test", "all"]), default="all", show_default=True,
               help="dev: for tuning; test: reported and gated, never tuned on.")
 @click.option("-k", "k", type=int, default=5, show_default=True, help="Hits per question that count.")
@@ -241,49 +255,52 @@ def serve(host: str, port: int, data_dir: Path, index_dir: Path, model_name: str
 @click.option("--write-baseline", is_flag=True, help="Write this run's metrics as the baseline (on purpose).")
 @click.option("--compare", is_flag=True, help="Each choice against the default, one row each; table and chart in eval/report/.")
 @click.option("--calibrate", is_flag=True, help="Fit the abstention thresholds for the model on the dev split "
-              "and store them in rag/calibration.json (on purpose, like --write-baseline).")
+              "and store them in rag/answer/calibration.json (on purpose, like --write-baseline).")
 @click.option("--trec", "trec_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write each configuration's run and passage-level qrels here (trec_eval, ranx).")
-@click.option("--index", "index_dir", type=click.Path(file_okay=False, path_type=Path), default=config.EVAL_INDEX,
+@click.option("--index", "index_dir", type=click.Path(file_okay=False, path_type=Path), default=EVAL_INDEX,
               show_default="eval/index/", help="The index of the seeds and eval/letters/ (built or updated first).")
 @_model_options
 def evaluate_command(questions_path: Path, split: str, k: int, as_json: bool, baseline_path: Path | None,
                      write_baseline: bool, compare: bool, calibrate: bool, trec_dir: Path | None, index_dir: Path,
                      model_name: str | None, model_dir: Path | None) -> None:
     """Retrieval and answer quality on the seeds and on real letters, dev and test; a regression gate."""
+    from rag.evaluation import calibrate as calibration_fit
+    from rag.evaluation import reports
     from rag.evaluation import runner as evaluation
-    from rag.answer.extractive import CALIBRATION_FILE
-    from rag.serve.pipeline import check_k, open_eval_pipeline
+    from rag.evaluation.dataset import load_questions
+    from rag.serve.pipeline import check_k
 
     check_k(k)
+    settings = _settings(model_name, model_dir)
     if calibrate:
-        pipeline = open_eval_pipeline(index_dir, model_name, model_dir)
-        calibration, effect = evaluation.calibrate(pipeline, evaluation.load_questions(questions_path, "dev"))
-        evaluation.write_calibration(pipeline.embedder.name, calibration, CALIBRATION_FILE)
+        pipeline = evaluation.open_eval_pipeline(settings, index_dir)
+        calibration, effect = calibration_fit.calibrate(pipeline, load_questions(questions_path, "dev"))
+        calibration_fit.write_calibration(pipeline.embedder.name, calibration, settings.answer.calibration_file)
         click.echo(f"calibrated {pipeline.embedder.name} on the dev split: abstain below a best-sentence similarity of "
                    f"{calibration.weak_evidence} or with under {calibration.key_terms:.0%} of the key terms; on dev "
                    f"{effect['false_abstention']:.1%} wrong abstentions, {effect['abstention_unanswerable']:.1%} of the "
-                   f"unanswerable refused (written to {config.display_path(CALIBRATION_FILE)})")
+                   f"unanswerable refused (written to {display_path(settings.answer.calibration_file)})")
         return
-    questions = evaluation.load_questions(questions_path, split)
+    questions = load_questions(questions_path, split)
     baseline = evaluation.read_baseline(baseline_path) if baseline_path and not write_baseline else None
-    pipeline = open_eval_pipeline(index_dir, model_name, model_dir)
-    result = evaluation.run(pipeline, questions, k, compare, trec_dir, config.REPORT_DIR)
+    pipeline = evaluation.open_eval_pipeline(settings, index_dir)
+    result = evaluation.run(pipeline, questions, k, compare, trec_dir, REPORT_DIR)
     drops: list[str] = []
     if write_baseline:
-        baseline_path = baseline_path or config.EVAL_BASELINE
-        evaluation.write_baseline(result["report"], baseline_path)
+        baseline_path = baseline_path or EVAL_BASELINE
+        evaluation.write_baseline(result["report"], baseline_path, settings.evaluation)
     elif baseline is not None:
         drops = evaluation.compare_to_baseline(result["report"], baseline)
         result["baseline"] = {"file": str(baseline_path), "drops": drops}
     if as_json:
         _echo_json(result)
     else:
-        click.echo(evaluation.format_report(result["report"]))
+        click.echo(reports.format_report(result["report"]))
         if compare:
-            click.echo("\n" + result["compare_table"] + f"\n(tables and charts in {config.display_path(config.REPORT_DIR)}/)")
+            click.echo("\n" + result["compare_table"] + f"\n(tables and charts in {display_path(REPORT_DIR)}/)")
         if write_baseline:
-            click.echo(f"\nbaseline written to {config.display_path(baseline_path)}")
+            click.echo(f"\nbaseline written to {display_path(baseline_path)}")
         elif baseline is not None:
             click.echo("\n" + ("baseline: nothing moved the wrong way" if not drops else "baseline: DROPPED\n  " + "\n  ".join(drops)))
     if drops:
@@ -301,7 +318,7 @@ def evaluate_command(questions_path: Path, split: str, k: int, as_json: bool, ba
 @click.option("--device", default=None, help="Encode on this device, e.g. cuda.")
 @click.option("--load-users", type=int, default=20, show_default=True, help="Simulated users in the load test (0 skips it).")
 @click.option("--load-seconds", type=float, default=20.0, show_default=True)
-@click.option("--report-dir", type=click.Path(file_okay=False, path_type=Path), default=config.REPORT_DIR,
+@click.option("--report-dir", type=click.Path(file_okay=False, path_type=Path), default=REPORT_DIR,
               show_default="eval/report/", help="Where the figures (JSON) and charts are written.")
 @_index_option
 @_model_options
@@ -312,18 +329,19 @@ def bench(as_json: bool, corpus: Path | None, limit: int | None, sizes: tuple[in
     import tempfile
 
     from rag.bench import speed as benchmarks
-    from rag.evaluation.runner import load_questions
+    from rag.evaluation.dataset import load_questions
 
-    questions = [q.question for q in load_questions(config.EVAL_QUESTIONS)]
+    settings = _settings(model_name, model_dir, device)
+    questions = [q.question for q in load_questions(EVAL_QUESTIONS)]
     if corpus is None:
         if sizes or limit is not None:
             raise InputError("--scale and --limit go with --corpus FILE: the scale bench needs real passages to start from")
         from rag.serve.pipeline import open_pipeline
 
-        report = benchmarks.run_bench(open_pipeline(index_dir, model_name, model_dir, device), questions, load_users, load_seconds)
+        report = benchmarks.run_bench(open_pipeline(index_dir, settings=settings), questions, load_users, load_seconds)
         benchmarks.save(report, report_dir)
         click.echo(json.dumps(report) if as_json else benchmarks.format_bench(report) +
-                   f"\n(bench.json in {config.display_path(report_dir)}/)")
+                   f"\n(bench.json in {display_path(report_dir)}/)")
         return
     from rag.bench import scale
 
@@ -332,10 +350,10 @@ def bench(as_json: bool, corpus: Path | None, limit: int | None, sizes: tuple[in
     if any(size < 1000 for size in sizes):
         raise InputError("--scale sizes are passages: give 1000 or more")
     with tempfile.TemporaryDirectory(prefix="rag-scale-") as work:
-        report = scale.run_scale_bench(corpus, limit, sorted(sizes), questions, Path(work), report_dir)
+        report = scale.run_scale_bench(corpus, limit, sorted(sizes), questions, Path(work), report_dir, settings)
     benchmarks.save(report, report_dir, "scale.json")
     click.echo(json.dumps(report) if as_json else scale.format_scale(report) + "\n(scale.json, scale.png and "
-               f"scale-neighbours.png in {config.display_path(report_dir)}/)")
+               f"scale-neighbours.png in {display_path(report_dir)}/)")
 
 
 def main() -> None:

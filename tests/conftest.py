@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from rag import config
+from rag import settings as project
 
-SEEDS = config.DEFAULT_SEEDS
+SEEDS = project.DEFAULT_SEEDS
 # Settings a developer may have exported that would change what the tests test.
 _FOREIGN_SETTINGS = ("RAG_MODEL", "RAG_MODEL_DIR", "RAG_API_KEY", "RAG_FAULT", "RAG_UI_USER", "RAG_UI_PASSWORD")
 _SESSION_CACHE: Path | None = None
@@ -46,7 +46,7 @@ def run_rag(*args: str, input: str | None = None, env: dict | None = None, timeo
     return subprocess.run(
         [sys.executable, "-m", "rag.cli", *args],
         input=input, capture_output=True, text=True, timeout=timeout,
-        env={**os.environ, **(env or {})}, cwd=config.PROJECT_ROOT,
+        env={**os.environ, **(env or {})}, cwd=project.PROJECT_ROOT,
     )
 
 
@@ -65,47 +65,56 @@ def chunks(documents):
 
 
 @pytest.fixture(scope="session")
-def embedder():
-    from rag.embed.model import load_embedder
-
-    return load_embedder()
+def settings():
+    """The settings of the isolated session environment (no endpoint, no keys, the session's model cache)."""
+    return project.from_environment()
 
 
 @pytest.fixture(scope="session")
-def seed_index_dir(tmp_path_factory, embedder):
+def embedder(settings):
+    from rag.embed.model import load_embedder
+
+    return load_embedder(settings.model)
+
+
+@pytest.fixture(scope="session")
+def seed_index_dir(tmp_path_factory, settings, embedder):
     """A real index of the seed letters, built once with the real default model."""
     from rag.serve.pipeline import run_ingest
 
     folder = tmp_path_factory.mktemp("index")
-    run_ingest([SEEDS], folder, embedder=embedder)
+    run_ingest([SEEDS], folder, settings, embedder)
     return folder
 
 
-@pytest.fixture(scope="session")
-def pipeline(seed_index_dir, embedder):
-    from rag.serve.pipeline import Pipeline
+def serving(index_dir, settings, embedder):
+    """A pipeline over the index in `index_dir`, as `open_pipeline` would make it."""
     from rag.index.store import load_index
+    from rag.serve.pipeline import Pipeline
 
-    return Pipeline(embedder, load_index(seed_index_dir, embedder.name, embedder.fingerprint), seed_index_dir,
-                    endpoint=None)
+    return Pipeline(embedder, load_index(index_dir, embedder.name, embedder.fingerprint), index_dir, settings)
+
+
+@pytest.fixture(scope="session")
+def pipeline(seed_index_dir, settings, embedder):
+    return serving(seed_index_dir, settings, embedder)
 
 
 @pytest.fixture(scope="session")
 def eval_questions():
-    from rag.evaluation.runner import load_questions
+    from rag.evaluation.dataset import load_questions
 
-    return load_questions(config.EVAL_QUESTIONS)
+    return load_questions(project.EVAL_QUESTIONS)
 
 
 @pytest.fixture(scope="session")
-def eval_pipeline(tmp_path_factory, embedder):
+def eval_pipeline(tmp_path_factory, settings, embedder):
     """What `rag eval` measures: the seeds and the real letters of eval/letters/ in one index."""
-    from rag.serve.pipeline import Pipeline, run_ingest
-    from rag.index.store import load_index
+    from rag.serve.pipeline import run_ingest
 
     folder = tmp_path_factory.mktemp("eval-index")
-    run_ingest([SEEDS, config.EVAL_LETTERS], folder, embedder=embedder)
-    return Pipeline(embedder, load_index(folder, embedder.name, embedder.fingerprint), folder, endpoint=None)
+    run_ingest([SEEDS, project.EVAL_LETTERS], folder, settings, embedder)
+    return serving(folder, settings, embedder)
 
 
 @pytest.fixture(scope="session")

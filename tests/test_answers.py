@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 def test_every_citation_of_the_eval_answers_is_verbatim(eval_pipeline, eval_report):
     for row in eval_report["per_question"]:
         for citation in row["citations"]:
-            letter = eval_pipeline.index.documents[citation["doc_id"]].text
+            letter = eval_pipeline.generation.documents[citation["doc_id"]].text
             assert citation["text"] == letter[citation["start"]:citation["end"]]
             assert citation["passage_start"] <= citation["start"] < citation["end"] <= citation["passage_end"]
             assert f"[{citation['n']}]" in row["answer"]
@@ -82,7 +82,7 @@ def test_hits_are_passages_of_citation_size(pipeline):
     for question in ("Wat zei Nederland over China?", "Wat is de Nederlandse inzet in Afghanistan?"):
         hits = pipeline.search(question, k=5)
         assert all(len(hit.text) <= ChunkSettings().max_chars for hit in hits)
-        assert all(hit.text == pipeline.index.documents[hit.doc_id].text[hit.start:hit.end] for hit in hits)
+        assert all(hit.text == pipeline.generation.documents[hit.doc_id].text[hit.start:hit.end] for hit in hits)
 
 
 def test_a_quote_leaning_on_the_sentence_before_brings_it_along(pipeline):

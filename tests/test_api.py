@@ -7,7 +7,7 @@ import json
 import httpx
 import pytest
 
-from rag.bench.speed import free_local_port
+from rag.serve.server import free_port
 
 from conftest import run_rag
 
@@ -15,11 +15,16 @@ pytestmark = pytest.mark.slow
 CHINA = "Wat zei Nederland over China?"
 
 
+def _serve(pipeline, data_dir):
+    from rag.serve.server import launch
+    from ui.app import mount_page
+
+    return launch(pipeline, mount_page, "127.0.0.1", free_port("127.0.0.1", 0), data_dir, block=False)
+
+
 @pytest.fixture(scope="module")
 def server(pipeline, tmp_path_factory):
-    from ui.app import launch
-
-    served, url = launch(pipeline, "127.0.0.1", free_local_port(), tmp_path_factory.mktemp("data"), block=False)
+    served, url = _serve(pipeline, tmp_path_factory.mktemp("data"))
     yield url
     served.close()
 
@@ -99,7 +104,7 @@ def test_rest_filters_and_their_errors(server):
 def test_rest_letters(server, pipeline):
     response = httpx.get(f"{server}/api/letters")
     letters = response.json()
-    assert {letter["doc_id"] for letter in letters} == {letter.doc_id for letter in pipeline.index.letters}
+    assert {letter["doc_id"] for letter in letters} == {letter.doc_id for letter in pipeline.generation.letters}
     assert response.headers["X-Total-Count"] == str(len(letters))
     dates = [letter["date"] or "" for letter in letters]
     assert dates == sorted(dates, reverse=True)  # newest first
@@ -109,25 +114,32 @@ def test_rest_letters(server, pipeline):
     first = letters[0]
     assert first["passages"] > 0 and first["sections"] and first["title"]
     one = httpx.get(f"{server}/api/letters/{first['doc_id']}").json()
-    assert one["text"] == pipeline.index.document(first["doc_id"]).text
+    assert one["text"] == pipeline.generation.document(first["doc_id"]).text
     missing = httpx.get(f"{server}/api/letters/onbekend")
     assert missing.status_code == 404 and "onbekende brief" in missing.json()["error"]["message"]
     assert httpx.get(f"{server}/docs").status_code == 200 and "/api/search" in httpx.get(f"{server}/openapi.json").text
 
 
-def test_an_api_key_guards_the_api_when_set(server, monkeypatch):
-    monkeypatch.setenv("RAG_API_KEY", "geheime-sleutel")
-    refused = httpx.get(f"{server}/api/letters")
-    assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_api_key"
-    assert httpx.get(f"{server}/api/letters", headers={"Authorization": "Bearer verkeerd"}).status_code == 401
-    assert httpx.get(f"{server}/api/letters", headers={"Authorization": "Bearer geheime-sleutel"}).status_code == 200
-    assert httpx.get(f"{server}/v1/models").status_code == 401
-    monkeypatch.delenv("RAG_API_KEY")
-    assert httpx.get(f"{server}/api/letters").status_code == 200
+def test_an_api_key_guards_the_api_when_set(server, pipeline, tmp_path):
+    from dataclasses import replace
+
+    from rag.serve.pipeline import Pipeline
+
+    settings = replace(pipeline.settings, serve=replace(pipeline.settings.serve, api_key="geheime-sleutel"))
+    keyed, url = _serve(Pipeline(pipeline.embedder, pipeline.generation, pipeline.index_dir, settings), tmp_path)
+    try:
+        refused = httpx.get(f"{url}/api/letters")
+        assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_api_key"
+        assert httpx.get(f"{url}/api/letters", headers={"Authorization": "Bearer verkeerd"}).status_code == 401
+        assert httpx.get(f"{url}/api/letters", headers={"Authorization": "Bearer geheime-sleutel"}).status_code == 200
+        assert httpx.get(f"{url}/v1/models").status_code == 401
+    finally:
+        keyed.close()
+    assert httpx.get(f"{server}/api/letters").status_code == 200  # the server without a key
 
 
 def test_a_full_queue_is_told_to_come_back(server, pipeline, monkeypatch):
-    from rag.serve.pipeline import AnswerSlots
+    from rag.serve.slots import AnswerSlots
 
     monkeypatch.setattr(pipeline, "slots", AnswerSlots(slots=1, queue=0))
     with pipeline.slots:  # the only slot is taken and nothing may wait: the next answer is refused at once

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rag import config
+from rag.settings import RetrievalSettings
 from rag.search.conversation import Conversation, is_follow_up
 
 CHINA = "Wat zei Nederland over China?"
@@ -60,19 +60,19 @@ def test_long_histories_cost_a_bounded_amount_of_work(monkeypatch):
     monkeypatch.setattr(Conversation, "resolve", lambda self, question: calls.append(question) or resolve(self, question))
     history = [CHINA] + ["En over Rusland?", "Wat vond hij daarvan?", "Wie?"] * 400
     conversation = Conversation.from_questions(history)
-    assert len(calls) == config.MAX_TURNS and len(conversation.turns) == config.MAX_TURNS
+    assert len(calls) == RetrievalSettings.max_turns and len(conversation.turns) == RetrievalSettings.max_turns
     turn = conversation.resolve("En wat zei hij daarover?")
-    assert len(turn.resolved) <= config.MAX_QUESTION_CHARS and len(turn.resolved.split()) <= 20
+    assert len(turn.resolved) <= RetrievalSettings.max_question_chars and len(turn.resolved.split()) <= 20
 
 
 def test_resolved_text_stays_under_the_question_limit():
     long_question = "Wat zei Nederland over " + " ".join(f"Land{n}" for n in range(300)) + "?"
     conversation = Conversation.from_questions([long_question, "Wat vond hij daarvan?"])
-    assert all(len(turn.resolved) <= config.MAX_QUESTION_CHARS for turn in conversation.turns)
+    assert all(len(turn.resolved) <= RetrievalSettings.max_question_chars for turn in conversation.turns)
 
 
 def test_client_history_in_any_shape_is_read_as_text():
-    from ui.app import asked_questions, message_text
+    from rag.search.conversation import asked_questions, message_text
 
     assert message_text("Wat zei Nederland over China?") == CHINA
     assert message_text([{"type": "text", "text": "Wat zei Nederland"}, {"type": "text", "text": "over China?"}]) == CHINA

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag import config
-from rag.embed.model import MARKER, default_model_folder, load_embedder, model_fingerprint
+from rag import settings as project
+from rag.embed.model import MARKER, default_model_folder, load_embedder
 
 pytestmark = pytest.mark.slow
 
@@ -78,14 +78,14 @@ def test_vectors_are_normalised(embedder):
 
 
 def test_second_load_reuses_the_cache():
-    folder = default_model_folder()
+    folder = default_model_folder(project.from_environment().model.cache_dir)
     before = (folder / "model.safetensors").stat().st_mtime_ns
-    assert default_model_folder() == folder
+    assert default_model_folder(project.from_environment().model.cache_dir) == folder
     assert (folder / "model.safetensors").stat().st_mtime_ns == before
 
 
 def test_damaged_cache_is_detected_and_rebuilt(tmp_path):
-    source = default_model_folder()
+    source = default_model_folder(project.from_environment().model.cache_dir)
     copy = tmp_path / source.name
     shutil.copytree(source, copy)
     weights = copy / "model.safetensors"
@@ -95,14 +95,14 @@ def test_damaged_cache_is_detected_and_rebuilt(tmp_path):
     assert rebuilt == copy
     assert weights.stat().st_size == (source / "model.safetensors").stat().st_size
     assert (copy / MARKER).exists()
-    assert load_embedder(model_dir=tmp_path).encode_queries(["test"]).shape == (1, 384)
+    assert load_embedder(project.ModelSettings(cache_dir=tmp_path)).encode_queries(["test"]).shape == (1, 384)
 
 
 def test_fingerprint_needs_no_model_load():
-    default_model_folder()  # built (once per session) before the check below
-    check = ("import sys; from rag.embed.model import model_fingerprint; "
-             f"print(model_fingerprint({config.DEFAULT_MODEL!r})); assert 'torch' not in sys.modules")
-    result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, cwd=config.PROJECT_ROOT)
+    default_model_folder(project.from_environment().model.cache_dir)  # built (once per session) before the check below
+    check = ("import sys; from rag.embed.model import model_fingerprint; from rag.settings import from_environment; "
+             "print(model_fingerprint(from_environment().model)); assert 'torch' not in sys.modules")
+    result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, cwd=project.PROJECT_ROOT)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("sha256:")
 
@@ -111,18 +111,18 @@ def test_unknown_model_names_itself_and_the_way_back():
     from rag.embed.model import ModelError
 
     with pytest.raises(ModelError) as error:
-        load_embedder("no-such-org/no-such-model")
+        load_embedder(project.ModelSettings(name="no-such-org/no-such-model"))
     message = str(error.value)
-    assert "no-such-org/no-such-model" in message and config.DEFAULT_MODEL in message and "\n" not in message
+    assert "no-such-org/no-such-model" in message and project.DEFAULT_MODEL in message and "\n" not in message
 
 
 def test_the_onnx_engine_agrees_with_the_fp32_model_and_pools_sentences(embedder, chunks):
     """Questions and passages on ONNX Runtime give the vectors sentence-transformers gives (fp32, torch)."""
-    from rag.embed.model import Embedder, SentenceTransformerEngine, _load_sentence_transformer
+    from rag.embed.model import Embedder, SentenceTransformerEngine, load_sentence_transformer
 
-    torch_model = _load_sentence_transformer(default_model_folder(), None)
+    torch_model = load_sentence_transformer(default_model_folder(project.from_environment().model.cache_dir), None)
     reference = Embedder(embedder.name, embedder.fingerprint, embedder.dimension, SentenceTransformerEngine(torch_model),
-                         embedder.query_prompt, embedder.document_prompt)
+                         embedder.settings, embedder.query_prompt, embedder.document_prompt)
     texts = [c.embed_text for c in chunks[:24]]
     spans = [[(len(t) - len(c.text), len(t))] for t, c in zip(texts, chunks[:24])]
     ours, theirs = embedder.encode_passages(texts, spans), reference.encode_passages(texts, spans)
@@ -136,7 +136,7 @@ def test_a_query_process_imports_no_torch(seed_index_dir):
     check = ("import sys; from rag.serve.pipeline import open_pipeline; "
              f"p = open_pipeline({str(seed_index_dir)!r}); a = p.ask('Wat zei Nederland over China?'); "
              "assert a.citations; print('torch' in sys.modules)")
-    result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, cwd=config.PROJECT_ROOT)
+    result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, cwd=project.PROJECT_ROOT)
     assert result.returncode == 0, result.stderr[-500:]
     assert result.stdout.strip() == "False"
 
@@ -147,8 +147,8 @@ def test_the_compact_tokenizer_gives_the_ids_of_tokenizer_json(embedder):
 
     from rag.readers.document import read_documents
 
-    reference = Tokenizer.from_file(str(default_model_folder() / "tokenizer.json"))
-    texts = [line for d in read_documents([config.DEFAULT_SEEDS, config.EVAL_LETTERS]) for line in d.text.split("\n") if line]
+    reference = Tokenizer.from_file(str(default_model_folder(project.from_environment().model.cache_dir) / "tokenizer.json"))
+    texts = [line for d in read_documents([project.DEFAULT_SEEDS, project.EVAL_LETTERS]) for line in d.text.split("\n") if line]
     texts += [" dubbele  spaties", "tab\tenz\u00a0nbsp", "’s-Gravenhage € 1,8 miljoen ½", "emoji 🙂 en 中文", "x  "]
     for text in texts:
         ids, spans = embedder.engine.tokenizer.encode("passage: " + text)

@@ -7,21 +7,22 @@ from collections import Counter
 
 import pytest
 
-from rag import config
-from rag.evaluation.runner import (
-    CITATION_LIMIT, answer_metrics, compare_to_baseline, covers, evaluate, first_ranks, hit_at, load_questions, locate,
-    ndcg_at, question_metrics, recall_at, reciprocal_rank,
+from rag import settings as project
+from rag.evaluation.dataset import load_questions, locate
+from rag.evaluation.metrics import (
+    CITATION_LIMIT, answer_metrics, covers, first_ranks, hit_at, ndcg_at, question_metrics, recall_at, reciprocal_rank,
 )
-from rag.search.retrieval import RetrievalSettings
+from rag.evaluation.runner import compare_to_baseline, evaluate
+from rag.settings import RetrievalSettings, Settings
 
-BASELINE = config.EVAL_BASELINE
+BASELINE = project.EVAL_BASELINE
 
 
 @pytest.fixture(scope="module")
 def letter_texts():
     from rag.readers.document import read_documents
 
-    return {d.doc_id: d.text for d in read_documents([config.DEFAULT_SEEDS, config.EVAL_LETTERS])}
+    return {d.doc_id: d.text for d in read_documents([project.DEFAULT_SEEDS, project.EVAL_LETTERS])}
 
 
 def test_every_evidence_is_found_once_in_its_stored_letter(eval_questions, letter_texts):
@@ -50,8 +51,8 @@ def test_the_set_covers_two_corpora_split_into_dev_and_test(eval_questions):
 
 
 def test_splits_are_read_apart(tmp_path):
-    dev = load_questions(config.EVAL_QUESTIONS, "dev")
-    test = load_questions(config.EVAL_QUESTIONS, "test")
+    dev = load_questions(project.EVAL_QUESTIONS, "dev")
+    test = load_questions(project.EVAL_QUESTIONS, "test")
     assert {q.split for q in dev} == {"dev"} and {q.split for q in test} == {"test"}
     assert not {q.id for q in dev} & {q.id for q in test}
 
@@ -131,8 +132,8 @@ def test_default_configuration_holds_the_baseline(eval_report):
 def test_gate_fails_on_the_old_merging_of_adjacent_pieces(eval_pipeline, eval_questions):
     from rag.serve.pipeline import Pipeline
 
-    merged = Pipeline(eval_pipeline.embedder, eval_pipeline.index, eval_pipeline.index_dir, endpoint=None,
-                      retrieval=RetrievalSettings(merge_adjacent=True))
+    merged = Pipeline(eval_pipeline.embedder, eval_pipeline.generation, eval_pipeline.index_dir,
+                      Settings(retrieval=RetrievalSettings(merge_adjacent=True)))
     report = evaluate(merged, eval_questions, 5, answers=False)
     drops = compare_to_baseline(report, json.loads(BASELINE.read_text()))
     assert any("chars_per_passage" in drop for drop in drops), drops
@@ -142,8 +143,8 @@ def test_gate_fails_on_the_old_merging_of_adjacent_pieces(eval_pipeline, eval_qu
 def test_gate_fails_on_a_worse_configuration(eval_pipeline, eval_questions):
     from rag.serve.pipeline import Pipeline
 
-    worse = Pipeline(eval_pipeline.embedder, eval_pipeline.index, eval_pipeline.index_dir, endpoint=None,
-                     retrieval=RetrievalSettings(mode="lexical", understand_time=False))
+    worse = Pipeline(eval_pipeline.embedder, eval_pipeline.generation, eval_pipeline.index_dir,
+                     Settings(retrieval=RetrievalSettings(mode="lexical", understand_time=False)))
     drops = compare_to_baseline(evaluate(worse, eval_questions, 5, answers=False), json.loads(BASELINE.read_text()))
     assert any(" hit@1" in drop or " mrr@10" in drop for drop in drops), drops
 
@@ -151,7 +152,7 @@ def test_gate_fails_on_a_worse_configuration(eval_pipeline, eval_questions):
 @pytest.mark.slow
 def test_calibration_refuses_to_look_at_the_test_split(eval_pipeline):
     from rag.errors import InputError
-    from rag.evaluation.runner import calibrate
+    from rag.evaluation.calibrate import calibrate
 
     with pytest.raises(InputError, match="dev split only"):
-        calibrate(eval_pipeline, load_questions(config.EVAL_QUESTIONS, "test"))
+        calibrate(eval_pipeline, load_questions(project.EVAL_QUESTIONS, "test"))

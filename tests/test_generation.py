@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from rag.answer.generated import Endpoint
+from rag.settings import EndpointSettings, Settings
 from rag.serve.pipeline import Pipeline
 
 from conftest import ChatServer
@@ -21,7 +21,8 @@ def _first_sentence_of_passage(body: dict, number: int) -> str:
 
 
 def _with_endpoint(pipeline, url: str) -> Pipeline:
-    return Pipeline(pipeline.embedder, pipeline.index, pipeline.index_dir, endpoint=Endpoint(url, "test-model", "sleutel", 10))
+    return Pipeline(pipeline.embedder, pipeline.generation, pipeline.index_dir,
+                    Settings(endpoint=EndpointSettings(url, "test-model", "sleutel", 10)))
 
 
 def test_supported_claims_are_kept_and_checked(pipeline):
@@ -39,7 +40,7 @@ def test_supported_claims_are_kept_and_checked(pipeline):
     assert any("2 zin(nen) zonder onderbouwing" in note for note in answer.notes)
     assert [c.n for c in answer.citations] == [1]
     citation = answer.citations[0]
-    assert citation.quote == pipeline.index.documents[citation.hit.doc_id].text[citation.start:citation.end]
+    assert citation.quote == pipeline.generation.documents[citation.hit.doc_id].text[citation.start:citation.end]
     request = server.requests[0]
     assert request["path"] == "/v1/chat/completions" and request["auth"] == "Bearer sleutel"
     assert request["body"]["model"] == "test-model" and "[1]" in request["body"]["messages"][-1]["content"]

@@ -8,7 +8,8 @@ import shutil
 import pytest
 
 from rag.errors import RagError
-from rag.index.store import load_index, read_manifest
+from rag.index.folder import read_manifest
+from rag.index.store import load_index
 from rag.serve.pipeline import run_ingest
 
 from conftest import SEEDS, run_rag
@@ -28,16 +29,16 @@ def test_english_question_finds_dutch_afghanistan_passages(pipeline):
 
 def test_hits_quote_the_stored_text_exactly(pipeline):
     for hit in pipeline.search("Wat is het standpunt over New START?", k=5):
-        assert hit.text == pipeline.index.documents[hit.doc_id].text[hit.start:hit.end]
+        assert hit.text == pipeline.generation.documents[hit.doc_id].text[hit.start:hit.end]
 
 
 def test_save_load_search_gives_the_same_hits(pipeline, seed_index_dir, embedder):
     again = load_index(seed_index_dir, embedder.name, embedder.fingerprint)
     vector = embedder.encode_queries(["Wat werd besloten over de NAVO-missie in Irak?"])[0]
-    first = pipeline.index.dense_search(vector, 5)
+    first = pipeline.generation.dense_search(vector, 5)
     second = again.dense_search(vector, 5)
     assert [row for row, _ in first] == [row for row, _ in second]
-    assert [pipeline.index.chunks[r].chunk_id for r, _ in first] == [again.chunks[r].chunk_id for r, _ in second]
+    assert [pipeline.generation.chunks[r].chunk_id for r, _ in first] == [again.chunks[r].chunk_id for r, _ in second]
 
 
 def test_manifest_records_what_the_index_holds(seed_index_dir, embedder):

@@ -11,8 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag.bench.speed import free_local_port, start_server
-from rag.index.store import load_index, read_manifest
+from rag.bench.speed import start_server
+from rag.serve.server import free_port
+from rag.index.folder import read_manifest
+from rag.index.store import load_index
 
 from conftest import SEEDS, run_rag
 
@@ -25,7 +27,7 @@ def test_twenty_users_through_the_chat_event_get_answers_without_errors(seed_ind
 
     from rag.bench.speed import resident_memory_mb, run_load
 
-    port = free_local_port()
+    port = free_port("127.0.0.1", 0)
     server = start_server(seed_index_dir, port, tmp_path / "data")
     url = f"http://127.0.0.1:{port}"
     try:
@@ -101,7 +103,7 @@ def test_ingest_keeps_the_previous_generation_for_readers_of_the_old_pointer(tmp
 def test_a_killed_ingest_resumes_without_embedding_finished_batches(tmp_path, seed_index_dir, embedder):
     """Killed after its first checkpointed batch, an ingest run again embeds only what that batch did not hold,
     and ends with the same index as an uninterrupted run."""
-    from rag import config
+    from rag.settings import ModelSettings
     from rag.serve.pipeline import run_ingest
 
     corpus = tmp_path / "letters"
@@ -113,12 +115,12 @@ def test_a_killed_ingest_resumes_without_embedding_finished_batches(tmp_path, se
     shutil.copytree(seed_index_dir, uninterrupted)
     shutil.copytree(seed_index_dir, resumed_dir)
     total = run_ingest([corpus], uninterrupted, embedder=embedder).embedded
-    assert total > config.EMBED_BATCH
+    assert total > ModelSettings.embed_batch
 
     killed = run_rag("ingest", str(corpus), "--index", str(resumed_dir), env={"RAG_FAULT": "after-embed-batch:1"})
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     resumed = run_ingest([corpus], resumed_dir, embedder=embedder)
-    assert resumed.embedded == total - config.EMBED_BATCH
+    assert resumed.embedded == total - ModelSettings.embed_batch
 
     mine, theirs = (load_index(folder, embedder.name, embedder.fingerprint) for folder in (resumed_dir, uninterrupted))
     rows = {mine.chunk_id(row): row for row in range(len(mine))}

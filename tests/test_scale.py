@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from rag.index.store import load_index
-from rag.index.vector_index import IndexSettings, SlotBitmap, VectorIndex
+from rag.index.vector_index import SlotBitmap, VectorIndex
+from rag.settings import IndexSettings, Settings
 
 from conftest import SEEDS, run_rag
 
@@ -38,21 +39,21 @@ def test_an_incremental_ingest_equals_a_full_build(kind, tmp_path, embedder):
     for path in seeds[:3]:
         shutil.copy(path, letters)
     incremental = tmp_path / "incremental"
-    run_ingest([letters], incremental, embedder=embedder, index_settings=settings)
+    run_ingest([letters], incremental, Settings(index=settings), embedder)
     for path in seeds[3:]:
         shutil.copy(path, letters)
-    added = run_ingest([letters], incremental, embedder=embedder, index_settings=settings)
+    added = run_ingest([letters], incremental, Settings(index=settings), embedder)
     changed_letter = letters / seeds[0].name
     changed_letter.write_text(changed_letter.read_text(encoding="utf-8") + "\n\nNieuwe alinea over Mali en de Sahel.\n",
                               encoding="utf-8")
-    changed = run_ingest([letters], incremental, embedder=embedder, index_settings=settings)
+    changed = run_ingest([letters], incremental, Settings(index=settings), embedder)
     (letters / seeds[1].name).unlink()
-    removed = run_ingest([letters], incremental, embedder=embedder, index_settings=settings)
+    removed = run_ingest([letters], incremental, Settings(index=settings), embedder)
     assert added.read == len(seeds) - 3 and changed.read == 1 and removed.read == 0 and removed.removed == 1
     assert "updated in place" in added.index and "updated in place" in removed.index or kind == "hnsw"
 
     full = tmp_path / "full"
-    run_ingest([letters], full, embedder=embedder, index_settings=settings)
+    run_ingest([letters], full, Settings(index=settings), embedder)
     ours, theirs = (load_index(folder, embedder.name, embedder.fingerprint) for folder in (incremental, full))
     mine, reference = _by_chunk(ours), _by_chunk(theirs)
     assert set(mine) == set(reference) and len(ours) == ours.vector_index.stored - len(ours.vector_index.tombstones)
@@ -139,10 +140,9 @@ def test_flat_and_ivf_indexes_remove_what_was_removed(kind):
 
 
 def test_auto_picks_exact_search_for_small_corpora_and_hnsw_for_large():
-    from rag import config
 
-    assert IndexSettings().resolved_kind(config.EXACT_SEARCH_LIMIT) == "flat"
-    assert IndexSettings().resolved_kind(config.EXACT_SEARCH_LIMIT + 1) == "hnsw"
+    assert IndexSettings().resolved_kind(IndexSettings.exact_search_limit) == "flat"
+    assert IndexSettings().resolved_kind(IndexSettings.exact_search_limit + 1) == "hnsw"
     assert IndexSettings(kind="ivf").resolved_kind(10) == "ivf"
 
 
@@ -216,10 +216,10 @@ def test_an_index_whose_letters_all_changed_never_reuses_a_slot(tmp_path, embedd
                                             "helikopters.\n", encoding="utf-8")
     shutil.copytree(SEEDS, after)
     index_dir = tmp_path / "index"
-    run_ingest([before], index_dir, embedder=embedder, index_settings=settings)
+    run_ingest([before], index_dir, Settings(index=settings), embedder)
     old = load_index(index_dir, embedder.name, embedder.fingerprint)
     old_slots = set(old.faiss_ids.tolist())
-    replaced = run_ingest([after], index_dir, embedder=embedder, index_settings=settings)
+    replaced = run_ingest([after], index_dir, Settings(index=settings), embedder)
     assert "updated in place" in replaced.index  # few tombstones beside many new passages: no rebuild
     new = load_index(index_dir, embedder.name, embedder.fingerprint)
     assert not old_slots & set(new.faiss_ids.tolist())

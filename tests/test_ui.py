@@ -9,21 +9,22 @@ from pathlib import Path
 
 import pytest
 
-from rag import config
-from rag.bench.speed import free_local_port
+from rag import settings as project
+from rag.serve.server import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-ARTIFACTS = config.PROJECT_ROOT / "test-artifacts"
+ARTIFACTS = project.PROJECT_ROOT / "test-artifacts"
 
 
 def _serve(pipeline, data_dir: Path) -> tuple[object, str]:
-    from ui.app import launch
+    from rag.serve.server import launch
+    from ui.app import mount_page
 
-    return launch(pipeline, "127.0.0.1", free_local_port(), data_dir, block=False)
+    return launch(pipeline, mount_page, "127.0.0.1", free_port("127.0.0.1", 0), data_dir, block=False)
 
 
 @pytest.fixture(scope="module")
@@ -208,7 +209,8 @@ def test_two_browsers_at_once_get_their_own_answers(server, browser):
 def test_letter_with_markup_renders_as_text(tmp_path, embedder, browser):
     from rag.index.store import load_index
     from rag.serve.pipeline import Pipeline, run_ingest
-    from ui.app import launch
+    from rag.serve.server import launch
+    from ui.app import mount_page
 
     letters = tmp_path / "letters"
     letters.mkdir()
@@ -218,7 +220,7 @@ def test_letter_with_markup_renders_as_text(tmp_path, embedder, browser):
     index_dir = tmp_path / "index"
     run_ingest([letters], index_dir, embedder=embedder)
     pipeline = Pipeline(embedder, load_index(index_dir, embedder.name, embedder.fingerprint), index_dir)
-    app, url = launch(pipeline, "127.0.0.1", free_local_port(), tmp_path / "data", block=False)
+    app, url = launch(pipeline, mount_page, "127.0.0.1", free_port("127.0.0.1", 0), tmp_path / "data", block=False)
     try:
         page = browser.new_page()
         page.goto(url)
@@ -237,7 +239,6 @@ def test_letter_with_markup_renders_as_text(tmp_path, embedder, browser):
 
 
 def test_taken_port_moves_to_the_next_free_one():
-    from ui.app import free_port
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -262,17 +263,22 @@ def test_date_filter_restricts_the_sources_and_bad_dates_are_explained(server, b
     page.close()
 
 
-def test_serving_on_the_network_warns_and_requires_the_login(pipeline, tmp_path, monkeypatch, capfd):
+def test_serving_on_the_network_warns_and_requires_the_login(pipeline, tmp_path, capfd):
     import urllib.error
     import urllib.request
 
     from gradio_client import Client
-    from ui.app import launch
+    from rag.serve.server import launch
+    from ui.app import mount_page
 
-    monkeypatch.setenv("RAG_UI_USER", "analist")
-    monkeypatch.setenv("RAG_UI_PASSWORD", "geheim")
-    port = free_local_port()
-    app, _ = launch(pipeline, "0.0.0.0", port, tmp_path / "data", block=False)
+    from dataclasses import replace
+
+    from rag.serve.pipeline import Pipeline
+
+    login = replace(pipeline.settings.serve, ui_user="analist", ui_password="geheim")
+    exposed = Pipeline(pipeline.embedder, pipeline.generation, pipeline.index_dir, replace(pipeline.settings, serve=login))
+    port = free_port("127.0.0.1", 0)
+    app, _ = launch(exposed, mount_page, "0.0.0.0", port, tmp_path / "data", block=False)
     try:
         assert "the letters become visible on the network" in capfd.readouterr().err
         with pytest.raises(urllib.error.HTTPError) as refused:
@@ -302,7 +308,7 @@ def test_serve_answers_from_a_letter_ingested_while_it_runs(tmp_path, seed_index
         "van de ijskap in Groenland en de vrije doorvaart door de Noordwestpassage centraal staan.\n", encoding="utf-8")
     index_dir = tmp_path / "index"
     shutil.copytree(seed_index_dir, index_dir)
-    port = free_local_port()
+    port = free_port("127.0.0.1", 0)
     server = start_server(index_dir, port, tmp_path / "data")
     url = f"http://127.0.0.1:{port}/"
     question = "Wat zei Nederland over de Noordpoolregio en Groenland?"
@@ -349,12 +355,13 @@ def test_serve_answers_from_a_letter_ingested_while_it_runs(tmp_path, seed_index
 def test_letters_are_added_from_the_page_answered_and_removed(tmp_path, seed_index_dir, embedder, browser):
     from rag.serve.pipeline import Pipeline
     from rag.index.store import load_index
-    from ui.app import launch
+    from rag.serve.server import launch
+    from ui.app import mount_page
 
     index_dir = tmp_path / "index"
     shutil.copytree(seed_index_dir, index_dir)
-    pipeline = Pipeline(embedder, load_index(index_dir, embedder.name, embedder.fingerprint), index_dir, endpoint=None)
-    served, url = launch(pipeline, "127.0.0.1", free_local_port(), tmp_path / "data", block=False)
+    pipeline = Pipeline(embedder, load_index(index_dir, embedder.name, embedder.fingerprint), index_dir)
+    served, url = launch(pipeline, mount_page, "127.0.0.1", free_port("127.0.0.1", 0), tmp_path / "data", block=False)
     letter = Path(__file__).parent / "data" / "real" / "Kamerbrief_emissie_luchtvaart.pdf"
     try:
         page = browser.new_page(viewport={"width": 1400, "height": 1400})

@@ -3,24 +3,19 @@
 from __future__ import annotations
 
 import logging
-import os
-import socket
-import sys
-import threading
 from pathlib import Path
 from typing import Iterator
 
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+import gradio as gr
 
-import gradio as gr  # noqa: E402
-
-from rag import config  # noqa: E402
-from rag.answer.extractive import Answer  # noqa: E402
-from rag.search.conversation import Conversation  # noqa: E402
-from rag.errors import InputError, RagError  # noqa: E402
-from rag.serve.feedback import record_feedback  # noqa: E402
-from rag.serve.pipeline import Pipeline, parse_filters, store_letters  # noqa: E402
-from ui.render import answer_markdown, as_markdown_text, letter_html, notes_markdown, sources_html  # noqa: E402
+from rag.answer.extractive import Answer
+from rag.errors import InputError, RagError
+from rag.search.conversation import Conversation, asked_questions, message_text
+from rag.serve.feedback import record_feedback
+from rag.serve.pipeline import Pipeline, parse_filters
+from rag.serve.uploads import store_letters
+from rag.settings import DEFAULT_DATA, PROJECT_ROOT
+from ui.render import answer_markdown, as_markdown_text, letter_html, notes_markdown, sources_html
 
 log = logging.getLogger("rag.ui")
 
@@ -71,35 +66,20 @@ def status_line(pipeline: Pipeline) -> str:
 
 def newest_letters(pipeline: Pipeline, count: int) -> list:
     """The `count` newest letters, newest first (letters without a date last)."""
-    index = pipeline.index
+    index = pipeline.generation
     return [index.letters[int(row)] for row in index.letters_by_date[::-1][:count]]
 
 
 def letter_choices(pipeline: Pipeline) -> list[tuple[str, str]]:
-    letters = newest_letters(pipeline, config.UI_LETTER_CHOICES)[::-1]
+    letters = newest_letters(pipeline, pipeline.settings.serve.ui_letter_choices)[::-1]
     return [(f"{letter.date or '----'} · {(letter.title or letter.doc_id)[:80]}", letter.doc_id) for letter in letters]
 
 
 def letter_choice_label(pipeline: Pipeline, label: str) -> str:
-    total = len(pipeline.index.letters)
-    if total <= config.UI_LETTER_CHOICES:
+    total = len(pipeline.generation.letters)
+    if total <= pipeline.settings.serve.ui_letter_choices:
         return label
-    return f"{label} (de {config.UI_LETTER_CHOICES} nieuwste van {total}; filter op dossier of datum voor oudere)"
-
-
-def message_text(content: object) -> str:
-    """The text of a chat message in any shape Gradio hands it: a string, a list of parts, a dict."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, dict):
-        return message_text(content.get("text", content.get("content", "")))
-    if isinstance(content, (list, tuple)):
-        return " ".join(part for part in map(message_text, content) if part)
-    return ""
-
-
-def asked_questions(history: list[dict]) -> list[str]:
-    return [message_text(message.get("content")) for message in history or [] if message.get("role") == "user"]
+    return f"{label} (de {pipeline.settings.serve.ui_letter_choices} nieuwste van {total}; filter op dossier of datum voor oudere)"
 
 
 LETTER_COLUMNS = ["datum", "titel", "soort", "ministerie", "verwijst naar", "doc_id"]
@@ -109,23 +89,25 @@ REMOVE_LABEL = "Brief uit de index halen"
 
 def letters_rows(pipeline: Pipeline) -> list[list[str]]:
     return [[letter.date or "", letter.title, letter.kind, letter.ministry or "", ", ".join(letter.references[:6]),
-             letter.doc_id] for letter in newest_letters(pipeline, config.UI_LETTER_ROWS)]
+             letter.doc_id] for letter in newest_letters(pipeline, pipeline.settings.serve.ui_letter_rows)]
 
 
 def letters_table_label(pipeline: Pipeline) -> str:
-    total = len(pipeline.index.letters)
-    shown = f"de {config.UI_LETTER_ROWS} nieuwste van {total}" if total > config.UI_LETTER_ROWS else f"alle {total}"
+    total = len(pipeline.generation.letters)
+    shown = f"de {pipeline.settings.serve.ui_letter_rows} nieuwste van {total}" if total > pipeline.settings.serve.ui_letter_rows else f"alle {total}"
     return f"Brieven in de index ({shown})"
 
 
-def build_app(pipeline: Pipeline, data_dir: Path = config.DEFAULT_DATA, uploads_allowed: bool = True) -> gr.Blocks:
+def build_app(pipeline: Pipeline, data_dir: Path = DEFAULT_DATA, uploads_allowed: bool = True) -> gr.Blocks:
+    serve = pipeline.settings.serve
+
     def respond(message: object, history: list[dict], letters: list[str], since: str, until: str, dossier: str,
                 ministry: str, previous: Answer | None, conversation: Conversation | None) -> Iterator[tuple]:
         message = message_text(message)
         history = list(history or [])
         if not conversation or not conversation.turns:
             # A client that sends its own history (and no session state): each earlier question is read once.
-            conversation = Conversation.from_questions(asked_questions(history))
+            conversation = Conversation.from_questions(asked_questions(history), pipeline.retrieval)
         shown_sources = sources_html(previous)  # unchanged until the new answer is complete
         history.append({"role": "user", "content": message})
         try:
@@ -165,7 +147,7 @@ def build_app(pipeline: Pipeline, data_dir: Path = config.DEFAULT_DATA, uploads_
         citation = next((c for c in answer.citations if c.n == int(number)), None)
         if citation is None:
             return "<div class='sources-empty'>Deze bron hoort bij een eerder antwoord; stel de vraag opnieuw.</div>"
-        document = pipeline.index.documents.get(citation.hit.doc_id)
+        document = pipeline.generation.documents.get(citation.hit.doc_id)
         if document is None or document.text[citation.start:citation.end] != citation.quote:
             return "<div class='sources-empty'>Deze brief is intussen uit de index gehaald of gewijzigd; stel de vraag opnieuw.</div>"
         return letter_html(document, citation.start, citation.end, (citation.hit.start, citation.hit.end))
@@ -183,7 +165,7 @@ def build_app(pipeline: Pipeline, data_dir: Path = config.DEFAULT_DATA, uploads_
         if not files:
             return *letters_update("Kies eerst een of meer brieven (PDF, XML of tekst)."), None
         try:
-            saved = store_letters([Path(getattr(f, "name", f)) for f in files], uploads)
+            saved = store_letters([Path(getattr(f, "name", f)) for f in files], uploads, serve)
             progress(0, desc="brieven lezen en inbedden")
             summary = pipeline.add_letters(saved, progress=True)
         except RagError as error:
@@ -195,12 +177,12 @@ def build_app(pipeline: Pipeline, data_dir: Path = config.DEFAULT_DATA, uploads_
     def remove_chosen(doc_id: str | None) -> tuple:
         if not doc_id:
             return letters_update("Kies eerst de brief die uit de index moet.")
-        letter = pipeline.index.letter(doc_id)
+        letter = pipeline.generation.letter(doc_id)
         try:
             pipeline.remove_letter(doc_id)
         except RagError as error:
             return letters_update(f"**Niet verwijderd:** {as_markdown_text(str(error))}")
-        stored = config.PROJECT_ROOT / letter.source
+        stored = PROJECT_ROOT / letter.source
         if uploads.resolve() in stored.resolve().parents:
             stored.unlink(missing_ok=True)  # an upload of ours; the user's own files are never deleted
         return letters_update(f"Verwijderd: {as_markdown_text(letter.title or doc_id)}. {pipeline.counts_line()}.")
@@ -211,9 +193,9 @@ def build_app(pipeline: Pipeline, data_dir: Path = config.DEFAULT_DATA, uploads_
         record_feedback(data_dir, answer, verdict, remark or "")
         return f"Bedankt: feedback ({verdict}) opgeslagen.", ""
 
-    with gr.Blocks(title="Kamerbrieven: vraag en antwoord") as app:
+    with gr.Blocks(title="Kamerbrieven: vraag en antwoord", analytics_enabled=False) as app:
         last_answer = gr.State(None)
-        conversation = gr.State(Conversation())
+        conversation = gr.State(Conversation(settings=pipeline.retrieval))
         gr.Markdown("## Vraag het de Kamerbrieven\nElk antwoord citeert letterlijk uit de brieven; klik op een bron [n] om de passage in de brief te zien.")
         status = gr.Markdown(status_line(pipeline), elem_id="status")
         with gr.Row():
@@ -221,7 +203,7 @@ def build_app(pipeline: Pipeline, data_dir: Path = config.DEFAULT_DATA, uploads_
                 chatbot = gr.Chatbot(label="Gesprek", height=480, elem_id="chat", sanitize_html=True,
                                      feedback_options=None, buttons=["copy"])
                 question = gr.Textbox(label="Je vraag", placeholder="Bijvoorbeeld: Wat zei Nederland over China?",
-                                      max_length=config.MAX_QUESTION_CHARS, elem_id="question", lines=1)
+                                      max_length=pipeline.retrieval.max_question_chars, elem_id="question", lines=1)
                 with gr.Row():
                     ask_button = gr.Button("Vraag", variant="primary", elem_id="ask")
                     clear_button = gr.Button("Wis gesprek", elem_id="clear")
@@ -246,8 +228,8 @@ def build_app(pipeline: Pipeline, data_dir: Path = config.DEFAULT_DATA, uploads_
                                                  wrap=True, elem_id="letters-table", label=letters_table_label(pipeline))
                     if uploads_allowed:
                         upload = gr.File(label="Brieven toevoegen: PDF, XML (officielebekendmakingen) of tekst, "
-                                         f"meerdere tegelijk, elk tot {config.MAX_UPLOAD_BYTES // 2**20} MB",
-                                         file_count="multiple", file_types=list(config.UPLOAD_TYPES), elem_id="upload")
+                                         f"meerdere tegelijk, elk tot {serve.max_upload_bytes // 2**20} MB",
+                                         file_count="multiple", file_types=list(serve.upload_types), elem_id="upload")
                         add_button = gr.Button("Toevoegen aan de index", elem_id="add-letters")
                     else:
                         gr.Markdown("Brieven toevoegen kan alleen met inloggen: start `rag serve` met "
@@ -270,9 +252,9 @@ def build_app(pipeline: Pipeline, data_dir: Path = config.DEFAULT_DATA, uploads_
         for trigger, name in ((question.submit, "chat"), (ask_button.click, None)):
             # The letter view belongs to the previous answer's citations: a new answer empties it.
             trigger(respond, inputs, outputs, api_name=name, api_visibility="public" if name else "private",
-                    concurrency_id="answer", concurrency_limit=config.ANSWER_SLOTS + config.ANSWER_QUEUE).then(
+                    concurrency_id="answer", concurrency_limit=serve.answer_slots + serve.answer_queue).then(
                 lambda: EMPTY_LETTER, None, letter, api_visibility="private")
-        clear_button.click(lambda: ([], sources_html(None), None, "", EMPTY_LETTER, Conversation()), None,
+        clear_button.click(lambda: ([], sources_html(None), None, "", EMPTY_LETTER, Conversation(settings=pipeline.retrieval)), None,
                            [chatbot, sources, last_answer, question, letter, conversation], api_visibility="private")
         # A page opened after `rag ingest` switched the index shows the new counts and letters.
         app.load(lambda: (status_line(pipeline), gr.Dropdown(choices=letter_choices(pipeline),
@@ -297,87 +279,15 @@ def build_app(pipeline: Pipeline, data_dir: Path = config.DEFAULT_DATA, uploads_
             except RagError as error:
                 return {"question": question, "error": str(error)}
 
-        gr.api(ask, api_name="ask", concurrency_id="answer", concurrency_limit=config.ANSWER_SLOTS + config.ANSWER_QUEUE)
+        gr.api(ask, api_name="ask", concurrency_id="answer", concurrency_limit=serve.answer_slots + serve.answer_queue)
     return app
 
 
-def free_port(host: str, port: int, tries: int = 20) -> int:
-    for candidate in range(port, port + tries):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind((host, candidate))
-                return candidate
-            except OSError:
-                continue
-    raise RagError(f"ports {port}-{port + tries - 1} on {host} are all taken; stop the other program or give --port")
-
-
-def _limit_malloc_arenas() -> None:
-    """glibc gives every worker thread its own malloc arena; under load that reads as memory growth."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").mallopt(-8, 2)  # M_ARENA_MAX
-    except (OSError, AttributeError):
-        pass
-
-
-class Served:
-    """A running `rag serve`: the chat page and the HTTP API in one uvicorn server."""
-
-    def __init__(self, server, thread: threading.Thread | None, url: str) -> None:
-        self.server, self.thread, self.url = server, thread, url
-
-    def close(self) -> None:
-        self.server.should_exit = True
-        if self.thread is not None:
-            self.thread.join(30)
-
-
-def launch(pipeline: Pipeline, host: str = "127.0.0.1", port: int = 7860, data_dir: Path = config.DEFAULT_DATA,
-           block: bool = True) -> tuple[Served, str]:
-    """Serve the chat page at / and the API at /v1 and /api, from one process and one pipeline; a taken port
-    moves to the next free one, said aloud."""
-    import uvicorn
-
-    from rag.serve.api import create_api
-
-    chosen = free_port(host, port)
-    if chosen != port:
-        print(f"rag: port {port} is taken; serving on port {chosen} instead", file=sys.stderr)
-    auth = None
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"rag: warning: serving on {host}: the letters become visible on the network", file=sys.stderr)
-        user, password = os.environ.get("RAG_UI_USER"), os.environ.get("RAG_UI_PASSWORD")
-        if user and password:
-            auth = (user, password)
-        else:
-            print("rag: warning: no RAG_UI_USER/RAG_UI_PASSWORD set, so anyone who can reach the page can use it", file=sys.stderr)
-        if not os.environ.get("RAG_API_KEY"):
-            print("rag: warning: no RAG_API_KEY set, so anyone who can reach /v1 and /api can use them", file=sys.stderr)
-    _limit_malloc_arenas()
-    # Letters can be added from the page on this machine, or behind the login when the page is exposed.
-    exposed = host not in ("127.0.0.1", "localhost", "::1")
-    blocks = build_app(pipeline, data_dir, uploads_allowed=not exposed or auth is not None)
+def mount_page(api, pipeline: Pipeline, data_dir: Path, uploads_allowed: bool, login: tuple[str, str] | None):
+    """The chat page mounted at / of the API's app (`rag.serve.server.launch` serves the result)."""
+    serve = pipeline.settings.serve
+    blocks = build_app(pipeline, data_dir, uploads_allowed)
     # Gradio's queue is bounded as the answer slots' queue is: past it, a user is told it is busy.
-    blocks.queue(default_concurrency_limit=config.ANSWER_SLOTS, max_size=config.ANSWER_SLOTS + config.ANSWER_QUEUE)
-    app = gr.mount_gradio_app(create_api(pipeline), blocks, path="/", auth=auth, css=CSS, head=HEAD, show_error=False,
-                              footer_links=[], max_file_size=config.MAX_UPLOAD_BYTES)
-    pipeline.watch()  # a new generation from `rag ingest` goes live between requests
-    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{chosen}"
-    # Open streams (a browser, a gradio_client) do not hold up a Ctrl-C or SIGTERM for more than a few seconds.
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=chosen, log_level="warning", lifespan="on",
-                                           timeout_graceful_shutdown=3))
-    print(f"rag: the chat runs on {url}, the API on {url}/v1 and {url}/api (docs: {url}/docs; Ctrl-C stops it)",
-          file=sys.stderr)
-    if block:
-        server.run()
-        return Served(server, None, url), url
-    thread = threading.Thread(target=server.run, name="rag-serve", daemon=True)
-    thread.start()
-    while not server.started and thread.is_alive():
-        thread.join(0.05)  # waiting for the server's own "started" event, not for a number of seconds
-    if not server.started:
-        raise RagError(f"the server on {host}:{chosen} did not start; see the messages above")
-    return Served(server, thread, url), url
+    blocks.queue(default_concurrency_limit=serve.answer_slots, max_size=serve.answer_slots + serve.answer_queue)
+    return gr.mount_gradio_app(api, blocks, path="/", auth=login, css=CSS, head=HEAD, show_error=False,
+                               footer_links=[], max_file_size=serve.max_upload_bytes)

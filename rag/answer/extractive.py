@@ -11,7 +11,7 @@ ordered by date, so the answer reads as a short timeline.
 
 It abstains ("Daarover vind ik niets in de brieven.") when the best sentence is not similar
 enough (a threshold calibrated on the eval's dev split for the model in use, stored in
-`rag/calibration.json`) or when a key term of the question (a name, a place, a rare word)
+`rag/answer/calibration.json`) or when a key term of the question (a name, a place, a rare word)
 occurs nowhere in the passages it would quote from.
 """
 
@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 import numpy as np
 
@@ -29,19 +28,10 @@ from rag.readers.document import FOOTNOTES_HEADING
 from rag.index.lexical import fold, stopwords, tokenize
 from rag.search.retrieval import Hit
 from rag.index.store import Generation
+from rag.settings import AnswerSettings
 
 ABSTAIN_NL = "Daarover vind ik niets in de brieven."
 ABSTAIN_EN = "I find nothing about that in the letters."
-CALIBRATION_FILE = Path(__file__).with_name("calibration.json")
-MAX_QUOTES = 5
-PASSAGES_READ = 5
-SHORTEST_SENTENCE = 20  # characters: shorter "sentences" are headings or list labels
-# Weights fitted on the dev split: how often the gold sentence scores highest among the candidates.
-LEXICAL_WEIGHT = 0.06  # how much the question's terms in a sentence add to its similarity
-TYPE_WEIGHT = 0.03  # how much the kind of thing asked for ("wie", "wanneer", ...) adds
-RANK_WEIGHT = 0.006  # a sentence from a better-ranked passage is preferred, a little
-QUOTE_MARGIN = 0.03  # quote further sentences scoring within this of the best one
-TIMELINE_MARGIN = 0.06  # in a timeline, a letter's best sentence within this of the best one is quoted
 
 
 @dataclass(frozen=True)
@@ -53,9 +43,9 @@ class Calibration:
     calibrated: bool = True
 
     @classmethod
-    def for_model(cls, model_name: str) -> "Calibration":
+    def for_model(cls, model_name: str, settings: AnswerSettings) -> "Calibration":
         try:
-            stored = json.loads(CALIBRATION_FILE.read_text())[model_name]
+            stored = json.loads(settings.calibration_file.read_text())[model_name]
             return cls(float(stored["weak_evidence"]), float(stored["key_terms"]))
         except (OSError, ValueError, KeyError, TypeError):
             # A model without calibration: a conservative rule; `rag eval` says the model is uncalibrated.
@@ -179,13 +169,14 @@ class Evidence:
     key_terms_found: float
 
 
-def score_sentences(question: str, hits: list[Hit], index: Generation, query_vector: np.ndarray) -> list[ScoredSentence]:
+def score_sentences(question: str, hits: list[Hit], index: Generation, query_vector: np.ndarray,
+                    settings: AnswerSettings) -> list[ScoredSentence]:
     terms = key_terms(question)
     weights = {term: weight for term, weight in zip(terms, index.lexical.idf(terms))}
     total = sum(weights.values()) or 1.0
     wanted = _asks_for(question)
     scored = []
-    for hit in hits[:PASSAGES_READ]:
+    for hit in hits[:settings.passages_read]:
         starts, ends, vectors = index.sentences_of(hit.row)
         if not len(starts) or hit.section == FOOTNOTES_HEADING:
             continue  # footnotes are references, not what a letter says
@@ -195,12 +186,13 @@ def score_sentences(question: str, hits: list[Hit], index: Generation, query_vec
         for position, (start, end, dense) in enumerate(zip(starts.tolist(), ends.tolist(), similarity.tolist())):
             sentence = text[start:end]
             # A question in a letter (an MP's "Vraag", a rhetorical one) is asked there, not answered.
-            if end - start < SHORTEST_SENTENCE or start < answers_from or sentence.rstrip(" ”’\"»)").endswith("?"):
+            if end - start < settings.shortest_sentence or start < answers_from or sentence.rstrip(" ”’\"»)").endswith("?"):
                 continue
             held = set(tokenize(sentence))
             lexical = sum(weight for term, weight in weights.items() if term in held) / total
             asked = 1.0 if wanted is not None and wanted.search(sentence) else 0.0
-            score = dense + LEXICAL_WEIGHT * lexical + TYPE_WEIGHT * asked + RANK_WEIGHT * (PASSAGES_READ - hit.rank)
+            score = (dense + settings.lexical_weight * lexical + settings.type_weight * asked
+                     + settings.rank_weight * (settings.passages_read - hit.rank))
             scored.append(ScoredSentence(hit, start, end, dense, score, position))
     return sorted(scored, key=lambda s: -s.score)
 
@@ -234,39 +226,39 @@ def abstains(evidence: Evidence, calibration: Calibration, english: bool) -> boo
 
 
 def extractive_answer(question: str, hits: list[Hit], index: Generation, query_vector: np.ndarray,
-                      calibration: Calibration, notes: tuple[str, ...] = ()) -> Answer:
+                      calibration: Calibration, settings: AnswerSettings, notes: tuple[str, ...] = ()) -> Answer:
     english = is_english(question)
-    scored = score_sentences(question, hits, index, query_vector)
+    scored = score_sentences(question, hits, index, query_vector, settings)
     if not scored or abstains(weigh_evidence(question, scored, index), calibration, english):
         return Answer(question, ABSTAIN_EN if english else ABSTAIN_NL, True, (), tuple(hits[:3]), notes=notes)
-    chosen = _timeline(scored) if _POSITION.search(question) else _closest(scored)
+    chosen = _timeline(scored, settings) if _POSITION.search(question) else _closest(scored, settings)
     citations = _citations(_with_leaned_on(chosen, scored, index), index)
     return Answer(question, _compose(citations, english), False, tuple(citations), notes=notes)
 
 
-def _closest(scored: list[ScoredSentence]) -> list[ScoredSentence]:
+def _closest(scored: list[ScoredSentence], settings: AnswerSettings) -> list[ScoredSentence]:
     """The best sentence and those close behind it, at most three from one letter."""
     best = scored[0].score
     chosen: list[ScoredSentence] = []
     per_letter: dict[str, int] = {}
     for sentence in scored:
-        if sentence.score < best - QUOTE_MARGIN or per_letter.get(sentence.hit.doc_id, 0) >= 3:
+        if sentence.score < best - settings.quote_margin or per_letter.get(sentence.hit.doc_id, 0) >= 3:
             continue
         chosen.append(sentence)
         per_letter[sentence.hit.doc_id] = per_letter.get(sentence.hit.doc_id, 0) + 1
-        if len(chosen) == MAX_QUOTES:
+        if len(chosen) == settings.max_quotes:
             break
     return chosen
 
 
-def _timeline(scored: list[ScoredSentence]) -> list[ScoredSentence]:
+def _timeline(scored: list[ScoredSentence], settings: AnswerSettings) -> list[ScoredSentence]:
     """One quote per letter that speaks to the question: its best sentence, if close enough to the best."""
     best = scored[0].score
     chosen: dict[str, ScoredSentence] = {}
     for sentence in scored:
-        if sentence.score >= best - TIMELINE_MARGIN and sentence.hit.doc_id not in chosen:
+        if sentence.score >= best - settings.timeline_margin and sentence.hit.doc_id not in chosen:
             chosen[sentence.hit.doc_id] = sentence
-    return list(chosen.values())[:MAX_QUOTES]
+    return list(chosen.values())[:settings.max_quotes]
 
 
 def _with_leaned_on(chosen: list[ScoredSentence], scored: list[ScoredSentence], index: Generation) -> list[ScoredSentence]:

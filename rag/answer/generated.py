@@ -1,7 +1,7 @@
 """Optional generated answers through an OpenAI-compatible endpoint (Ollama, vLLM, llama.cpp).
 
 Set RAG_LLM_BASE_URL (e.g. http://127.0.0.1:11434/v1) and RAG_LLM_MODEL (RAG_LLM_API_KEY and
-RAG_LLM_TIMEOUT optional). Numbered passages go in; `[n]` are required out. Every sentence's
+RAG_LLM_TIMEOUT optional; read by `rag.settings`). Numbered passages go in; `[n]` are required out. Every sentence's
 `[n]` must name a passage it was given and be supported by it (most of its content words are
 in that passage); other sentences are dropped and the answer says so. An endpoint that is
 down (refused, unreachable, timed out, a server error) gives the extractive answer with a
@@ -14,20 +14,19 @@ from __future__ import annotations
 import errno
 import http.client
 import json
-import os
 import re
 import socket
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from rag.answer.extractive import Answer, Citation
 from rag.index.chunking import split_sentences
-from rag.errors import InputError, RagError
+from rag.errors import RagError
 from rag.index.lexical import tokenize
 from rag.search.retrieval import Hit
+from rag.settings import EndpointSettings
 
-SUPPORT = 0.5  # share of a sentence's content words that its cited passage must contain
 SYSTEM_PROMPT = (
     "Je beantwoordt vragen over Nederlandse Kamerbrieven. Gebruik alleen de genummerde passages. "
     "Zet achter elke zin de nummers van de passages waarop hij steunt, zoals [1] of [2][3]. "
@@ -47,70 +46,46 @@ class EndpointDown(Exception):
 _UNREACHABLE = (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EADDRNOTAVAIL)
 
 
-@dataclass(frozen=True)
-class Endpoint:
-    base_url: str
-    model: str
-    api_key: str | None = None
-    timeout: float = 60.0
-
-    @classmethod
-    def from_environment(cls) -> "Endpoint | None":
-        base_url, model = os.environ.get("RAG_LLM_BASE_URL"), os.environ.get("RAG_LLM_MODEL")
-        if not base_url or not model:
-            return None
-        return cls(base_url.rstrip("/"), model, os.environ.get("RAG_LLM_API_KEY"), _timeout_setting())
-
-    def complete(self, question: str, passages: str) -> str:
-        """The model's answer text; EndpointDown when it cannot be reached, GenerationError when it answers wrongly."""
-        body = json.dumps({
-            "model": self.model, "temperature": 0,
-            "messages": [{"role": "system", "content": SYSTEM_PROMPT},
-                         {"role": "user", "content": f"Passages:\n\n{passages}\n\nVraag: {question}"}],
-        }).encode()
-        headers = {"Content-Type": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        request = urllib.request.Request(f"{self.base_url}/chat/completions", data=body, headers=headers)
-        where = f"the language model at {self.base_url}"
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                raw = response.read()
-        except urllib.error.HTTPError as error:
-            if error.code >= 500:
-                raise EndpointDown(f"HTTP {error.code}") from None
-            raise GenerationError(f"{where} refused the request (HTTP {error.code}); check RAG_LLM_BASE_URL, "
-                                  f"RAG_LLM_MODEL and RAG_LLM_API_KEY") from None
-        except urllib.error.URLError as error:
-            if _is_down(error.reason):
-                raise EndpointDown(type(error.reason).__name__) from None
-            raise GenerationError(f"{where} broke off the connection ({_describe(error.reason)}); "
-                                  f"check that RAG_LLM_BASE_URL points at an OpenAI-compatible server") from None
-        except (TimeoutError, socket.timeout):
-            raise EndpointDown("timeout") from None
-        except (http.client.HTTPException, OSError) as error:
-            raise GenerationError(f"{where} broke off its answer ({_describe(error)}); "
-                                  f"check the server's log, or unset RAG_LLM_BASE_URL for extractive answers") from None
-        try:
-            content = json.loads(raw)["choices"][0]["message"]["content"]
-        except (ValueError, KeyError, IndexError, TypeError):
-            raise GenerationError(f"{where} did not answer in the OpenAI chat format (choices[0].message.content); "
-                                  f"check that RAG_LLM_BASE_URL ends in /v1") from None
-        if not isinstance(content, str) or not content.strip():
-            raise GenerationError(f"{where} answered without any text (content {json.dumps(content)}); "
-                                  f"check that RAG_LLM_MODEL names a chat model")
-        return content
-
-
-def _timeout_setting() -> float:
-    value = os.environ.get("RAG_LLM_TIMEOUT", "60")
+def complete(endpoint: EndpointSettings, question: str, passages: str) -> str:
+    """The model's answer text; EndpointDown when it cannot be reached, GenerationError when it answers wrongly."""
+    body = json.dumps({
+        "model": endpoint.model, "temperature": 0,
+        "messages": [{"role": "system", "content": SYSTEM_PROMPT},
+                     {"role": "user", "content": f"Passages:\n\n{passages}\n\nVraag: {question}"}],
+    }).encode()
+    headers = {"Content-Type": "application/json"}
+    if endpoint.api_key:
+        headers["Authorization"] = f"Bearer {endpoint.api_key}"
+    request = urllib.request.Request(f"{endpoint.base_url}/chat/completions", data=body, headers=headers)
+    where = f"the language model at {endpoint.base_url}"
     try:
-        seconds = float(value)
-    except ValueError:
-        seconds = float("nan")
-    if not 0 < seconds < 3600:
-        raise InputError(f"RAG_LLM_TIMEOUT must be a number of seconds between 0 and 3600, not {value!r}")
-    return seconds
+        with urllib.request.urlopen(request, timeout=endpoint.timeout) as response:
+            raw = response.read()
+    except urllib.error.HTTPError as error:
+        if error.code >= 500:
+            raise EndpointDown(f"HTTP {error.code}") from None
+        raise GenerationError(f"{where} refused the request (HTTP {error.code}); check RAG_LLM_BASE_URL, "
+                              f"RAG_LLM_MODEL and RAG_LLM_API_KEY") from None
+    except urllib.error.URLError as error:
+        if _is_down(error.reason):
+            raise EndpointDown(type(error.reason).__name__) from None
+        raise GenerationError(f"{where} broke off the connection ({_describe(error.reason)}); "
+                              f"check that RAG_LLM_BASE_URL points at an OpenAI-compatible server") from None
+    except (TimeoutError, socket.timeout):
+        raise EndpointDown("timeout") from None
+    except (http.client.HTTPException, OSError) as error:
+        raise GenerationError(f"{where} broke off its answer ({_describe(error)}); "
+                              f"check the server's log, or unset RAG_LLM_BASE_URL for extractive answers") from None
+    try:
+        content = json.loads(raw)["choices"][0]["message"]["content"]
+    except (ValueError, KeyError, IndexError, TypeError):
+        raise GenerationError(f"{where} did not answer in the OpenAI chat format (choices[0].message.content); "
+                              f"check that RAG_LLM_BASE_URL ends in /v1") from None
+    if not isinstance(content, str) or not content.strip():
+        raise GenerationError(f"{where} answered without any text (content {json.dumps(content)}); "
+                              f"check that RAG_LLM_MODEL names a chat model")
+    return content
+
 
 
 def _is_down(reason: object) -> bool:
@@ -127,9 +102,9 @@ def numbered_passages(hits: list[Hit]) -> str:
     return "\n\n".join(f"[{n}] {h.title} ({h.date}), {h.section}:\n{h.text}" for n, h in enumerate(hits, start=1))
 
 
-def _supported(sentence: str, passage: str) -> bool:
+def _supported(sentence: str, passage: str, support: float) -> bool:
     words = set(tokenize(re.sub(r"\[\d+\]", " ", sentence)))
-    return bool(words) and len(words & set(tokenize(passage))) / len(words) >= SUPPORT
+    return bool(words) and len(words & set(tokenize(passage))) / len(words) >= support
 
 
 def _best_sentence(sentence: str, hit: Hit, text: str) -> tuple[int, int]:
@@ -139,12 +114,12 @@ def _best_sentence(sentence: str, hit: Hit, text: str) -> tuple[int, int]:
     return max(spans, key=lambda span: len(words & set(tokenize(text[span[0]:span[1]]))), default=(hit.start, hit.end))
 
 
-def generated_answer(endpoint: Endpoint, question: str, hits: list[Hit], texts: dict[str, str], fallback: Answer) -> Answer:
+def generated_answer(endpoint: EndpointSettings, question: str, hits: list[Hit], texts: dict[str, str], fallback: Answer) -> Answer:
     """The endpoint's answer with every claim checked against the passages; the fallback on any failure."""
     if fallback.abstained:
         return fallback  # weak evidence: no model is asked to make something of it
     try:
-        content = endpoint.complete(question, numbered_passages(hits))
+        content = complete(endpoint, question, numbered_passages(hits))
     except EndpointDown as down:
         note = f"het taalmodel is niet bereikbaar ({down}); hieronder het letterlijke antwoord uit de brieven"
         return replace(fallback, notes=fallback.notes + (note,))
@@ -156,7 +131,7 @@ def generated_answer(endpoint: Endpoint, question: str, hits: list[Hit], texts: 
         sentence = content[start:end].strip()
         numbers = [int(n) for n in re.findall(r"\[(\d+)\]", sentence)]
         valid = [n for n in numbers if 1 <= n <= len(hits)]
-        if not valid or len(valid) != len(numbers) or not all(_supported(sentence, hits[n - 1].text) for n in valid):
+        if not valid or len(valid) != len(numbers) or not all(_supported(sentence, hits[n - 1].text, endpoint.support) for n in valid):
             dropped += 1
             continue
         kept.append(sentence)

@@ -101,10 +101,10 @@ def main(arguments: Sequence[str] | None = None) -> None:
         with open(options.questions, encoding="utf-8") as handle:
             questions = [line.strip() for line in handle if line.strip()]
     else:
-        from rag import config
-        from rag.evaluation.runner import load_questions
+        from rag.evaluation.dataset import load_questions
+        from rag.settings import EVAL_QUESTIONS
 
-        questions = [q.question for q in load_questions(config.EVAL_QUESTIONS) if not q.context]
+        questions = [q.question for q in load_questions(EVAL_QUESTIONS) if not q.context]
     json.dump(drive(options.url, questions, options.users, options.seconds), sys.stdout)
 
 

@@ -20,8 +20,6 @@ import gzip
 import json
 import re
 import shutil
-import subprocess
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -29,12 +27,12 @@ from typing import Sequence
 
 import numpy as np
 
-from rag import config
 from rag.errors import InputError
+from rag.bench.synthetic import build_synthetic_index, calibrate_noise, rows_by_letter, synthetic_plan, synthetic_vectors
+from rag.settings import Settings
 
 HELD_OUT = 10  # real letters kept aside, to be added to each index as an incremental ingest
 REAL_STEP = 10_000  # passages of the first, smaller real step
-NEIGHBOUR_SAMPLE = 1_000  # passages whose nearest neighbour is looked up for the similarity distributions
 RECALL_K = 10
 EF_SEARCH_SWEEP = (64, 128, 256, 512, 1024)
 NPROBE_SWEEP = (16, 32, 64, 128, 256)
@@ -77,17 +75,9 @@ def corpus_letters(corpus: Path, folder: Path, limit: int | None = None) -> list
 
 # --- one index, measured --------------------------------------------------------------------
 
-_SEARCH = """
-import json, sys, time
-import numpy as np
-started = time.perf_counter()
-from rag.bench.scale import search_figures
-print(json.dumps(search_figures(sys.argv[1], sys.argv[2], started)))
-"""
-
-
 def search_figures(index_dir: str, queries: str, started: float) -> dict:
-    """Run in a fresh process: load the index, then time every kind of search for the prepared questions."""
+    """Run in a fresh process (`rag.bench.probe`): load the index, then time every kind of search for the prepared
+    questions."""
     from rag.bench.speed import latency_summary, resident_memory_mb
     from rag.search.conversation import Turn
     from rag.search.retrieval import Filters, Query, RetrievalSettings, allowed_rows, rank
@@ -128,11 +118,9 @@ def search_figures(index_dir: str, queries: str, started: float) -> dict:
 
 
 def measure_index(index_dir: Path, prepared: Path) -> dict:
-    result = subprocess.run([sys.executable, "-c", _SEARCH, str(index_dir), str(prepared)], capture_output=True, text=True,
-                            cwd=config.PROJECT_ROOT, timeout=3600)
-    if result.returncode != 0:
-        raise RuntimeError(f"measuring {index_dir} failed: {result.stderr[-600:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    from rag.bench.speed import _probe
+
+    return _probe("search", str(index_dir), str(prepared))
 
 
 def exact_top(vectors: np.ndarray, queries: np.ndarray, k: int = RECALL_K) -> tuple[np.ndarray, np.ndarray]:
@@ -185,130 +173,6 @@ def approximate_sweep(vectors: np.ndarray, queries: np.ndarray, exact_scores: np
 
 # --- the synthetic extension ----------------------------------------------------------------
 
-def nearest_neighbour_similarities(vectors: np.ndarray, sample: np.ndarray) -> np.ndarray:
-    """For each sampled row, the similarity of its nearest other row."""
-    import faiss
-
-    index = faiss.IndexFlatIP(vectors.shape[1])
-    for first in range(0, len(vectors), 262_144):
-        index.add(np.ascontiguousarray(vectors[first:first + 262_144], dtype=np.float32))
-    scores, ids = index.search(np.ascontiguousarray(vectors[sample], dtype=np.float32), 2)
-    # The first is the row itself, unless an identical row came first: either way the other one counts.
-    return np.where(ids[:, 0] == sample, scores[:, 1], scores[:, 0])
-
-
-def synthetic_vectors(real: np.ndarray, bases: np.ndarray, scales: np.ndarray, noise: np.ndarray, factor: float) -> np.ndarray:
-    """Each synthetic vector: its real base plus noise of the base's own size (times `factor`), unit length."""
-    out = np.empty((len(bases), real.shape[1]), dtype=np.float32)
-    for first in range(0, len(bases), 262_144):
-        rows = bases[first:first + 262_144]
-        block = real[rows] + (factor * scales[rows])[:, None] * noise[first:first + 262_144]
-        out[first:first + 262_144] = block / np.linalg.norm(block, axis=1, keepdims=True)
-    return out
-
-
-def calibrate_noise(real: np.ndarray, bases: np.ndarray, rng: np.random.Generator) -> dict:
-    """Noise that keeps the real neighbourhood structure, with both similarity distributions.
-
-    Each real passage lends its own noise size: the one at which two noisy copies of it are as similar to
-    each other as the passage is to its nearest real neighbour (for isotropic noise of relative size a in
-    d dimensions, copies have similarity 1 / (1 + a^2)). A dense real neighbourhood stays dense, a lonely
-    passage stays lonely, so the synthetic distribution keeps the real one's shape; one factor on all
-    sizes, found by bisection, then matches the medians (a copy's nearest neighbour is the closest of its
-    siblings and real neighbours, which the per-passage sizes alone do not account for).
-    """
-    dimension = real.shape[1]
-    own = nearest_neighbour_similarities(real, np.arange(len(real)))
-    scales = np.sqrt((1 / np.clip(own, 0.5, 1.0) - 1) / dimension).astype(np.float32)
-    noise = rng.standard_normal((len(bases), dimension), dtype=np.float32)
-    target = own[rng.choice(len(real), min(NEIGHBOUR_SAMPLE, len(real)), replace=False)]
-    synthetic_sample = rng.choice(len(bases), min(NEIGHBOUR_SAMPLE, len(bases)), replace=False)
-    low, high = 0.25, 4.0
-    for _ in range(9):
-        factor = (low + high) / 2
-        found = nearest_neighbour_similarities(synthetic_vectors(real, bases, scales, noise, factor), synthetic_sample)
-        if np.median(found) > np.median(target):
-            low = factor  # neighbours too close: more noise
-        else:
-            high = factor
-    quantiles = [0.05, 0.25, 0.5, 0.75, 0.95]
-    return {"factor": round(factor, 4), "scales": scales, "noise": noise,
-            "real_quantiles": np.quantile(target, quantiles).round(4).tolist(),
-            "synthetic_quantiles": np.quantile(found, quantiles).round(4).tolist(),
-            "real_similarities": target, "synthetic_similarities": found}
-
-
-def rows_by_letter(real) -> list[np.ndarray]:
-    """Each letter's passage rows, in order."""
-    return np.split(np.argsort(real.chunk_letter, kind="stable"),
-                    np.cumsum(np.bincount(real.chunk_letter, minlength=len(real.letters)))[:-1])
-
-
-def synthetic_plan(real, size: int, leave_out: set[str]) -> list[tuple[int, int]]:
-    """(copy number, real letter row) for each synthetic letter, in order, until `size` passages; the letters
-    in `leave_out` (to be added later) are not copied."""
-    passages = np.bincount(real.chunk_letter, minlength=len(real.letters))
-    passages[[letter.row for letter in real.letters if letter.doc_id in leave_out]] = 0
-    plan, total, copy = [], 0, 0
-    while total < size:
-        for letter in range(len(real.letters)):
-            if total >= size:
-                break
-            if passages[letter]:
-                plan.append((copy, letter))
-                total += int(passages[letter])
-        copy += 1
-    return plan
-
-
-def build_synthetic_index(real, plan: list[tuple[int, int]], vectors: np.ndarray, index_dir: Path,
-                          letters_dir: Path) -> tuple[list[Path], float]:
-    """A generation of the planned copies of the real letters (text, passages, metadata; their files written
-    to `letters_dir`), with the given vectors, written by the ingest's own writer; its letter files and the
-    seconds the writing took."""
-    from rag.index.build import NewLetters, write_generation
-    from rag.index.chunking import ChunkSettings, chunk_document
-    from rag.files import file_sha256
-    from rag.index.lexical import ranges
-    from rag.index.vector_index import IndexSettings
-
-    letters_dir.mkdir(parents=True, exist_ok=True)
-    index_dir.mkdir(parents=True, exist_ok=True)
-    rows_of_letter = rows_by_letter(real)
-    originals = {}
-    sentence_vectors = np.load(real.folder / "sentence_vectors.npy", mmap_mode="r")
-    documents, chunks, sentences, hashes, files, sentence_rows = [], [], [], {}, [], []
-    for copy, letter in plan:
-        if letter not in originals:
-            document = real.document_at(letter)
-            source = config.PROJECT_ROOT / document.source
-            originals[letter] = (document, chunk_document(document), source.read_bytes(), file_sha256(source))
-        document, letter_chunks, content, content_sha = originals[letter]
-        doc_id = f"{document.doc_id}-x{copy:03d}"
-        path = letters_dir / f"{doc_id}.txt"
-        path.write_bytes(content)
-        files.append(path)
-        shown = config.display_path(path)
-        documents.append(replace(document, doc_id=doc_id, source=shown))
-        hashes[doc_id] = content_sha
-        rows = rows_of_letter[letter]
-        if len(rows) != len(letter_chunks):
-            raise RuntimeError("the real index and a re-chunking of its letter disagree; rebuild it")
-        for chunk, row in zip(letter_chunks, rows):
-            chunks.append(replace(chunk, chunk_id=f"{doc_id}#{chunk.chunk_id.split('#')[1]}", doc_id=doc_id, source=shown))
-            first, last = int(real.sentence_first[row]), int(real.sentence_first[row + 1])
-            sentences.append(list(zip(real.sentence_start[first:last].tolist(), real.sentence_end[first:last].tolist())))
-            sentence_rows.append(row)
-    positions, _ = ranges(real.sentence_first, np.array(sentence_rows, dtype=np.int64))
-    new = NewLetters(documents, hashes, chunks, sentences, vectors, np.asarray(sentence_vectors[positions]))
-    model = real.manifest["model"]
-    started = time.perf_counter()
-    write_generation(index_dir, None, new, model, ChunkSettings(), IndexSettings())
-    return files, time.perf_counter() - started
-
-
-# --- the whole run --------------------------------------------------------------------------
-
 def _plan_real_steps(files: list[Path]) -> tuple[list[list[Path]], dict]:
     """Real steps (about REAL_STEP passages, then everything) and what the filters are made of."""
     from collections import Counter
@@ -338,14 +202,14 @@ def _plan_real_steps(files: list[Path]) -> tuple[list[list[Path]], dict]:
                    "narrow": dossiers.most_common(1)[0][0] if dossiers else None, "passages": int(cumulative[-1])}
 
 
-def incremental_figures(index_dir: Path, files: list[Path], held_out: list[Path], embedder) -> dict:
+def incremental_figures(index_dir: Path, files: list[Path], held_out: list[Path], embedder, settings: Settings) -> dict:
     """A no-op re-ingest, then the held-out letters added: against embedding their passages alone."""
     from rag.index.chunking import chunk_document, sentence_spans
     from rag.readers.document import read_documents
     from rag.serve.pipeline import run_ingest
 
     started = time.perf_counter()
-    again = run_ingest(files, index_dir, embedder.name, embedder=embedder)
+    again = run_ingest(files, index_dir, settings, embedder)
     noop = time.perf_counter() - started
     documents = read_documents(held_out, [])
     chunks = [chunk for document in documents for chunk in chunk_document(document)]
@@ -357,7 +221,7 @@ def incremental_figures(index_dir: Path, files: list[Path], held_out: list[Path]
         pass
     alone = time.perf_counter() - started
     started = time.perf_counter()
-    added = run_ingest([*files, *held_out], index_dir, embedder.name, embedder=embedder)
+    added = run_ingest([*files, *held_out], index_dir, settings, embedder)
     seconds = time.perf_counter() - started
     return {"noop_reingest_s": round(noop, 2), "noop_changed": again.changed, "added_letters": len(documents),
             "added_passages": added.embedded, "add_s": round(seconds, 2), "embed_alone_s": round(alone, 2),
@@ -365,14 +229,14 @@ def incremental_figures(index_dir: Path, files: list[Path], held_out: list[Path]
 
 
 def run_scale_bench(corpus: Path, limit: int | None, sizes: Sequence[int], questions: Sequence[str], work_dir: Path,
-                    report_dir: Path, serve_memory: bool = True) -> dict:
+                    report_dir: Path, settings: Settings, serve_memory: bool = True) -> dict:
     from rag.readers.document import doc_id_for
     from rag.embed.model import load_embedder
     from rag.serve.pipeline import run_ingest
     from rag.index.store import load_index
 
     letters = corpus_letters(corpus, work_dir / "letters", limit)
-    embedder = load_embedder()  # all cores, as `rag ingest`
+    embedder = load_embedder(settings.model)  # all cores, as `rag ingest`
     held_out, base = letters[-HELD_OUT:], letters[:-HELD_OUT]
     steps, plan = _plan_real_steps(base)
     queries = embedder.encode_queries(list(questions))
@@ -386,7 +250,7 @@ def run_scale_bench(corpus: Path, limit: int | None, sizes: Sequence[int], quest
     real_dir = work_dir / "index-real"
     for step in steps:
         started = time.perf_counter()
-        summary = run_ingest(step, real_dir, embedder.name, embedder=embedder)
+        summary = run_ingest(step, real_dir, settings, embedder)
         seconds = time.perf_counter() - started
         figures = _index_figures(real_dir, prepared, queries, work_dir, questions, serve_memory)
         figures["ingest"] = {"letters": summary.letters, "embedded": summary.embedded, "seconds": round(seconds, 1),
@@ -394,9 +258,9 @@ def run_scale_bench(corpus: Path, limit: int | None, sizes: Sequence[int], quest
                              "build_s": round(seconds - summary.embedding_seconds, 1),
                              "passages_per_s": round(summary.embedded / max(summary.embedding_seconds, 1e-9), 1)}
         report["real"].append(figures)
-    report["real"][-1]["incremental"] = incremental_figures(real_dir, base, held_out, embedder)
+    report["real"][-1]["incremental"] = incremental_figures(real_dir, base, held_out, embedder, settings)
 
-    real = load_index(real_dir, embedder.name, embedder.fingerprint)
+    real = load_index(real_dir, embedder.name, embedder.fingerprint, settings.chunking, settings.index)
     real_vectors = np.asarray(real.vectors, dtype=np.float32)
     rng = np.random.default_rng(20261124)
     for size in sizes:
@@ -407,12 +271,12 @@ def run_scale_bench(corpus: Path, limit: int | None, sizes: Sequence[int], quest
         vectors = synthetic_vectors(real_vectors, bases, calibration.pop("scales"), calibration.pop("noise"),
                                     calibration["factor"])
         index_dir, letters_dir = work_dir / f"index-{size}", work_dir / f"letters-{size}"
-        files, build_seconds = build_synthetic_index(real, plan_rows, vectors, index_dir, letters_dir)
+        files, build_seconds = build_synthetic_index(real, plan_rows, vectors, index_dir, letters_dir, settings)
         del vectors
         figures = _index_figures(index_dir, prepared, queries, work_dir, questions, serve_memory)
         figures["build_s"] = round(build_seconds, 1)
         figures["calibration"] = {k: v for k, v in calibration.items() if not k.endswith("similarities")}
-        figures["incremental"] = incremental_figures(index_dir, files, held_out, embedder)
+        figures["incremental"] = incremental_figures(index_dir, files, held_out, embedder, settings)
         report["synthetic"].append(figures)
         write_neighbour_chart(calibration["real_similarities"], calibration["synthetic_similarities"], size,
                               report_dir / "scale-neighbours.png")
@@ -427,7 +291,7 @@ def _index_figures(index_dir: Path, prepared: Path, queries: np.ndarray, work_di
                    serve_memory: bool) -> dict:
     """Search figures from a fresh process, recall of the served and of approximate indexes, a real server's memory."""
     from rag.bench.speed import serving_figures
-    from rag.index.store import live_build
+    from rag.index.folder import live_build
     from rag.index.vector_index import VectorIndex
 
     figures = measure_index(index_dir, prepared)

@@ -17,12 +17,14 @@ import sys
 import tempfile
 import time
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
-from rag import config
+from rag.serve.server import free_port
+from rag.settings import PROJECT_ROOT
 
 
 def percentile(values: Sequence[float], share: float) -> float:
@@ -56,51 +58,26 @@ def _timed(function: Callable, repeat: int) -> list[float]:
     return samples
 
 
-def _python(code: str, timeout: float = 600) -> dict:
-    """Run a measurement in a fresh interpreter (its imports and memory are its own); it prints one JSON object."""
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout,
-                            cwd=config.PROJECT_ROOT)
+def _probe(*arguments: str, timeout: float = 3600) -> dict:
+    """A measurement in a fresh interpreter (`rag.bench.probe`), whose imports and memory are its own."""
+    result = subprocess.run([sys.executable, "-m", "rag.bench.probe", *arguments], capture_output=True, text=True,
+                            timeout=timeout, cwd=PROJECT_ROOT)
     if result.returncode != 0:
-        raise RuntimeError(f"measurement failed: {result.stderr[-400:]}")
+        raise RuntimeError(f"measurement failed: {result.stderr[-600:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 # --- engines: the torch path and the ONNX path side by side -------------------------------------
-
-_ENGINE = """
-import json, sys, time, resource
-started = time.perf_counter()
-from rag.embed.model import load_embedder, _load_sentence_transformer, default_model_folder, Embedder, SentenceTransformerEngine
-onnx = load_embedder(threads={threads})
-engine = onnx
-if {torch!r}:
-    model = _load_sentence_transformer(default_model_folder(), None)
-    engine = Embedder(onnx.name, onnx.fingerprint, onnx.dimension, SentenceTransformerEngine(model), onnx.query_prompt, onnx.document_prompt)
-loaded = time.perf_counter() - started
-questions = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {questions!r}
-engine.encode_queries(questions[:2])
-samples = []
-for q in questions:
-    t = time.perf_counter(); engine.encode_queries([q]); samples.append((time.perf_counter() - t) * 1000)
-passages = {passages!r}
-t = time.perf_counter(); encoded = engine.encode_passages(passages); seconds = time.perf_counter() - t
-import numpy
-numpy.save({vectors_path!r}, encoded.vectors)
-samples.sort()
-rss = [l for l in open('/proc/self/status') if l.startswith('VmRSS')][0].split()[1]
-print(json.dumps({{"load_s": round(loaded, 2), "query_p50_ms": round(samples[len(samples)//2], 2),
-  "query_p95_ms": round(samples[int(0.95*(len(samples)-1))], 2), "passages_per_s": round(len(passages)/seconds, 1),
-  "resident_mb": round(int(rss)/1024, 1), "torch_imported": "torch" in sys.modules}}))
-"""
-
 
 def engine_figures(passages: Sequence[str], questions: Sequence[str], work_dir: Path) -> dict:
     """ONNX Runtime (what serving uses) against sentence-transformers on torch (fp32): query latency,
     passages per second (batches sorted by length), load time, resident memory, agreement of vectors."""
     figures = {}
     for name, torch in (("onnxruntime", False), ("torch", True)):
-        figures[name] = _python(_ENGINE.format(threads=os.cpu_count() or 1, torch=torch, questions=list(questions[:40]),
-                                               passages=list(passages), vectors_path=str(work_dir / f"{name}.npy")))
+        spec = work_dir / f"{name}.json"
+        spec.write_text(json.dumps({"threads": os.cpu_count() or 1, "torch": torch, "questions": list(questions[:40]),
+                                    "passages": list(passages), "vectors_path": str(work_dir / f"{name}.npy")}))
+        figures[name] = _probe("engine", str(spec))
     ours, reference = np.load(work_dir / "onnxruntime.npy"), np.load(work_dir / "torch.npy")
     cosines = (ours * reference).sum(axis=1)
     figures["agreement"] = {"mean_cosine": round(float(cosines.mean()), 6), "min_cosine": round(float(cosines.min()), 6)}
@@ -116,17 +93,17 @@ def ingest_figures(pipeline, work_dir: Path) -> dict:
     from rag.embed.model import load_embedder
     from rag.serve.pipeline import run_ingest
 
-    embedder = load_embedder(pipeline.embedder.name, device=pipeline.embedder.device)  # all cores, as `rag ingest`
-    texts = [chunk.embed_text for chunk in chunk_documents(pipeline.index.documents.values())]
+    embedder = load_embedder(pipeline.settings.model)  # all cores, as `rag ingest`
+    texts = [chunk.embed_text for chunk in chunk_documents(pipeline.generation.documents.values())]
     started = time.perf_counter()
     embedder.encode_passages(texts)
     model_seconds = time.perf_counter() - started
-    letters = pipeline.index.letter_files
+    letters = pipeline.generation.letter_files
     started = time.perf_counter()
-    summary = run_ingest(letters, work_dir / "bench-index", embedder.name, embedder=embedder)
+    summary = run_ingest(letters, work_dir / "bench-index", pipeline.settings, embedder)
     full_seconds = time.perf_counter() - started
     started = time.perf_counter()
-    run_ingest(letters, work_dir / "bench-index", embedder.name)
+    run_ingest(letters, work_dir / "bench-index", pipeline.settings)
     noop_seconds = time.perf_counter() - started
     return {
         "device": pipeline.embedder.device,
@@ -141,12 +118,11 @@ def ingest_figures(pipeline, work_dir: Path) -> dict:
 
 def query_figures(pipeline, questions: Sequence[str]) -> dict:
     from rag.serve.pipeline import Pipeline
-    from rag.search.retrieval import RetrievalSettings
 
     figures = {}
     for mode in ("dense", "lexical", "hybrid"):
-        variant = Pipeline(pipeline.embedder, pipeline.index, pipeline.index_dir, endpoint=None,
-                           retrieval=RetrievalSettings(mode=mode))
+        settings = replace(pipeline.settings, endpoint=None, retrieval=replace(pipeline.retrieval, mode=mode))
+        variant = Pipeline(pipeline.embedder, pipeline.generation, pipeline.index_dir, settings)
         for question in questions[:3]:
             variant.search(question)  # warm up
         samples = [sample for question in questions for sample in _timed(lambda q=question: variant.search(q), 1)]
@@ -167,7 +143,7 @@ def cold_start_figures(index_dir: Path) -> dict:
         best = float("inf")
         for _ in range(3):  # the fastest of three: the file cache warm, the process cold
             started = time.perf_counter()
-            subprocess.run(command, check=True, capture_output=True, cwd=config.PROJECT_ROOT)
+            subprocess.run(command, check=True, capture_output=True, cwd=PROJECT_ROOT)
             best = min(best, time.perf_counter() - started)
         return best
 
@@ -184,7 +160,7 @@ def start_server(index_dir: Path, port: int, data_dir: Path) -> subprocess.Popen
     """A real `rag serve` in its own process, ready when this returns (it answers its page)."""
     process = subprocess.Popen(
         [sys.executable, "-m", "rag.cli", "serve", "--index", str(index_dir), "--port", str(port), "--data-dir", str(data_dir)],
-        cwd=config.PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
     deadline = time.monotonic() + 900  # a million passages take a while to load
     while time.monotonic() < deadline:
@@ -202,7 +178,7 @@ def start_server(index_dir: Path, port: int, data_dir: Path) -> subprocess.Popen
 def run_load(url: str, users: int, seconds: float) -> dict:
     """The load client in a process of its own (`python -m rag.bench.load`), as a separate user machine would be."""
     result = subprocess.run([sys.executable, "-m", "rag.bench.load", url, "--users", str(users), "--seconds", str(seconds)],
-                            capture_output=True, text=True, timeout=seconds + 600, cwd=config.PROJECT_ROOT)
+                            capture_output=True, text=True, timeout=seconds + 600, cwd=PROJECT_ROOT)
     if result.returncode != 0:
         raise RuntimeError(f"the load client failed: {result.stderr[-500:]}")
     return json.loads(result.stdout)
@@ -212,7 +188,7 @@ def serving_figures(index_dir: Path, work_dir: Path, questions: Sequence[str], u
     """Memory of a real server idle after start and after 40 answers; then 20 users, memory at the end."""
     import httpx
 
-    port = free_local_port()
+    port = free_port("127.0.0.1", 0)
     server = start_server(index_dir, port, work_dir / "data")
     url = f"http://127.0.0.1:{port}"
     try:
@@ -238,15 +214,6 @@ def serving_figures(index_dir: Path, work_dir: Path, questions: Sequence[str], u
         server.wait(30)
 
 
-def free_local_port() -> int:
-    """A port on 127.0.0.1 that nothing listens on right now."""
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 # --- the whole run -----------------------------------------------------------------------
 
 def run_bench(pipeline, questions: Sequence[str], load_users: int = 20, load_seconds: float = 20.0) -> dict:
@@ -255,7 +222,7 @@ def run_bench(pipeline, questions: Sequence[str], load_users: int = 20, load_sec
     report: dict = {"date": time.strftime("%Y-%m-%d"), "cpu_count": os.cpu_count()}
     with tempfile.TemporaryDirectory() as work:
         work_dir = Path(work)
-        passages = [chunk.embed_text for chunk in chunk_documents(pipeline.index.documents.values())]
+        passages = [chunk.embed_text for chunk in chunk_documents(pipeline.generation.documents.values())]
         report["engines"] = engine_figures(passages, questions, work_dir)
         report["ingest"] = ingest_figures(pipeline, work_dir)
         report["query"] = query_figures(pipeline, questions)

@@ -17,8 +17,8 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from rag import config
 from rag.errors import RagError
+from rag.settings import ModelSettings
 
 
 class PassageEmbedder:
@@ -26,8 +26,10 @@ class PassageEmbedder:
 
     def __init__(self, model_name: str, device: str | None, threads: int) -> None:
         from rag.embed.model import load_embedder
+        from rag.settings import from_environment
 
-        self.embedder = load_embedder(model_name, device=device, threads=threads)
+        # The worker's own settings (its model cache), with the driver's choice of model.
+        self.embedder = load_embedder(from_environment().model.with_choice(model_name, device=device), threads=threads)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         spans = [json.loads(text) for text in batch["spans"]]
@@ -42,7 +44,7 @@ class PassageEmbedder:
         }
 
 
-def ray_passage_batches(address: str, model_name: str, fingerprint: str, texts: Sequence[str],
+def ray_passage_batches(address: str, settings: ModelSettings, fingerprint: str, texts: Sequence[str],
                         sentence_spans: Sequence[Sequence[tuple[int, int]]],
                         progress: bool = False) -> Iterator[tuple[list[int], np.ndarray, np.ndarray]]:
     """Embed on the Ray cluster at `address` ("local": start one on this machine); batches as they finish."""
@@ -60,13 +62,13 @@ def ray_passage_batches(address: str, model_name: str, fingerprint: str, texts: 
             raise RagError(f"cannot reach the Ray cluster at {address!r} ({str(error).splitlines()[0][:160]}); "
                            f"start one with `ray start --head` or leave out --ray") from None
     try:
-        yield from _embedded(ray, model_name, fingerprint, texts, sentence_spans, progress)
+        yield from _embedded(ray, settings, fingerprint, texts, sentence_spans, progress)
     finally:
         if started_here:
             ray.shutdown()
 
 
-def _embedded(ray, model_name: str, fingerprint: str, texts: Sequence[str],
+def _embedded(ray, settings: ModelSettings, fingerprint: str, texts: Sequence[str],
               sentence_spans: Sequence[Sequence[tuple[int, int]]], progress: bool):
     logging.getLogger("ray.data").setLevel(logging.ERROR)  # its per-run notes are not for our users
     context = ray.data.DataContext.get_current()
@@ -74,21 +76,21 @@ def _embedded(ray, model_name: str, fingerprint: str, texts: Sequence[str],
     context.print_on_execution_start = False
     resources = ray.cluster_resources()
     gpus = int(resources.get("GPU", 0))
-    actors = gpus or max(1, int(resources.get("CPU", 1)) // config.RAY_CPUS_PER_ACTOR)
+    actors = gpus or max(1, int(resources.get("CPU", 1)) // settings.ray_cpus_per_actor)
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     dataset = ray.data.from_items(
         [{"position": i, "text": texts[i], "spans": json.dumps(list(map(list, sentence_spans[i])))} for i in order],
-        override_num_blocks=max(actors, -(-len(order) // config.EMBED_BATCH)),
+        override_num_blocks=max(actors, -(-len(order) // settings.embed_batch)),
     )
     embedded = dataset.map_batches(
         PassageEmbedder,
-        fn_constructor_kwargs={"model_name": model_name, "device": "cuda" if gpus else None,
-                               "threads": config.RAY_CPUS_PER_ACTOR},
-        batch_size=config.EMBED_BATCH,
+        fn_constructor_kwargs={"model_name": settings.name, "device": "cuda" if gpus else None,
+                               "threads": settings.ray_cpus_per_actor},
+        batch_size=settings.embed_batch,
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=actors),
         num_gpus=1 if gpus else 0,
-        num_cpus=0 if gpus else config.RAY_CPUS_PER_ACTOR,
+        num_cpus=0 if gpus else settings.ray_cpus_per_actor,
     )
     for batch in embedded.iter_batches(batch_size=None, batch_format="numpy"):
         foreign = set(batch["fingerprint"].tolist()) - {fingerprint}

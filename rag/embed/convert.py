@@ -19,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.files import file_sha256
 from rag.embed.tokenizer import write_vocabulary
+from rag.files import file_sha256
+from rag.settings import quiet_libraries
 
 CONVERTER_VERSION = 3  # 2: the ONNX encoder that answers questions without torch; 3: a compact tokenizer for it
 SOURCE_FILE = "e5-small-q4.bin"
@@ -192,6 +193,7 @@ def _normalisation_exceptions(mapping: dict[int, str]) -> list:
 
 def convert(target: Path, source: Path | None = None) -> dict:
     """Write the sentence-transformers folder to `target` (which must not exist yet)."""
+    quiet_libraries()
     import torch
     import transformers
     from safetensors.torch import save_file

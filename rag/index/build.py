@@ -22,16 +22,15 @@ from pathlib import Path
 import numpy as np
 
 from rag import __version__
-from rag.index.chunking import Chunk, ChunkSettings
-from rag.readers.document import READER_VERSION, Document
 from rag.errors import RagError
 from rag.files import file_sha256
+from rag.index.chunking import Chunk, chunking_manifest
+from rag.index.folder import FORMAT_VERSION, POINTER, current_generation_name
 from rag.index.lexical import TOKENIZER_VERSION as LEXICAL_TOKENIZER_VERSION
 from rag.index.lexical import Bags, LexicalIndex, ranges
-from rag.index.store import FORMAT_VERSION, POINTER, current_generation_name, fsync_folder, text_hash
-from rag.index.vector_index import IndexSettings, VectorIndex
-
-COPY_BLOCK = 65_536  # rows copied at a time between memory-mapped arrays
+from rag.index.vector_index import VectorIndex
+from rag.readers.document import READER_VERSION, Document
+from rag.settings import ChunkSettings, IndexSettings
 
 
 @dataclass(frozen=True)
@@ -55,32 +54,47 @@ class Carried:
     letters: np.ndarray  # letter rows in the live generation, in their order
 
 
-def fault_point(name: str, count: int | None = None) -> None:
-    """Die here, as a power cut would, when RAG_FAULT names this point (`after-embed-batch:2`, `while-writing`,
-    `before-pointer-switch`, `after-pointer-switch`): the crash-safety tests make faults happen at named points."""
+def text_hash(text: str) -> str:
+    """What identifies an embedded text: a passage whose text was embedded before keeps its vectors."""
+    import hashlib
+
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
+def fsync_folder(folder: Path) -> None:
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def fault_point(fault: str, name: str, count: int | None = None) -> None:
+    """Die here, as a power cut would, when `fault` (the setting RAG_FAULT) names this point (`after-embed-batch:2`,
+    `while-writing`, `before-pointer-switch`, `after-pointer-switch`): the crash-safety tests make faults happen
+    at named points."""
     import signal
 
-    wanted = os.environ.get("RAG_FAULT", "")
-    point, _, number = wanted.partition(":")
+    point, _, number = fault.partition(":")
     if point == name and (not number or count is None or number == str(count)):
         os.kill(os.getpid(), signal.SIGKILL)
 
 
 def write_generation(index_dir: Path, carried: Carried | None, new: NewLetters, model: dict,
-                     chunk_settings: ChunkSettings, index_settings: IndexSettings) -> dict:
+                     chunk_settings: ChunkSettings, index_settings: IndexSettings, fault: str = "") -> dict:
     """Write and switch to a generation of the carried letters followed by the new ones; its manifest."""
     name = f"gen-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
     staging = index_dir / f".{name}.partial"
     staging.mkdir()
     try:
-        manifest = _write(staging, carried, new, model, chunk_settings, index_settings)
+        manifest = _write(staging, carried, new, model, chunk_settings, index_settings, fault)
         _fsync_tree(staging)
         staging.rename(index_dir / name)
         fsync_folder(index_dir)
-        fault_point("before-pointer-switch")
+        fault_point(fault, "before-pointer-switch")
         previous = current_generation_name(index_dir)
         _switch_pointer(index_dir, name)
-        fault_point("after-pointer-switch")
+        fault_point(fault, "after-pointer-switch")
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     # The previous generation stays: a reader that read the old pointer can still open all its files.
@@ -89,7 +103,7 @@ def write_generation(index_dir: Path, carried: Carried | None, new: NewLetters, 
 
 
 def _write(staging: Path, carried: Carried | None, new: NewLetters, model: dict, chunk_settings: ChunkSettings,
-           index_settings: IndexSettings) -> dict:
+           index_settings: IndexSettings, fault: str) -> dict:
     old = dict(np.load(carried.folder / "arrays.npz")) if carried else None
     kept_letters = carried.letters if carried else np.zeros(0, np.int64)
     if old is not None:
@@ -102,8 +116,8 @@ def _write(staging: Path, carried: Carried | None, new: NewLetters, model: dict,
     old_sections = old["chunk_section"][carried_rows] if old is not None else np.zeros(0, np.int32)
     sections = _write_store(staging, carried, kept_letters, carried_rows, old_sections, new)
     arrays, carried_sentences = _arrays(old, kept_letters, carried_rows, new, sections)
-    _write_vectors(staging, carried, carried_rows, carried_sentences, new, dimension)
-    fault_point("while-writing")
+    _write_vectors(staging, carried, carried_rows, carried_sentences, new, dimension, index_settings.copy_block)
+    fault_point(fault, "while-writing")
     index_record = _write_vector_index(staging, carried, old, arrays, len(carried_rows), index_settings)
     np.savez(staging / "arrays.npz", **arrays)
     lexical_record = _write_lexical(staging, carried, carried_rows, new)
@@ -114,7 +128,7 @@ def _write(staging: Path, carried: Carried | None, new: NewLetters, model: dict,
     manifest = {
         "format_version": FORMAT_VERSION,
         "model": model,
-        "chunking": chunk_settings.as_manifest(),
+        "chunking": chunking_manifest(chunk_settings),
         "reader": {"version": READER_VERSION},
         "index": index_record,
         "lexical": lexical_record,
@@ -229,14 +243,14 @@ def _arrays(old, kept_letters: np.ndarray, carried_rows: np.ndarray, new: NewLet
 
 
 def _write_vectors(staging: Path, carried: Carried | None, carried_rows: np.ndarray, carried_sentences: np.ndarray,
-                   new: NewLetters, dimension: int) -> None:
+                   new: NewLetters, dimension: int, copy_block: int) -> None:
     """Passage vectors (float32) and sentence vectors (float16), copied block by block: never all in memory."""
     for name, rows, fresh, dtype in (("vectors.npy", carried_rows, new.vectors, np.float32),
                                      ("sentence_vectors.npy", carried_sentences, new.sentence_vectors, np.float16)):
         old = np.load(carried.folder / name, mmap_mode="r") if carried is not None and len(rows) else None
         out = np.lib.format.open_memmap(staging / name, mode="w+", dtype=dtype, shape=(len(rows) + len(fresh), dimension))
-        for first in range(0, len(rows), COPY_BLOCK):
-            block = rows[first:first + COPY_BLOCK]
+        for first in range(0, len(rows), copy_block):
+            block = rows[first:first + copy_block]
             out[first:first + len(block)] = old[block]
         if len(fresh):
             out[len(rows):] = fresh
@@ -251,7 +265,7 @@ def _write_vector_index(staging: Path, carried: Carried | None, old, arrays: dic
     vectors = np.load(staging / "vectors.npy", mmap_mode="r")
     slots = arrays["faiss_ids"]
     if carried is not None and old is not None:
-        index = VectorIndex.load(carried.folder, carried.manifest["index"])
+        index = VectorIndex.load(carried.folder, carried.manifest["index"], settings)
         removed = np.setdiff1d(old["faiss_ids"], slots[:carried_count])
         if index.updated(removed, vectors[carried_count:], slots[carried_count:], settings, len(slots)):
             return {**index.save(staging), "rebuilt": False}

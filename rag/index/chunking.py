@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Iterable, Iterator
 
 from rag.language import dutch_date
 from rag.readers.document import FOOTNOTES_HEADING, Document, Section
+from rag.settings import ChunkSettings
 
 CHUNKER_VERSION = 3
 
@@ -28,16 +29,10 @@ _SEPARATORS = [
 ]
 
 
-@dataclass(frozen=True)
-class ChunkSettings:
-    max_chars: int = 1000
-    overlap_chars: int = 150
-    # "sections": the project's chunker. "fixed": fixed-size pieces over the whole letter with
-    # no title or section context, as a LangChain tutorial would do (the reference in `rag eval`).
-    strategy: str = "sections"
-
-    def as_manifest(self) -> dict:
-        return {**asdict(self), "chunker_version": CHUNKER_VERSION}
+def chunking_manifest(settings: ChunkSettings) -> dict:
+    """What an index records of how its passages were cut: a change re-chunks every letter."""
+    return {"max_chars": settings.max_chars, "overlap_chars": settings.overlap_chars, "strategy": settings.strategy,
+            "chunker_version": CHUNKER_VERSION}
 
 
 @dataclass(frozen=True)
@@ -85,7 +80,7 @@ def chunk_document(document: Document, settings: ChunkSettings = ChunkSettings()
     if settings.strategy == "fixed":
         return _fixed_chunks(document, settings)
     chunks = []
-    for label, start, end, question in _section_spans(document):
+    for label, start, end, question in _section_spans(document, settings.question_context):
         for piece_start, piece_end in _split_span(document.text, start, end, settings):
             passage = document.text[piece_start:piece_end]
             # A later piece of a long answer still says which question it answers.
@@ -122,10 +117,9 @@ def _fixed_chunks(document: Document, settings: ChunkSettings) -> list[Chunk]:
 
 _QUESTION = re.compile(r"^(?:Vraag|Vragen)\s+(\d+(?:\s*(?:,|en|t/m|-|\s)\s*\d+)*)$")
 _ANSWER = re.compile(r"^(?:Antwoord|Antwoorden)\s+(\d+(?:\s*(?:,|en|t/m|-|\s)\s*\d+)*)$")
-QUESTION_CONTEXT = 300  # characters of a question repeated in the embedded text of its answer's later pieces
 
 
-def _section_spans(document: Document) -> Iterator[tuple[str, int, int, str]]:
+def _section_spans(document: Document, question_context: int) -> Iterator[tuple[str, int, int, str]]:
     """Section bodies, with the question a span answers ("" for most letters).
 
     A heading-only section (`SESSIE 2`) lends its name to the next one. In an answer to
@@ -151,7 +145,7 @@ def _section_spans(document: Document) -> Iterator[tuple[str, int, int, str]]:
         answer = _ANSWER.match(following.heading) if following is not None else None
         if question and answer and _numbers(question.group(1)) == _numbers(answer.group(1)):
             asked = " ".join(document.text[section.start:section.end].split())
-            yield label, section.start, following.end, asked[:QUESTION_CONTEXT]
+            yield label, section.start, following.end, asked[:question_context]
             index += 1
             continue
         yield label, section.start, section.end, ""

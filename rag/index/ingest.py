@@ -18,22 +18,22 @@ import sqlite3
 import time
 import uuid
 import zipfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from rag.index.build import Carried, NewLetters, fault_point, write_generation
-from rag.index.chunking import ChunkSettings, chunk_document, sentence_spans
-from rag.readers.document import READER_VERSION, Document, cannot_read, doc_id_for, read_document
 from rag.errors import InputError, LetterSkipped, RagError
 from rag.files import file_sha256
+from rag.index.build import Carried, NewLetters, fault_point, text_hash, write_generation
+from rag.index.chunking import chunk_document, chunking_manifest, sentence_spans
+from rag.index.folder import FORMAT_VERSION, live_build, open_store, rows_where_in, shown, stored_documents
 from rag.index.lexical import TOKENIZER_VERSION as LEXICAL_TOKENIZER_VERSION
 from rag.index.lexical import ranges
 from rag.readers import letter_paths
-from rag.index.store import FORMAT_VERSION, live_build, open_store, rows_where_in, shown, stored_documents, text_hash
-from rag.index.vector_index import IndexSettings
+from rag.readers.document import READER_VERSION, Document, cannot_read, doc_id_for, read_document
+from rag.settings import ChunkSettings, IndexSettings
 
 CHECKPOINTS = ".embedded"
 
@@ -66,7 +66,8 @@ class IngestSummary:
 
 
 def ingest(paths: Sequence[str | Path], index_dir: Path, model_name: str, fingerprint: str, embed: EmbedBatches,
-           chunk_settings: ChunkSettings = ChunkSettings(), index_settings: IndexSettings = IndexSettings()) -> IngestSummary:
+           chunk_settings: ChunkSettings = ChunkSettings(), index_settings: IndexSettings = IndexSettings(),
+           fault: str = "") -> IngestSummary:
     """Bring the index in line with the letters at `paths`, embedding only what is new.
 
     One writer at a time: a second `rag ingest` on the same folder is refused, not interleaved.
@@ -78,7 +79,7 @@ def ingest(paths: Sequence[str | Path], index_dir: Path, model_name: str, finger
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise RagError(f"{shown(index_dir)}: another `rag ingest` is writing this index; wait for it to finish") from None
-        return _ingest(paths, index_dir, model_name, fingerprint, embed, chunk_settings, index_settings)
+        return _ingest(paths, index_dir, model_name, fingerprint, embed, chunk_settings, index_settings, fault)
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ class _Previous:
 
 
 def _ingest(paths, index_dir: Path, model_name: str, fingerprint: str, embed: EmbedBatches, chunk_settings: ChunkSettings,
-            index_settings: IndexSettings) -> IngestSummary:
+            index_settings: IndexSettings, fault: str) -> IngestSummary:
     started = time.perf_counter()
     files = letter_paths(paths)
     doc_ids = [doc_id_for(path) for path in files]
@@ -104,7 +105,7 @@ def _ingest(paths, index_dir: Path, model_name: str, fingerprint: str, embed: Em
     stored = previous.letters if previous else {}
     same_reading = previous is not None and previous.manifest["reader"]["version"] == READER_VERSION
     # Carried as stored only when today's chunking and tokenizing would give the same passages and bags.
-    carry = same_reading and previous.manifest["chunking"] == chunk_settings.as_manifest() and (
+    carry = same_reading and previous.manifest["chunking"] == chunking_manifest(chunk_settings) and (
         previous.manifest["lexical"]["tokenizer_version"] == LEXICAL_TOKENIZER_VERSION)
     kept: list[int] = []
     rechunk: set[str] = set()  # unchanged letters whose stored text is chunked anew
@@ -120,7 +121,7 @@ def _ingest(paths, index_dir: Path, model_name: str, fingerprint: str, embed: Em
             to_read.append(path)
     removed = len(set(stored) - set(doc_ids))
     if carry and not to_read and len(kept) == len(stored) and (
-            previous.manifest["index"]["settings"] == asdict(index_settings)):
+            previous.manifest["index"]["settings"] == index_settings.as_manifest()):
         counts = previous.manifest["counts"]
         return IngestSummary(counts["letters"], 0, counts["chunks"], 0, counts["chunks"], 0,
                              time.perf_counter() - started, changed=False)
@@ -156,7 +157,7 @@ def _ingest(paths, index_dir: Path, model_name: str, fingerprint: str, embed: Em
                 embed([chunks[row].embed_text for row in missing], spans), start=1):
             pool.checkpoint([wanted[missing[p]] for p in positions], vectors, sentence_vectors,
                             [len(spans[p]) for p in positions])
-            fault_point("after-embed-batch", number)
+            fault_point(fault, "after-embed-batch", number)
     embedding_seconds = time.perf_counter() - embedding_started
 
     dimension = pool.dimension or (previous.manifest["model"]["dimension"] if previous else 0)
@@ -174,7 +175,7 @@ def _ingest(paths, index_dir: Path, model_name: str, fingerprint: str, embed: Em
                      else np.zeros((0, dimension), np.float16))
     model = {"name": model_name, "fingerprint": fingerprint, "dimension": int(dimension)}
     manifest = write_generation(index_dir, Carried(previous.folder, previous.manifest, np.array(sorted(kept), dtype=np.int64))
-                                if carry else None, new, model, chunk_settings, index_settings)
+                                if carry else None, new, model, chunk_settings, index_settings, fault)
     pool.clear()
     record = manifest["index"]
     return IngestSummary(manifest["counts"]["letters"], len(documents) - reused_letters, manifest["counts"]["chunks"], len(missing),

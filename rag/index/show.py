@@ -16,7 +16,7 @@ import numpy as np
 
 from rag.readers.document import document_from_json
 from rag.errors import InputError
-from rag.index.store import IndexError_, current_generation, open_store, shown
+from rag.index.folder import UnusableIndex, current_generation, open_store, shown
 
 _SPAN = re.compile(r"^(?P<doc>[^:#\s]+):(?P<start>\d+)-(?P<end>\d+)$")
 
@@ -38,17 +38,17 @@ class Passage:
         return asdict(self)
 
 
-def look_up(index_dir: Path, citation: str, context_chars: int = 400) -> Passage:
+def show_citation(index_dir: Path, citation: str, context_chars: int = 400) -> Passage:
     """The cited passage with the text around it, read from the live generation's store (no model, no FAISS)."""
     folder = current_generation(Path(index_dir))
     if folder is None:
-        raise IndexError_(f"{shown(index_dir)}: no index here; run `rag ingest --index {shown(index_dir)}`")
+        raise UnusableIndex(f"{shown(index_dir)}: no index here; run `rag ingest --index {shown(index_dir)}`")
     citation = citation.strip()
     span = _SPAN.match(citation)
     try:
         database = open_store(folder)
     except sqlite3.Error:
-        raise IndexError_(f"{shown(index_dir)}: the store is unreadable; run `rag ingest --index {shown(index_dir)}`") from None
+        raise UnusableIndex(f"{shown(index_dir)}: the store is unreadable; run `rag ingest --index {shown(index_dir)}`") from None
     try:
         if span:
             doc_id, start, end = span.group("doc"), int(span.group("start")), int(span.group("end"))
@@ -62,7 +62,7 @@ def look_up(index_dir: Path, citation: str, context_chars: int = 400) -> Passage
             raise InputError(f"{citation!r} is no citation; give a chunk id (DOC#HASH) or DOC_ID:START-END")
         row = database.execute("SELECT meta, text FROM letters WHERE doc_id = ?", (doc_id,)).fetchone()
     except (sqlite3.Error, OSError, KeyError, ValueError) as error:  # pruned by two ingests in a row, or damaged
-        raise IndexError_(f"{shown(index_dir)}: cannot read the stored letters ({type(error).__name__}); "
+        raise UnusableIndex(f"{shown(index_dir)}: cannot read the stored letters ({type(error).__name__}); "
                           f"run `rag ingest --index {shown(index_dir)}` if this persists") from None
     finally:
         database.close()

@@ -1,7 +1,6 @@
-"""The index folder: one immutable generation per build, behind an atomically replaced pointer.
+"""A loaded generation: one immutable build of the index, read by a serving process.
 
-    CURRENT                  the name of the live generation
-    gen-<time>-<id>/         one complete build:
+    gen-<time>-<id>/         one complete build (behind the pointer, `folder`):
         manifest.json        model, settings, versions, counts, file sizes and hashes
         store.sqlite         letters (stored text, metadata, file hash), sections, passages (id, text hash)
         arrays.npz           per passage: letter, offsets, section, FAISS slot; per sentence: offsets
@@ -24,7 +23,6 @@ FAISS and BM25 indexes; texts are read from SQLite by row when a hit or an answe
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import threading
 from collections import OrderedDict
@@ -35,23 +33,15 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from rag import config
-from rag.index.chunking import Chunk, ChunkSettings
-from rag.readers.document import READER_VERSION, Document, document_from_json
-from rag.errors import RagError
-from rag.files import NpyRows, file_sha256
-from rag.index.lexical import TOKENIZER_VERSION as LEXICAL_TOKENIZER_VERSION
+from rag.files import NpyRows
+from rag.index.chunking import Chunk
+from rag.index.folder import UnusableIndex, check_compatible, live_build, open_store, shown
 from rag.index.lexical import LexicalIndex
 from rag.index.vector_index import SlotBitmap, VectorIndex
+from rag.readers.document import Document, document_from_json
+from rag.settings import PROJECT_ROOT, ChunkSettings, IndexSettings
 
-FORMAT_VERSION = 3
-POINTER = "CURRENT"
 NO_DATE = np.iinfo(np.int32).min  # the day number of a letter without a date
-LETTER_CACHE = 256  # stored letters kept in memory, most recently used
-
-
-class IndexError_(RagError):
-    """The index is missing, damaged, or built with other settings."""
 
 
 @dataclass(frozen=True)
@@ -71,79 +61,8 @@ class LetterInfo:
     ocr: bool
 
 
-def shown(index_dir: Path) -> str:
-    """The folder as a user would type it: `index/` inside the project, else the path given."""
-    return config.display_path(Path(index_dir))
-
-
 def day_number(iso: str | None) -> int:
     return date.fromisoformat(iso).toordinal() if iso else int(NO_DATE)
-
-
-# --- the pointer and the manifest --------------------------------------------------------
-
-def current_generation_name(index_dir: Path) -> str | None:
-    """The name CURRENT points at (None when there is no pointer); one small read, cheap enough to poll."""
-    try:
-        return (Path(index_dir) / POINTER).read_text(errors="replace").strip() or None
-    except OSError:
-        return None
-
-
-def current_generation(index_dir: Path) -> Path | None:
-    index_dir = Path(index_dir)
-    if not (index_dir / POINTER).exists():
-        return None
-    name = current_generation_name(index_dir) or ""
-    folder = index_dir / name
-    if not name or "/" in name or not name.startswith("gen-") or not folder.is_dir():
-        raise IndexError_(f"{shown(index_dir)}: the index pointer names a missing build ({name[:40]!r}); "
-                          f"run `rag ingest --index {shown(index_dir)}`")
-    return folder
-
-
-def live_build(index_dir: Path) -> tuple[Path, dict] | None:
-    """The live generation and its manifest, from one reading of the pointer (an ingest may switch it)."""
-    folder = current_generation(index_dir)
-    if folder is None:
-        return None
-    try:
-        return folder, json.loads((folder / "manifest.json").read_text())
-    except (OSError, ValueError) as error:
-        raise IndexError_(f"{shown(index_dir)}: the manifest is unreadable ({type(error).__name__}); "
-                          f"run `rag ingest --index {shown(index_dir)}`") from None
-
-
-def read_manifest(index_dir: Path) -> dict | None:
-    build = live_build(index_dir)
-    return build[1] if build else None
-
-
-def check_compatible(manifest: dict, index_dir: Path, model_name: str, fingerprint: str | None,
-                     chunk_settings: ChunkSettings) -> None:
-    """Refuse an index of another format, model, chunking, tokenizer or reader, in one line that says what to run.
-
-    `fingerprint` None checks the model's name only: a process that has not loaded the model yet can
-    refuse a foreign index before spending seconds on it.
-    """
-    where = shown(index_dir)
-    rebuild = f"run `rag ingest --index {where}` (add --model to choose the model) to rebuild it"
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise IndexError_(f"{where}: the index has format {manifest.get('format_version')}, this rag reads {FORMAT_VERSION}; {rebuild}")
-    built_with = manifest["model"]
-    if built_with["name"] != model_name or (fingerprint is not None and built_with["fingerprint"] != fingerprint):
-        raise IndexError_(f"{where}: the index was built with the model {built_with['name']!r} "
-                          f"({built_with['fingerprint'][:19]}), not {model_name!r}; {rebuild}")
-    if manifest.get("lexical", {}).get("tokenizer_version") != LEXICAL_TOKENIZER_VERSION:
-        raise IndexError_(f"{where}: the index was built with another lexical tokenizer; {rebuild}")
-    if manifest["chunking"] != chunk_settings.as_manifest():
-        raise IndexError_(f"{where}: the index was built with other chunk settings ({manifest['chunking']}); {rebuild}")
-    if manifest.get("reader", {}).get("version") != READER_VERSION:
-        raise IndexError_(
-            f"{where}: its letters were read by another version of the letter reader "
-            f"({manifest.get('reader', {}).get('version')}, this rag reads with {READER_VERSION}); "
-            f"run `rag ingest LETTERS --index {where}` with the letters it holds to re-read them"
-        )
 
 
 # --- reading a generation ----------------------------------------------------------------
@@ -151,9 +70,10 @@ def check_compatible(manifest: dict, index_dir: Path, model_name: str, fingerpri
 class Generation:
     """One loaded generation: arrays per passage and per letter in memory, texts in SQLite."""
 
-    def __init__(self, folder: Path, manifest: dict) -> None:
+    def __init__(self, folder: Path, manifest: dict, settings: IndexSettings) -> None:
         self.folder = folder
         self.manifest = manifest
+        self.settings = settings
         self._database = open_store(folder, check_same_thread=False)
         self._lock = threading.Lock()
         self._letters_cache: OrderedDict[int, Document] = OrderedDict()
@@ -177,7 +97,7 @@ class Generation:
         self.letters_by_date = np.argsort(self.letter_day, kind="stable")
         self.sentence_vectors = NpyRows(folder / "sentence_vectors.npy")  # read by passage when an answer needs them
         self.vectors = np.load(folder / "vectors.npy", mmap_mode="r")  # pages read only by narrow filters
-        self.vector_index = VectorIndex.load(folder, manifest["index"])
+        self.vector_index = VectorIndex.load(folder, manifest["index"], settings)
         self.lexical = LexicalIndex.load(folder / "lexical")
         self.row_of_slot = np.full(self.next_slot, -1, dtype=np.int64)
         self.row_of_slot[self.faiss_ids] = np.arange(len(self.faiss_ids))
@@ -224,7 +144,7 @@ class Generation:
         document = document_from_json({**json.loads(meta), "text": text})
         with self._lock:
             self._letters_cache[row] = document
-            while len(self._letters_cache) > LETTER_CACHE:
+            while len(self._letters_cache) > self.settings.letter_cache:
                 self._letters_cache.popitem(last=False)
         return document
 
@@ -235,7 +155,7 @@ class Generation:
     @property
     def letter_files(self) -> list[Path]:
         """The files the indexed letters were read from."""
-        return [config.PROJECT_ROOT / source for (source,) in self._query("SELECT source FROM letters ORDER BY row")]
+        return [PROJECT_ROOT / source for (source,) in self._query("SELECT source FROM letters ORDER BY row")]
 
     # passages
 
@@ -274,13 +194,13 @@ class Generation:
         if k <= 0:
             return []
         vector = np.asarray(query_vector, dtype=np.float32)
-        if mask is not None and allowed <= config.EXACT_FILTER_PASSAGES:
+        if mask is not None and allowed <= self.settings.exact_filter_passages:
             rows = np.flatnonzero(mask)
             scores = np.asarray(self.vectors[rows], dtype=np.float32) @ vector
             best = np.argsort(-scores, kind="stable")[:k]
             return [(int(rows[i]), float(scores[i])) for i in best]
         bitmap = self._live if mask is None else SlotBitmap(self.faiss_ids[mask], self.next_slot)
-        depth = 0 if mask is None else min(4 * k * len(self) // allowed, config.FILTERED_SEARCH_DEPTH)
+        depth = 0 if mask is None else min(4 * k * len(self) // allowed, self.settings.filtered_search_depth)
         if self.vector_index.kind == "flat":
             scores, slots = self.vector_index.search(vector, k, bitmap, depth)
             return [(int(self.row_of_slot[slot]), float(score)) for score, slot in zip(scores, slots) if slot >= 0]
@@ -354,23 +274,23 @@ def _letter_info(row: int, doc_id: str, title: str, date_: str | None, date_sure
 
 
 def load_index(index_dir: Path, model_name: str, fingerprint: str | None,
-               chunk_settings: ChunkSettings = ChunkSettings()) -> Generation:
+               chunk_settings: ChunkSettings = ChunkSettings(), index_settings: IndexSettings = IndexSettings()) -> Generation:
     """The live generation, checked. A load that meets an ingest switching generations tries once more."""
     index_dir = Path(index_dir)
     build = live_build(index_dir)
     if build is None:
-        raise IndexError_(f"{shown(index_dir)}: no index here; run `rag ingest --index {shown(index_dir)}`")
+        raise UnusableIndex(f"{shown(index_dir)}: no index here; run `rag ingest --index {shown(index_dir)}`")
     try:
-        return _load_generation(index_dir, *build, model_name, fingerprint, chunk_settings)
-    except IndexError_:
+        return _load_generation(index_dir, *build, model_name, fingerprint, chunk_settings, index_settings)
+    except UnusableIndex:
         again = live_build(index_dir)
         if again is None or again[0] == build[0]:
             raise
-        return _load_generation(index_dir, *again, model_name, fingerprint, chunk_settings)
+        return _load_generation(index_dir, *again, model_name, fingerprint, chunk_settings, index_settings)
 
 
 def _load_generation(index_dir: Path, folder: Path, manifest: dict, model_name: str, fingerprint: str | None,
-                     chunk_settings: ChunkSettings) -> Generation:
+                     chunk_settings: ChunkSettings, index_settings: IndexSettings) -> Generation:
     check_compatible(manifest, index_dir, model_name, fingerprint, chunk_settings)
     damaged = f"{shown(index_dir)}: the index is damaged"
     rebuild = f"run `rag ingest --index {shown(index_dir)}` to rebuild it"
@@ -378,68 +298,14 @@ def _load_generation(index_dir: Path, folder: Path, manifest: dict, model_name: 
     for name, expected in manifest["files"].items():
         path = folder / name
         if not path.exists() or path.stat().st_size != expected["size"]:
-            raise IndexError_(f"{damaged} ({name} does not match its manifest); {rebuild}")
+            raise UnusableIndex(f"{damaged} ({name} does not match its manifest); {rebuild}")
     try:
-        generation = Generation(folder, manifest)
+        generation = Generation(folder, manifest, index_settings)
     except (OSError, ValueError, KeyError, TypeError, RuntimeError, sqlite3.Error) as error:
-        raise IndexError_(f"{damaged} ({type(error).__name__}); {rebuild}") from None
+        raise UnusableIndex(f"{damaged} ({type(error).__name__}); {rebuild}") from None
     stored = generation.vector_index.stored - len(generation.vector_index.tombstones)
     if not (stored == len(generation) == manifest["counts"]["chunks"] == generation.lexical.count == len(generation.vectors)):
-        raise IndexError_(f"{damaged} ({stored} vectors for {len(generation)} passages); {rebuild}")
+        raise UnusableIndex(f"{damaged} ({stored} vectors for {len(generation)} passages); {rebuild}")
     return generation
 
 
-def verify(index_dir: Path) -> list[str]:
-    """Every file of the live generation against the size and SHA-256 its manifest records; the mismatches."""
-    build = live_build(Path(index_dir))
-    if build is None:
-        raise IndexError_(f"{shown(index_dir)}: no index here; run `rag ingest --index {shown(index_dir)}`")
-    folder, manifest = build
-    problems = []
-    for name, expected in manifest["files"].items():
-        path = folder / name
-        if not path.exists():
-            problems.append(f"{name}: missing")
-        elif path.stat().st_size != expected["size"] or file_sha256(path) != expected["sha256"]:
-            problems.append(f"{name}: does not match its manifest")
-    return problems
-
-
-# --- what an ingest reads of a generation ---------------------------------------------------
-
-def text_hash(text: str) -> str:
-    import hashlib
-
-    return hashlib.sha1(text.encode()).hexdigest()
-
-
-def open_store(folder: Path, **options) -> sqlite3.Connection:
-    """A generation's database, read-only and immutable: it is never written after its build."""
-    return sqlite3.connect(f"file:{folder / 'store.sqlite'}?mode=ro&immutable=1", uri=True, **options)
-
-
-def rows_where_in(database: sqlite3.Connection, query: str, keys: Sequence) -> Iterator[tuple]:
-    """The rows of `query` (ending in `IN ({})`) for every key, asked 500 keys at a time (SQLite's variable limit)."""
-    for first in range(0, len(keys), 500):
-        part = list(keys[first:first + 500])
-        yield from database.execute(query.format(",".join("?" * len(part))), part)
-
-
-def stored_documents(folder: Path, doc_ids: set[str]) -> dict[str, Document]:
-    """Stored letters of a generation, as they were read, for an ingest that reuses them unchanged."""
-    if not doc_ids:
-        return {}
-    database = open_store(folder)
-    try:
-        return {doc_id: document_from_json({**json.loads(meta), "text": text}) for doc_id, meta, text in
-                rows_where_in(database, "SELECT doc_id, meta, text FROM letters WHERE doc_id IN ({})", sorted(doc_ids))}
-    finally:
-        database.close()
-
-
-def fsync_folder(folder: Path) -> None:
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)

@@ -5,55 +5,22 @@ in later generations; the FAISS ids are the slots. An update is then the differe
 slots of two generations: new passages are added with `add_with_ids`, removed ones dropped where
 the kind allows it (flat, IVF) and tombstoned where it does not (HNSW keeps its graph; a tombstone
 is excluded from every search by a bitmap over the slots). A full rebuild happens only when the
-kind or its settings change, when tombstones make up REBUILD_TOMBSTONES of an HNSW graph, or when
-an IVF index has grown to REBUILD_IVF_GROWTH times what its lists were trained on. Slots also make
+kind or its settings change, when tombstones make up `rebuild_tombstones` of an HNSW graph, or when
+an IVF index has grown to `rebuild_ivf_growth` times what its lists were trained on. Slots also make
 filters cheap: the passages a filter admits become a bitmap, not a hash set of ids.
 
-`auto` is exact search up to `config.EXACT_SEARCH_LIMIT` passages and HNSW above it. efSearch 512
+`auto` is exact search up to `IndexSettings.exact_search_limit` passages and HNSW above it. efSearch 512
 is where `rag bench --corpus` measured recall@10 against exact search at 0.977 on 28,000 real
 passages (128 gave 0.888); at a million synthetic passages it is not enough (README, "Scale").
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from rag import config
-from rag.errors import InputError
-
-KINDS = ("auto", "flat", "hnsw", "ivf")
-REBUILD_TOMBSTONES = 0.10
-REBUILD_IVF_GROWTH = 2.0
-IVF_TRAINING_PER_LIST = 40
-
-
-@dataclass(frozen=True)
-class IndexSettings:
-    kind: str = "auto"  # auto, flat, hnsw, ivf
-    hnsw_m: int = 32
-    hnsw_ef_construction: int = 80
-    hnsw_ef_search: int = 512  # a search-time parameter: changed without a rebuild
-    ivf_nprobe: int = 32
-
-    def resolved_kind(self, count: int) -> str:
-        if self.kind not in KINDS:
-            raise InputError(f"unknown index type {self.kind!r}; choose one of {', '.join(KINDS)}")
-        if self.kind != "auto":
-            return self.kind
-        return "flat" if count <= config.EXACT_SEARCH_LIMIT else "hnsw"
-
-    def built_differently(self, other: "IndexSettings") -> bool:
-        """Whether an index built with `other` must be rebuilt to have these settings."""
-        return (self.kind, self.hnsw_m, self.hnsw_ef_construction) != (other.kind, other.hnsw_m, other.hnsw_ef_construction)
-
-    @classmethod
-    def from_manifest(cls, settings: dict) -> "IndexSettings":
-        known = {name: value for name, value in settings.items() if name in cls.__dataclass_fields__}
-        return cls(**known)
-
+from rag.settings import IndexSettings
 
 def ivf_lists(count: int) -> int:
     """Inverted lists for `count` vectors: about 4 sqrt(n), and at least 39 vectors to train each."""
@@ -92,8 +59,8 @@ class VectorIndex:
         else:  # IVF stores ids itself and removes them without renumbering
             lists = ivf_lists(count)
             index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dimension), dimension, lists, faiss.METRIC_INNER_PRODUCT)
-            if count:  # k-means on an even sample of IVF_TRAINING_PER_LIST vectors a list: minutes, not an hour, at 1M
-                step = max(1, count // (IVF_TRAINING_PER_LIST * lists))
+            if count:  # k-means on an even sample of `ivf_training_per_list` vectors a list: minutes, not an hour, at 1M
+                step = max(1, count // (settings.ivf_training_per_list * lists))
                 index.train(np.ascontiguousarray(vectors[::step], dtype=np.float32))
         built = cls(index, kind, settings, np.zeros(0, np.int64), count)
         built.add(vectors, slots)
@@ -112,12 +79,12 @@ class VectorIndex:
         self.settings = settings  # search-time parameters (efSearch, nprobe) change without a rebuild
         if self.kind == "hnsw":
             tombstones = np.union1d(self.tombstones, removed)
-            if len(tombstones) > REBUILD_TOMBSTONES * (self.stored + len(added)):
+            if len(tombstones) > settings.rebuild_tombstones * (self.stored + len(added)):
                 return False
             self.tombstones = tombstones
         elif len(removed):
             self.index.remove_ids(np.ascontiguousarray(removed, dtype=np.int64))
-        if self.kind == "ivf" and live_after > REBUILD_IVF_GROWTH * max(self.trained_on, 1):
+        if self.kind == "ivf" and live_after > settings.rebuild_ivf_growth * max(self.trained_on, 1):
             return False
         self.add(vectors, added)
         return True
@@ -143,15 +110,16 @@ class VectorIndex:
 
         faiss.write_index(self.index, str(folder / "vectors.faiss"))
         np.save(folder / "tombstones.npy", self.tombstones)
-        return {"kind": self.kind, "settings": asdict(self.settings), "stored": self.stored,
+        return {"kind": self.kind, "settings": self.settings.as_manifest(), "stored": self.stored,
                 "tombstones": int(len(self.tombstones)), "trained_on": self.trained_on}
 
     @classmethod
-    def load(cls, folder: Path, recorded: dict) -> "VectorIndex":
+    def load(cls, folder: Path, recorded: dict, settings: IndexSettings) -> "VectorIndex":
+        """The index a generation holds, as `recorded` in its manifest, used with these `settings`."""
         import faiss
 
         return cls(faiss.read_index(str(folder / "vectors.faiss")), recorded["kind"],
-                   IndexSettings.from_manifest(recorded["settings"]), np.load(folder / "tombstones.npy"),
+                   settings.from_manifest(recorded["settings"]), np.load(folder / "tombstones.npy"),
                    int(recorded["trained_on"]))
 
 

@@ -12,9 +12,9 @@ import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Iterable
 
-from rag.config import display_path
+from rag.settings import display_path
 from rag.language import MONTH_ALTERNATION, MONTHS
 from rag.errors import InputError, LetterSkipped
 from rag.files import file_sha256

@@ -10,11 +10,11 @@ the resolved text stays bounded, whatever history a client sends.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
-from rag import config
 from rag.index.lexical import fold, stopwords
+from rag.settings import RetrievalSettings
 
 # A question that opens like this continues the conversation.
 _FOLLOW_UP_START = re.compile(
@@ -43,7 +43,6 @@ _BACK_REFERENCES = {
 # A demonstrative that ends the question ("Wanneer gebeurde dat?") stands for the previous topic.
 _TRAILING_DEMONSTRATIVE = re.compile(r"\b(?:dat|dit|die|deze|that|this|those|these|it)\s*[?.!]*\s*$", re.IGNORECASE)
 _WORD = re.compile(r"[\w’'-]+", re.UNICODE)
-CONTEXT_TERMS = 8  # at most this many words of the previous turn are carried into a follow-up
 
 
 @dataclass(frozen=True)
@@ -58,15 +57,16 @@ class Turn:
 
 @dataclass(frozen=True)
 class Conversation:
-    """The resolved turns of one chat, the last `config.MAX_TURNS` of them."""
+    """The resolved turns of one chat, the last `settings.max_turns` of them."""
 
     turns: tuple[Turn, ...] = ()
+    settings: RetrievalSettings = field(default_factory=RetrievalSettings, repr=False)
 
     @classmethod
-    def from_questions(cls, questions: Sequence[str]) -> "Conversation":
+    def from_questions(cls, questions: Sequence[str], settings: RetrievalSettings = RetrievalSettings()) -> "Conversation":
         """A conversation from earlier questions as a client sends them: each resolved once, the last few kept."""
-        conversation = cls()
-        recent = [" ".join(str(q).split())[: config.MAX_QUESTION_CHARS] for q in questions][-config.MAX_TURNS:]
+        conversation = cls(settings=settings)
+        recent = [" ".join(str(q).split())[: settings.max_question_chars] for q in questions][-settings.max_turns:]
         for question in recent:
             if question:
                 conversation = conversation.then(conversation.resolve(question))
@@ -80,10 +80,28 @@ class Conversation:
         previous = self.previous
         if previous is None or not is_follow_up(question):
             return Turn(question, question)
-        return Turn(question, _bounded(_read_against(question, previous.resolved)))
+        resolved = _read_against(question, previous.resolved, self.settings.context_terms)
+        return Turn(question, _bounded(resolved, self.settings.max_question_chars))
 
     def then(self, turn: Turn) -> "Conversation":
-        return Conversation((self.turns + (turn,))[-config.MAX_TURNS:])
+        return Conversation((self.turns + (turn,))[-self.settings.max_turns:], self.settings)
+
+
+def message_text(content: object) -> str:
+    """The text of a chat message in any shape a client hands it: a string, a list of parts (OpenAI's content
+    parts, Gradio's), a dict."""
+    if isinstance(content, str):
+        return content.strip()
+    if isinstance(content, dict):
+        return message_text(content.get("text", content.get("content", "")))
+    if isinstance(content, (list, tuple)):
+        return " ".join(part for part in map(message_text, content) if part)
+    return ""
+
+
+def asked_questions(history: list[dict]) -> list[str]:
+    """The user's questions in a chat history of role/content messages."""
+    return [message_text(message.get("content")) for message in history or [] if message.get("role") == "user"]
 
 
 def is_follow_up(question: str) -> bool:
@@ -98,7 +116,7 @@ def is_follow_up(question: str) -> bool:
     return not _content_words(question)  # "Wie?", "Waarom dan?": nothing of its own to ask about
 
 
-def _read_against(question: str, previous: str) -> str:
+def _read_against(question: str, previous: str, context_terms: int) -> str:
     swap = _TOPIC_SWAP.match(question)
     if swap:
         topic = swap.group("topic").strip()
@@ -108,7 +126,7 @@ def _read_against(question: str, previous: str) -> str:
     terms = [word for word in _content_words(previous) if _fold(word) not in {_fold(w) for w in _WORD.findall(question)}]
     if not terms:
         return question
-    return f"{question} ({' '.join(terms[:CONTEXT_TERMS])})"
+    return f"{question} ({' '.join(terms[:context_terms])})"
 
 
 def _swap_topic(previous: str, topic: str) -> str:
@@ -141,8 +159,8 @@ def _content_words(text: str) -> list[str]:
     return words
 
 
-def _bounded(text: str) -> str:
-    return text if len(text) <= config.MAX_QUESTION_CHARS else text[: config.MAX_QUESTION_CHARS].rsplit(" ", 1)[0]
+def _bounded(text: str, most: int) -> str:
+    return text if len(text) <= most else text[:most].rsplit(" ", 1)[0]
 
 
 # Reporting verbs carry no topic: "Wat zei Nederland over China?" is about Nederland and China.

@@ -21,7 +21,8 @@ from rag.search.conversation import Turn
 from rag.language import MONTH_ALTERNATION, MONTHS
 from rag.errors import InputError
 from rag.readers.references import normalise_dossier
-from rag.index.store import Generation, day_number
+from rag.index.store import NO_DATE, Generation, day_number
+from rag.settings import RetrievalSettings
 
 
 @dataclass(frozen=True)
@@ -37,20 +38,6 @@ class Filters:
     @property
     def active(self) -> bool:
         return bool(self.doc_ids or self.since or self.until or self.dossier or self.ministry or self.kind)
-
-
-@dataclass(frozen=True)
-class RetrievalSettings:
-    mode: str = "hybrid"  # hybrid, dense, lexical
-    fusion: str = "weighted"  # weighted or rrf: `rag eval --compare` measured weighted better (README)
-    candidates: int = 50
-    rrf_k: int = 60
-    # Chosen on the eval's dev split of both corpora (`rag eval --compare`, README): dense similarity
-    # counts a little more than BM25, and a passage's best sentence weighs in.
-    dense_weight: float = 0.6
-    sentence_weight: float = 0.7  # weight of a passage's best sentence's similarity in its score
-    merge_adjacent: bool = False  # the old behaviour: touching pieces of a section glued into one long passage
-    understand_time: bool = True
 
 
 @dataclass(frozen=True)
@@ -154,7 +141,7 @@ def letter_mask(index: Generation, filters: Filters) -> np.ndarray:
         mask &= chosen
     if filters.since or filters.until:
         days = index.letter_day
-        dated = days != np.iinfo(np.int32).min
+        dated = days != NO_DATE
         inside = dated & (days >= day_number(filters.since or "0001-01-01")) & (days <= day_number(filters.until or "9999-12-31"))
         mask &= inside | (~index.letter_sure if filters.keep_unsure_dates else False)
     if filters.dossier:
@@ -216,7 +203,7 @@ def _fused(index: Generation, query: Query, query_vector: np.ndarray | None, k: 
 def _picked_letter(index: Generation, fused: list[tuple[int, float]], pick: str) -> int:
     """Of the letters among the best passages, the latest (or earliest) with a date."""
     letters = list(dict.fromkeys(int(index.chunk_letter[row]) for row, _score in fused[:20]))
-    dated = [letter for letter in letters if index.letter_day[letter] != np.iinfo(np.int32).min] or letters
+    dated = [letter for letter in letters if index.letter_day[letter] != NO_DATE] or letters
     days = [int(index.letter_day[letter]) for letter in dated]
     return dated[days.index(max(days) if pick == "latest" else min(days))]
 

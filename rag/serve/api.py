@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hmac
 import json
-import os
 import time
 import uuid
 from contextlib import contextmanager
@@ -21,11 +20,14 @@ from fastapi import APIRouter, Depends, FastAPI, Query as Parameter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict
 
-from rag import __version__, config
+from rag import __version__
 from rag.answer.extractive import Answer
-from rag.language import shown_date
 from rag.errors import InputError, RagError
-from rag.serve.pipeline import Busy, Pipeline, parse_filters
+from rag.index.show import show_citation
+from rag.language import shown_date
+from rag.search.conversation import message_text
+from rag.serve.pipeline import Pipeline, parse_filters
+from rag.serve.slots import Busy
 
 MODEL_ID = "kamerbrief-rag"
 
@@ -68,13 +70,6 @@ class ApiError(Exception):
 
 # --- helpers -----------------------------------------------------------------------------
 
-def message_text(content: str | list[dict[str, Any]] | None) -> str:
-    """A chat message's text, whether it is a string or a list of parts (OpenAI's content parts)."""
-    if isinstance(content, str):
-        return content
-    return " ".join(str(part.get("text", "")) for part in content or [] if isinstance(part, dict)).strip()
-
-
 def sources_block(answer: Answer) -> str:
     """The short "Bronnen" list after an answer: letter, date, section and the id `rag show` takes."""
     if not answer.citations:
@@ -87,10 +82,17 @@ def sources_block(answer: Answer) -> str:
     return "\n".join(lines)
 
 
-def _require_key(request: Request) -> None:
-    key = os.environ.get("RAG_API_KEY")
-    if not key:
-        return
+def _key_check(key: str | None):
+    """The dependency every /v1 and /api route has: with a key set, the request must bring it."""
+
+    def require_key(request: Request) -> None:
+        if key:
+            _check_key(request, key)
+
+    return require_key
+
+
+def _check_key(request: Request, key: str) -> None:
     given = request.headers.get("authorization", "")
     token = given[7:] if given.lower().startswith("bearer ") else ""
     if not hmac.compare_digest(token.encode(), key.encode()):
@@ -118,8 +120,10 @@ def create_api(pipeline: Pipeline) -> FastAPI:
         return JSONResponse({"error": {"message": str(error), "type": error.kind, "code": error.code}},
                             status_code=error.status)
 
-    openai = APIRouter(prefix="/v1", dependencies=[Depends(_require_key)], tags=["OpenAI-compatible"])
-    rest = APIRouter(prefix="/api", dependencies=[Depends(_require_key)], tags=["REST"])
+    serve = pipeline.settings.serve
+    require_key = Depends(_key_check(serve.api_key))
+    openai = APIRouter(prefix="/v1", dependencies=[require_key], tags=["OpenAI-compatible"])
+    rest = APIRouter(prefix="/api", dependencies=[require_key], tags=["REST"])
 
     @openai.get("/models")
     def models() -> dict:
@@ -169,12 +173,12 @@ def create_api(pipeline: Pipeline) -> FastAPI:
             return _answered(pipeline, request.question, request.history, filters).as_json()
 
     @rest.get("/letters")
-    def letters(response: Response, offset: int = 0, limit: int = config.API_LETTERS_LIMIT) -> list[dict]:
+    def letters(response: Response, offset: int = 0, limit: int = serve.api_letters_limit) -> list[dict]:
         """The letters, newest first, a page at a time (`X-Total-Count` says how many there are)."""
-        if offset < 0 or not 0 < limit <= 10 * config.API_LETTERS_LIMIT:
-            raise ApiError(400, f"offset moet 0 of meer zijn en limit tussen 1 en {10 * config.API_LETTERS_LIMIT}",
+        if offset < 0 or not 0 < limit <= 10 * serve.api_letters_limit:
+            raise ApiError(400, f"offset moet 0 of meer zijn en limit tussen 1 en {10 * serve.api_letters_limit}",
                            "invalid_request_error", "bad_page")
-        index = pipeline.index
+        index = pipeline.generation
         passages = np.bincount(index.chunk_letter, minlength=len(index.letters))
         page = [index.letters[int(row)] for row in index.letters_by_date[::-1][offset:offset + limit]]
         response.headers["X-Total-Count"] = str(len(index.letters))
@@ -185,7 +189,7 @@ def create_api(pipeline: Pipeline) -> FastAPI:
 
     @rest.get("/letters/{doc_id}")
     def letter(doc_id: str) -> dict:
-        document = pipeline.index.document(doc_id)
+        document = pipeline.generation.document(doc_id)
         if document is None:
             raise ApiError(404, f"onbekende brief {doc_id!r}; GET /api/letters toont de doc_ids", "not_found_error", "unknown_letter")
         return {"doc_id": document.doc_id, "title": document.title, "date": document.date, "kind": document.kind,
@@ -195,10 +199,8 @@ def create_api(pipeline: Pipeline) -> FastAPI:
 
     @rest.get("/show/{citation:path}")
     def show(citation: str) -> dict:
-        from rag.index.show import look_up
-
         with _rest_errors():
-            return look_up(pipeline.index_dir, citation).as_json()
+            return show_citation(pipeline.generation_dir, citation).as_json()
 
     app.include_router(openai)
     app.include_router(rest)

@@ -1,0 +1,101 @@
+"""`rag serve`: the chat page and the HTTP API in one uvicorn process, behind the access policy.
+
+The page is built by the caller (`ui.app.build_app`) and handed in, so serving imports no UI.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+import threading
+from pathlib import Path
+from typing import Callable
+
+from rag.errors import RagError
+from rag.serve.pipeline import Pipeline
+from rag.settings import DEFAULT_DATA, LOOPBACK
+
+
+def free_port(host: str, port: int, tries: int = 20) -> int:
+    """`port` or the first free one after it on `host`; with port 0, any port nothing listens on right now."""
+    if port == 0:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.bind((host, 0))
+            return probe.getsockname()[1]
+    for candidate in range(port, port + tries):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, candidate))
+                return candidate
+            except OSError:
+                continue
+    raise RagError(f"ports {port}-{port + tries - 1} on {host} are all taken; stop the other program or give --port")
+
+
+def _limit_malloc_arenas() -> None:
+    """glibc gives every worker thread its own malloc arena; under load that reads as memory growth."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").mallopt(-8, 2)  # M_ARENA_MAX
+    except (OSError, AttributeError):
+        pass
+
+
+class Served:
+    """A running `rag serve`: the chat page and the HTTP API in one uvicorn server."""
+
+    def __init__(self, server, thread: threading.Thread | None, url: str) -> None:
+        self.server, self.thread, self.url = server, thread, url
+
+    def close(self) -> None:
+        self.server.should_exit = True
+        if self.thread is not None:
+            self.thread.join(30)
+
+
+# Mounts the chat page on the API app: (api, pipeline, data_dir, uploads_allowed, login) -> the app to serve.
+MountPage = Callable[..., object]
+
+
+def launch(pipeline: Pipeline, mount_page: MountPage, host: str = "127.0.0.1", port: int = 7860,
+           data_dir: Path = DEFAULT_DATA, block: bool = True) -> tuple[Served, str]:
+    """Serve the chat page at / and the API at /v1 and /api, from one process and one pipeline; a taken port
+    moves to the next free one, said aloud."""
+    import uvicorn
+
+    from rag.serve.api import create_api
+
+    serve = pipeline.settings.serve
+    chosen = free_port(host, port)
+    if chosen != port:
+        print(f"rag: port {port} is taken; serving on port {chosen} instead", file=sys.stderr)
+    exposed = host not in LOOPBACK
+    if exposed:
+        print(f"rag: warning: serving on {host}: the letters become visible on the network", file=sys.stderr)
+        if serve.ui_login is None:
+            print("rag: warning: no RAG_UI_USER/RAG_UI_PASSWORD set, so anyone who can reach the page can use it", file=sys.stderr)
+        if not serve.api_key:
+            print("rag: warning: no RAG_API_KEY set, so anyone who can reach /v1 and /api can use them", file=sys.stderr)
+    _limit_malloc_arenas()
+    # Letters can be added from the page on this machine, or behind the login when the page is exposed.
+    app = mount_page(create_api(pipeline), pipeline, data_dir, not exposed or serve.ui_login is not None,
+                     serve.ui_login if exposed else None)
+    pipeline.watch()  # a new generation from `rag ingest` goes live between requests
+    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{chosen}"
+    # Open streams (a browser, a gradio_client) do not hold up a Ctrl-C or SIGTERM for more than a few seconds.
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=chosen, log_level="warning", lifespan="on",
+                                           timeout_graceful_shutdown=3))
+    print(f"rag: the chat runs on {url}, the API on {url}/v1 and {url}/api (docs: {url}/docs; Ctrl-C stops it)",
+          file=sys.stderr)
+    if block:
+        server.run()
+        return Served(server, None, url), url
+    thread = threading.Thread(target=server.run, name="rag-serve", daemon=True)
+    thread.start()
+    while not server.started and thread.is_alive():
+        thread.join(0.05)  # waiting for the server's own "started" event, not for a number of seconds
+    if not server.started:
+        raise RagError(f"the server on {host}:{chosen} did not start; see the messages above")
+    return Served(server, thread, url), url

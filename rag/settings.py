@@ -1,0 +1,245 @@
+"""Every default and every environment variable, in one place, read once.
+
+Each stage has one frozen dataclass of settings and receives it as an argument. The environment
+is read here and nowhere else: `from_environment()` turns it into `Settings` (a command reads it
+once when it starts, a server once at start, `open_pipeline()` when it is given none).
+
+    RAG_MODEL, RAG_MODEL_DIR        the embedding model, and where the converted default is kept
+                                    (else $XDG_CACHE_HOME/kamerbrief-rag/models)
+    RAG_LLM_BASE_URL, RAG_LLM_MODEL generated answers through an OpenAI-compatible endpoint (optional;
+    RAG_LLM_API_KEY, RAG_LLM_TIMEOUT  with its key and a timeout in seconds)
+    RAG_API_KEY                     the key every /v1 and /api request must bring
+    RAG_UI_USER, RAG_UI_PASSWORD    the chat page's login
+    RAG_FAULT                       a named point where `rag ingest` dies (the crash-safety tests)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Mapping
+
+from rag.errors import InputError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_SEEDS = PROJECT_ROOT / "seeds"
+DEFAULT_INDEX = PROJECT_ROOT / "index"
+DEFAULT_DATA = PROJECT_ROOT / "data"
+EVAL_QUESTIONS = PROJECT_ROOT / "eval" / "questions.jsonl"
+EVAL_BASELINE = PROJECT_ROOT / "eval" / "baseline.json"
+EVAL_LETTERS = PROJECT_ROOT / "eval" / "letters"  # real letters outside the seeds that the eval set asks about
+EVAL_INDEX = PROJECT_ROOT / "eval" / "index"  # the seeds and eval/letters together, built by `rag eval`
+REPORT_DIR = PROJECT_ROOT / "eval" / "report"
+CALIBRATION_FILE = PROJECT_ROOT / "rag" / "answer" / "calibration.json"  # abstention thresholds per model
+DEFAULT_MODEL = "intfloat/multilingual-e5-small"
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def display_path(path: Path) -> str:
+    """Paths inside the project are shown relative to it (`seeds/000_….txt`), others absolute."""
+    resolved = Path(path).resolve()
+    try:
+        return str(resolved.relative_to(PROJECT_ROOT))
+    except ValueError:
+        return str(resolved)
+
+
+# --- the model ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ModelSettings:
+    name: str = DEFAULT_MODEL  # any sentence-transformers model id (in the local cache) or folder
+    cache_dir: Path = Path.home() / ".cache" / "kamerbrief-rag" / "models"  # the converted default model
+    device: str | None = None  # None: the CPU; "cuda" on a GPU
+    embed_batch: int = 64  # passages embedded, and checkpointed, at a time by `rag ingest`
+    cpu_batch: int = 16  # measured by `rag bench`: on a CPU, batches of 16 beat 32 (cache-sized activations)
+    onnx_batch: int = 4  # on 2 cores smaller batches beat 16 on ONNX Runtime (12.5 against 10.3 passages/s)
+    gpu_batch: int = 128
+    max_tokens: int = 512  # e5's positions
+    query_threads: int = 1  # threads per embedded question: a server answers as many at once as it has cores
+    ray_cpus_per_actor: int = 1  # `rag ingest --ray` without GPUs: one model per CPU, one thread each
+
+    def with_choice(self, name: str | None = None, cache_dir: Path | None = None, device: str | None = None) -> "ModelSettings":
+        """These settings with what a command line chose (None keeps the setting)."""
+        return replace(self, name=name or self.name, cache_dir=Path(cache_dir) if cache_dir else self.cache_dir,
+                       device=device or self.device)
+
+
+# --- the index ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ChunkSettings:
+    max_chars: int = 1000
+    overlap_chars: int = 150
+    # "sections": the project's chunker. "fixed": fixed-size pieces over the whole letter with
+    # no title or section context, as a LangChain tutorial would do (the reference in `rag eval`).
+    strategy: str = "sections"
+    question_context: int = 300  # characters of a Kamervraag repeated in the embedded text of its answer's later pieces
+
+
+INDEX_KINDS = ("auto", "flat", "hnsw", "ivf")
+
+
+@dataclass(frozen=True)
+class IndexSettings:
+    kind: str = "auto"  # auto, flat, hnsw, ivf
+    hnsw_m: int = 32
+    hnsw_ef_construction: int = 80
+    hnsw_ef_search: int = 512  # a search-time parameter: changed without a rebuild (recall@10 0.977 on real passages)
+    ivf_nprobe: int = 32
+    # Not recorded in the manifest: how the index is used and maintained, not how it was built.
+    exact_search_limit: int = 50_000  # "auto" searches exactly up to this many passages, HNSW above (`rag bench --corpus`)
+    exact_filter_passages: int = 20_000  # a filter admitting at most this many passages is searched exactly
+    filtered_search_depth: int = 2_048  # the deepest graph search a narrow filter asks of HNSW
+    rebuild_tombstones: float = 0.10  # HNSW is rebuilt when tombstones make up this share of it
+    rebuild_ivf_growth: float = 2.0  # IVF is retrained when it has grown this many times past its training
+    ivf_training_per_list: int = 40  # k-means samples per list: minutes, not an hour, at a million
+    letter_cache: int = 256  # stored letters a serving process keeps in memory, most recently used
+    copy_block: int = 65_536  # rows copied at a time between memory-mapped arrays by an ingest
+
+    def resolved_kind(self, count: int) -> str:
+        if self.kind not in INDEX_KINDS:
+            raise InputError(f"unknown index type {self.kind!r}; choose one of {', '.join(INDEX_KINDS)}")
+        if self.kind != "auto":
+            return self.kind
+        return "flat" if count <= self.exact_search_limit else "hnsw"
+
+    def built_differently(self, other: "IndexSettings") -> bool:
+        """Whether an index built with `other` must be rebuilt to have these settings."""
+        return (self.kind, self.hnsw_m, self.hnsw_ef_construction) != (other.kind, other.hnsw_m, other.hnsw_ef_construction)
+
+    def as_manifest(self) -> dict:
+        return {name: getattr(self, name) for name in ("kind", "hnsw_m", "hnsw_ef_construction", "hnsw_ef_search", "ivf_nprobe")}
+
+    def from_manifest(self, recorded: dict) -> "IndexSettings":
+        """These settings with what an index's manifest recorded of how it was built."""
+        known = {f.name for f in fields(self)}
+        return replace(self, **{name: value for name, value in recorded.items() if name in known})
+
+
+# --- search and answers ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RetrievalSettings:
+    mode: str = "hybrid"  # hybrid, dense, lexical
+    fusion: str = "weighted"  # weighted or rrf: `rag eval --compare` measured weighted better (README)
+    candidates: int = 50
+    rrf_k: int = 60
+    # Chosen on the eval's dev split of both corpora (`rag eval --compare`, README): dense similarity
+    # counts a little more than BM25, and a passage's best sentence weighs in.
+    dense_weight: float = 0.6
+    sentence_weight: float = 0.7  # weight of a passage's best sentence's similarity in its score
+    merge_adjacent: bool = False  # the old behaviour: touching pieces of a section glued into one long passage
+    understand_time: bool = True
+    max_turns: int = 10  # turns of a conversation that a follow-up can lean on
+    context_terms: int = 8  # at most this many words of the previous turn are carried into a follow-up
+    max_question_chars: int = 1000
+
+
+@dataclass(frozen=True)
+class AnswerSettings:
+    passages_read: int = 5  # the best passages whose sentences are candidates
+    max_quotes: int = 5
+    shortest_sentence: int = 20  # characters: shorter "sentences" are headings or list labels
+    # Fitted on the dev split: how often the gold sentence scores highest among the candidates.
+    lexical_weight: float = 0.06  # how much the question's terms in a sentence add to its similarity
+    type_weight: float = 0.03  # how much the kind of thing asked for ("wie", "wanneer", ...) adds
+    rank_weight: float = 0.006  # a sentence from a better-ranked passage is preferred, a little
+    quote_margin: float = 0.03  # quote further sentences scoring within this of the best one
+    timeline_margin: float = 0.06  # in a timeline, a letter's best sentence within this of the best one is quoted
+    calibration_file: Path = CALIBRATION_FILE
+
+
+@dataclass(frozen=True)
+class EndpointSettings:
+    """An OpenAI-compatible endpoint for generated answers (Ollama, vLLM, llama.cpp)."""
+
+    base_url: str
+    model: str
+    api_key: str | None = None
+    timeout: float = 60.0
+    support: float = 0.5  # share of a generated sentence's content words that its cited passage must contain
+
+
+# --- serving -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ServeSettings:
+    answer_slots: int = max(1, os.cpu_count() or 1)  # answers computed at once (chat, buttons and API together)
+    answer_queue: int = 64  # answers waiting for a slot; one more is told to try again (HTTP 429, a note in the chat)
+    max_upload_bytes: int = 50 * 1024 * 1024  # a letter uploaded in the chat page
+    upload_types: tuple[str, ...] = (".pdf", ".xml", ".txt")
+    ui_letter_choices: int = 1_000  # letters offered by name in the chat's filter and remove lists: the newest
+    ui_letter_rows: int = 500  # letters shown in the chat's table of the index: the newest
+    api_letters_limit: int = 1_000  # letters per page of GET /api/letters (?offset=&limit=, at most 10 times this)
+    watch_interval_s: float = 1.0  # how often a server looks for a new index generation
+    api_key: str | None = None  # RAG_API_KEY
+    ui_user: str | None = None  # RAG_UI_USER
+    ui_password: str | None = None  # RAG_UI_PASSWORD
+
+    @property
+    def ui_login(self) -> tuple[str, str] | None:
+        return (self.ui_user, self.ui_password) if self.ui_user and self.ui_password else None
+
+
+# --- evaluation --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class EvaluationSettings:
+    coverage: float = 0.8  # share of an evidence a hit must hold
+    citation_limit: int = 1500  # characters: a passage longer than this does not count as a citation
+    depth: int = 10  # MRR and nDCG look at the first 10 hits
+    min_kind: int = 8  # a kind is reported and gated on its own from this many questions in a split
+    # Per-kind groups hold 8-18 questions, so one question moves them by 0.06-0.12.
+    tolerance: tuple[tuple[str, float], ...] = (("default", 0.04), ("hit@1", 0.06), ("mrr@10", 0.05),
+                                                 ("chars_per_passage", 60.0))
+
+
+# --- all of them -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Settings:
+    model: ModelSettings = field(default_factory=ModelSettings)
+    chunking: ChunkSettings = field(default_factory=ChunkSettings)
+    index: IndexSettings = field(default_factory=IndexSettings)
+    retrieval: RetrievalSettings = field(default_factory=RetrievalSettings)
+    answer: AnswerSettings = field(default_factory=AnswerSettings)
+    endpoint: EndpointSettings | None = None  # None: extractive answers
+    serve: ServeSettings = field(default_factory=ServeSettings)
+    evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
+    fault: str = ""  # RAG_FAULT: `point` or `point:N`, where an ingest kills itself (tests only)
+
+
+def from_environment(environ: Mapping[str, str] | None = None) -> Settings:
+    """The settings, with what the environment sets; a bad value is an InputError that names it."""
+    environ = os.environ if environ is None else environ
+    cache_home = Path(environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    model_dir = environ.get("RAG_MODEL_DIR")
+    model = ModelSettings(name=environ.get("RAG_MODEL") or DEFAULT_MODEL,
+                          cache_dir=Path(model_dir).expanduser() if model_dir else cache_home / "kamerbrief-rag" / "models")
+    endpoint = None
+    if environ.get("RAG_LLM_BASE_URL") and environ.get("RAG_LLM_MODEL"):
+        endpoint = EndpointSettings(environ["RAG_LLM_BASE_URL"].rstrip("/"), environ["RAG_LLM_MODEL"],
+                                    environ.get("RAG_LLM_API_KEY") or None, _seconds(environ.get("RAG_LLM_TIMEOUT", "60")))
+    serve = ServeSettings(api_key=environ.get("RAG_API_KEY") or None, ui_user=environ.get("RAG_UI_USER") or None,
+                          ui_password=environ.get("RAG_UI_PASSWORD") or None)
+    return Settings(model=model, endpoint=endpoint, serve=serve, fault=environ.get("RAG_FAULT", ""))
+
+
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = float("nan")
+    if not 0 < seconds < 3600:
+        raise InputError(f"RAG_LLM_TIMEOUT must be a number of seconds between 0 and 3600, not {value!r}")
+    return seconds
+
+
+def quiet_libraries() -> None:
+    """What the model libraries must know before they are imported: no hub is reachable (fail fast instead
+    of waiting for network time-outs), no progress bars or parallel tokenizers of their own."""
+    for name, value in (("HF_HUB_OFFLINE", "1"), ("TOKENIZERS_PARALLELISM", "false"),
+                        ("TRANSFORMERS_VERBOSITY", "error"), ("HF_HUB_DISABLE_PROGRESS_BARS", "1")):
+        os.environ.setdefault(name, value)
