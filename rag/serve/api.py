@@ -200,7 +200,7 @@ def create_api(pipeline: Pipeline) -> FastAPI:
     @rest.get("/show/{citation:path}")
     def show(citation: str) -> dict:
         with _rest_errors():
-            return show_citation(pipeline.generation_dir, citation).as_json()
+            return show_citation(pipeline.index_dir, citation).as_json()
 
     app.include_router(openai)
     app.include_router(rest)
