@@ -1,6 +1,11 @@
-"""Month names and date display, shared by the letter reader, retrieval and answers."""
+"""The Dutch (and English) that every stage reads the same way: month names and dates, stop words and
+question words, accents folded, the headings of an answer to Kamervragen, and whether a question is English."""
 
 from __future__ import annotations
+
+import re
+import unicodedata
+from functools import lru_cache
 
 MONTHS = {
     "januari": 1, "februari": 2, "maart": 3, "april": 4, "mei": 5, "juni": 6, "juli": 7,
@@ -22,3 +27,57 @@ def dutch_date(iso: str) -> str:
 def shown_date(iso: str | None) -> str:
     """A letter's date as the chat and the answers show it."""
     return dutch_date(iso) if iso else "zonder datum"
+
+
+# --- words -------------------------------------------------------------------------------
+
+def fold(word: str) -> str:
+    """Lower case without accents: "Oekraïne" and "oekraine" are one word."""
+    decomposed = unicodedata.normalize("NFKD", word.lower())
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+QUESTION_WORDS = frozenset({
+    "wat", "wie", "wiens", "welke", "welk", "waar", "waarom", "wanneer", "hoe", "hoeveel", "waarover", "waarmee",
+    "what", "who", "whom", "whose", "which", "where", "why", "when", "how",
+})
+# Verbs of saying and thinking carry no topic: "Wat zei Nederland over China?" is about Nederland and China.
+REPORTING_VERBS = frozenset({"zei", "zegt", "zeggen", "gezegd", "vond", "vindt", "vinden", "staat", "stond", "gaat", "ging",
+                             "did", "does", "says", "say", "said", "think", "thinks", "thought"})
+# The Snowball stop words for Dutch and the common English ones (as bm25s lists them).
+_DUTCH_STOPWORDS = (
+    "aan al alles als altijd andere ben bij daar dan dat de der deze die dit doch doen door dus een eens en er ge geen geweest haar had heb hebben heeft hem het hier hij hoe hun iemand iets ik in is ja je kan kon kunnen maar me meer men met mij mijn moet na naar niet niets nog nu of om omdat onder ons ook op over reeds te tegen toch toen tot u uit uw van veel voor want waren was wat werd wezen wie wil worden wordt zal ze zelf zich zij zijn zo zonder zou"
+).split()
+_ENGLISH_STOPWORDS = (
+    "a an and are as at be but by for if in into is it no not of on or such that the their then there these they this "
+    "to was will with"
+).split()
+# Of the reporting verbs, those a search drops as well: the verbs of saying.
+_SAYING = ("zei", "zegt", "gezegd", "did", "does", "say", "said")
+
+
+@lru_cache(maxsize=1)
+def stopwords() -> frozenset[str]:
+    """What BM25 and the answer's key terms leave out: function words, question words, verbs of saying."""
+    return frozenset(fold(w) for w in (*_DUTCH_STOPWORDS, *_ENGLISH_STOPWORDS, *QUESTION_WORDS, *_SAYING))
+
+
+def is_english(question: str) -> bool:
+    words = re.findall(r"[a-z]+", question.lower())
+    english = sum(w in {"the", "what", "did", "does", "who", "which", "how", "about", "is", "are", "of", "and", "why", "was", "were", "will"} for w in words)
+    dutch = sum(w in {"de", "het", "wat", "wie", "welke", "hoe", "over", "is", "zijn", "van", "en", "een", "waarom", "was", "werd"} for w in words)
+    return english > dutch
+
+
+# --- answers to Kamervragen ----------------------------------------------------------------
+
+_LISTED_NUMBERS = r"\d+(?:\s*(?:,|en|t/m|-|\s)\s*\d+)*"
+# "Vraag 1", "Antwoord 3, 4 en 5": the headings of an answer to Kamervragen, with the numbers they list.
+QUESTION_HEADING = re.compile(rf"^(?:Vraag|Vragen)\s+({_LISTED_NUMBERS})$")
+ANSWER_HEADING = re.compile(rf"^(?:Antwoord|Antwoorden)\s+({_LISTED_NUMBERS})$")
+# Where an answer begins inside a passage or a letter's text.
+ANSWER_HEADING_IN_TEXT = re.compile(r"^Antwoord(?:en)?\s+\d", re.MULTILINE)
+
+
+def is_question_or_answer_heading(text: str) -> bool:
+    return bool(QUESTION_HEADING.match(text) or ANSWER_HEADING.match(text))

@@ -25,7 +25,8 @@ import numpy as np
 
 from rag.language import MONTH_ALTERNATION, shown_date
 from rag.readers.document import FOOTNOTES_HEADING
-from rag.index.lexical import fold, stopwords, tokenize
+from rag.index.lexical import tokenize
+from rag.language import ANSWER_HEADING_IN_TEXT, QUESTION_WORDS, REPORTING_VERBS, fold, is_english, stopwords
 from rag.search.retrieval import Hit
 from rag.index.store import Generation
 from rag.settings import AnswerSettings
@@ -83,13 +84,6 @@ class Answer:
         }
 
 
-def is_english(question: str) -> bool:
-    words = re.findall(r"[a-z]+", question.lower())
-    english = sum(w in {"the", "what", "did", "does", "who", "which", "how", "about", "is", "are", "of", "and", "why", "was", "were", "will"} for w in words)
-    dutch = sum(w in {"de", "het", "wat", "wie", "welke", "hoe", "over", "is", "zijn", "van", "en", "een", "waarom", "was", "werd"} for w in words)
-    return english > dutch
-
-
 # --- what the question asks for ------------------------------------------------------------
 
 _WHO = re.compile(r"^\s*(?:en\s+)?(?:wie|welke?\s+(?:persoon|personen|minister|ministers|organisatie|organisaties|"
@@ -138,13 +132,11 @@ def key_terms(question: str) -> list[str]:
 
 
 # Words every letter to parliament uses: they say nothing about whether these letters answer.
-_GENERIC = {
+_GENERIC = QUESTION_WORDS | REPORTING_VERBS | {
     "nederland", "nederlandse", "kabinet", "regering", "minister", "ministers", "staatssecretaris", "kamer", "brief",
-    "brieven", "letter", "letters", "vond", "vindt", "vinden", "zei", "zegt", "zeggen", "staat", "stond", "standpunt",
-    "gezegd", "besproken", "bespraken", "genoemd", "wil", "willen", "wordt", "worden", "werd", "gaat", "gaan",
-    "komt", "komen", "doen", "doet", "heeft", "hebben", "zijn", "volgens", "over", "welk", "welke", "wat", "wie",
-    "hoe", "waarom", "wanneer", "hoeveel", "what", "which", "who", "how", "when", "why", "netherlands", "dutch",
-    "government", "say", "said", "think", "mening", "opvatting", "inzet", "positie", "netherland",
+    "brieven", "letter", "letters", "standpunt", "besproken", "bespraken", "genoemd", "wil", "willen", "wordt", "worden",
+    "werd", "gaan", "komt", "komen", "doen", "doet", "heeft", "hebben", "zijn", "volgens", "over", "netherlands", "dutch",
+    "government", "mening", "opvatting", "inzet", "positie", "netherland",
 }
 
 
@@ -197,14 +189,13 @@ def score_sentences(question: str, hits: list[Hit], index: Generation, query_vec
     return sorted(scored, key=lambda s: -s.score)
 
 
-_ANSWER_HEADING = re.compile(r"(?m)^Antwoord(?:en)?\s+\d")
 
 
 def _answer_start(hit: Hit) -> int:
     """In a passage of an answer to Kamervragen, where the answer begins (the question before it is the MP's)."""
     if not hit.section.startswith(("Vraag", "Vragen")):
         return -1
-    found = _ANSWER_HEADING.search(hit.text)
+    found = ANSWER_HEADING_IN_TEXT.search(hit.text)
     return hit.start + found.start() if found else -1  # without the heading: a later piece of the answer
 
 

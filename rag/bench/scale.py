@@ -252,7 +252,7 @@ def run_scale_bench(corpus: Path, limit: int | None, sizes: Sequence[int], quest
         started = time.perf_counter()
         summary = run_ingest(step, real_dir, settings, embedder)
         seconds = time.perf_counter() - started
-        figures = _index_figures(real_dir, prepared, queries, work_dir, questions, serve_memory)
+        figures = _index_figures(real_dir, prepared, queries, work_dir, questions, serve_memory, settings)
         figures["ingest"] = {"letters": summary.letters, "embedded": summary.embedded, "seconds": round(seconds, 1),
                              "embedding_s": round(summary.embedding_seconds, 1),
                              "build_s": round(seconds - summary.embedding_seconds, 1),
@@ -273,7 +273,7 @@ def run_scale_bench(corpus: Path, limit: int | None, sizes: Sequence[int], quest
         index_dir, letters_dir = work_dir / f"index-{size}", work_dir / f"letters-{size}"
         files, build_seconds = build_synthetic_index(real, plan_rows, vectors, index_dir, letters_dir, settings)
         del vectors
-        figures = _index_figures(index_dir, prepared, queries, work_dir, questions, serve_memory)
+        figures = _index_figures(index_dir, prepared, queries, work_dir, questions, serve_memory, settings)
         figures["build_s"] = round(build_seconds, 1)
         figures["calibration"] = {k: v for k, v in calibration.items() if not k.endswith("similarities")}
         figures["incremental"] = incremental_figures(index_dir, files, held_out, embedder, settings)
@@ -288,7 +288,7 @@ def run_scale_bench(corpus: Path, limit: int | None, sizes: Sequence[int], quest
 
 
 def _index_figures(index_dir: Path, prepared: Path, queries: np.ndarray, work_dir: Path, questions: Sequence[str],
-                   serve_memory: bool) -> dict:
+                   serve_memory: bool, settings: Settings) -> dict:
     """Search figures from a fresh process, recall of the served and of approximate indexes, a real server's memory."""
     from rag.bench.speed import serving_figures
     from rag.index.folder import live_build
@@ -299,7 +299,7 @@ def _index_figures(index_dir: Path, prepared: Path, queries: np.ndarray, work_di
     vectors = np.load(folder / "vectors.npy", mmap_mode="r")
     exact_scores, _ = exact_top(vectors, queries)
     figures["recall@10_served"] = recall_at_k(figures.pop("dense_top"), vectors, queries, exact_scores)
-    served = VectorIndex.load(folder, manifest["index"]) if manifest["index"]["kind"] == "hnsw" else None
+    served = VectorIndex.load(folder, manifest["index"], settings.index) if manifest["index"]["kind"] == "hnsw" else None
     figures["approximate"] = approximate_sweep(np.asarray(vectors), queries, exact_scores, served)
     if serve_memory:
         figures["serve"] = serving_figures(index_dir, work_dir, questions, users=0, seconds=0)

@@ -10,7 +10,8 @@ from typing import Sequence
 
 import numpy as np
 
-from rag.answer.extractive import Calibration, abstains, is_english, score_sentences, weigh_evidence
+from rag.answer.extractive import Calibration, abstains, score_sentences, weigh_evidence
+from rag.language import is_english
 from rag.errors import InputError
 from rag.evaluation.dataset import EvalQuestion
 

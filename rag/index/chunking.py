@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
-from rag.language import dutch_date
+from rag.language import ANSWER_HEADING, QUESTION_HEADING, dutch_date
 from rag.readers.document import FOOTNOTES_HEADING, Document, Section
 from rag.settings import ChunkSettings
 
@@ -115,8 +115,6 @@ def _fixed_chunks(document: Document, settings: ChunkSettings) -> list[Chunk]:
     return chunks
 
 
-_QUESTION = re.compile(r"^(?:Vraag|Vragen)\s+(\d+(?:\s*(?:,|en|t/m|-|\s)\s*\d+)*)$")
-_ANSWER = re.compile(r"^(?:Antwoord|Antwoorden)\s+(\d+(?:\s*(?:,|en|t/m|-|\s)\s*\d+)*)$")
 
 
 def _section_spans(document: Document, question_context: int) -> Iterator[tuple[str, int, int, str]]:
@@ -140,9 +138,9 @@ def _section_spans(document: Document, question_context: int) -> Iterator[tuple[
             if not label.startswith(waiting.label):
                 label = f"{waiting.label} > {label}"
         pending = []
-        question = _QUESTION.match(section.heading)
+        question = QUESTION_HEADING.match(section.heading)
         following = sections[index] if index < len(sections) else None
-        answer = _ANSWER.match(following.heading) if following is not None else None
+        answer = ANSWER_HEADING.match(following.heading) if following is not None else None
         if question and answer and _numbers(question.group(1)) == _numbers(answer.group(1)):
             asked = " ".join(document.text[section.start:section.end].split())
             yield label, section.start, following.end, asked[:question_context]

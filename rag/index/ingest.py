@@ -32,7 +32,7 @@ from rag.index.folder import FORMAT_VERSION, live_build, open_store, rows_where_
 from rag.index.lexical import TOKENIZER_VERSION as LEXICAL_TOKENIZER_VERSION
 from rag.index.lexical import ranges
 from rag.readers import letter_paths
-from rag.readers.document import READER_VERSION, Document, cannot_read, doc_id_for, read_document
+from rag.readers.document import READER_VERSION, Document, cannot_read, doc_ids_of, read_document
 from rag.settings import ChunkSettings, IndexSettings
 
 CHECKPOINTS = ".embedded"
@@ -93,8 +93,7 @@ def _ingest(paths, index_dir: Path, model_name: str, fingerprint: str, embed: Em
             index_settings: IndexSettings, fault: str) -> IngestSummary:
     started = time.perf_counter()
     files = letter_paths(paths)
-    doc_ids = [doc_id_for(path) for path in files]
-    _refuse_shared_ids(files, doc_ids)
+    doc_ids = doc_ids_of(files)
     hashes = {}
     for path in files:
         try:
@@ -182,15 +181,6 @@ def _ingest(paths, index_dir: Path, model_name: str, fingerprint: str, embed: Em
                          len(chunks) - len(missing), removed, time.perf_counter() - started, changed=True,
                          warnings=warnings, embedding_seconds=embedding_seconds,
                          index=f"{record['kind']} index {'rebuilt' if record['rebuilt'] else 'updated in place'}")
-
-
-def _refuse_shared_ids(files: list[Path], doc_ids: list[str]) -> None:
-    """doc_ids come from file names; two files of one name in different folders would collide."""
-    seen: dict[str, Path] = {}
-    for path, doc_id in zip(files, doc_ids):
-        if doc_id in seen:
-            raise InputError(f"two letters share the id {doc_id!r}: {seen[doc_id]} and {path}; rename one of them")
-        seen[doc_id] = path
 
 
 def _previous_build(index_dir: Path, model_name: str, fingerprint: str) -> _Previous | None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import re
-import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -26,13 +25,11 @@ from typing import Sequence
 
 import numpy as np
 
-TOKENIZER_VERSION = 1
+from rag.language import fold, stopwords
+
+TOKENIZER_VERSION = 2  # 2: the stop words of `rag.language` (question words in full)
 K1, B = 1.2, 0.75
 _TOKEN = re.compile(r"\w+", re.UNICODE)
-_EXTRA_STOPWORDS = {
-    "wat", "welke", "welk", "wie", "waar", "wanneer", "hoe", "waarom", "zei", "zegt", "gezegd",
-    "what", "which", "who", "when", "where", "why", "how", "did", "does", "say", "said",
-}
 
 
 @lru_cache(maxsize=1)
@@ -40,26 +37,6 @@ def _stemmer():
     import Stemmer
 
     return Stemmer.Stemmer("dutch")
-
-
-# The Snowball stop words for Dutch and the common English ones (as bm25s lists them).
-_DUTCH_STOPWORDS = (
-    "aan al alles als altijd andere ben bij daar dan dat de der deze die dit doch doen door dus een eens en er ge geen geweest haar had heb hebben heeft hem het hier hij hoe hun iemand iets ik in is ja je kan kon kunnen maar me meer men met mij mijn moet na naar niet niets nog nu of om omdat onder ons ook op over reeds te tegen toch toen tot u uit uw van veel voor want waren was wat werd wezen wie wil worden wordt zal ze zelf zich zij zijn zo zonder zou"
-).split()
-_ENGLISH_STOPWORDS = (
-    "a an and are as at be but by for if in into is it no not of on or such that the their then there these they this "
-    "to was will with"
-).split()
-
-
-@lru_cache(maxsize=1)
-def stopwords() -> frozenset[str]:
-    return frozenset(fold(w) for w in (*_DUTCH_STOPWORDS, *_ENGLISH_STOPWORDS, *_EXTRA_STOPWORDS))
-
-
-def fold(word: str) -> str:
-    decomposed = unicodedata.normalize("NFKD", word.lower())
-    return "".join(c for c in decomposed if not unicodedata.combining(c))
 
 
 def tokenize(text: str) -> list[str]:

@@ -170,10 +170,6 @@ class Generation:
         ((chunk_id,),) = self._query("SELECT chunk_id FROM chunks WHERE row = ?", (int(row),))
         return chunk_id
 
-    def chunk_row(self, chunk_id: str) -> int | None:
-        found = self._query("SELECT row FROM chunks WHERE chunk_id = ?", (chunk_id,))
-        return found[0][0] if found else None
-
     @property
     def chunks(self) -> "_Chunks":
         return _Chunks(self)

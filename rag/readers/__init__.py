@@ -1,4 +1,10 @@
-"""One reader per published form of a letter: text, PDF (layout-aware), officielebekendmakingen XML, scans."""
+"""The readers: letter files in, `Document`s out (text, sections, metadata, offsets into the stored text).
+
+One reader per published form (`text`, `pdf`, `xml`, `ocr` for scans) hands `lines` or blocks to the
+document builder (`document`), which recovers the letter head (`letterhead`), the blocks (`lines`,
+`layout`), the metadata (`metadata`) and the references (`references`). The first stage: it imports
+only the shared modules (settings, errors, language, files), never the index, the model or what follows.
+"""
 
 from __future__ import annotations
 

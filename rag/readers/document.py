@@ -9,21 +9,20 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from rag.settings import display_path
-from rag.language import MONTH_ALTERNATION, MONTHS
 from rag.errors import InputError, LetterSkipped
 from rag.files import file_sha256
+from rag.readers import letter_paths, read
 from rag.readers.layout import Block, Layout, place_footnote_anchors, read_blocks
 from rag.readers.letterhead import Head, read_head
-from rag.readers import letter_paths, read
-from rag.readers.reading import Facts, Reading
-from rag.readers.text import reading_of_text
+from rag.readers.metadata import date_of, kind_of, ministry_of, title_of
+from rag.readers.reading import Reading
 from rag.readers.references import cited_references, own_identifiers
+from rag.readers.text import reading_of_text
+from rag.settings import display_path
 
 # Bump with any change that can alter the stored text, the sections or the metadata of a letter:
 # `rag ingest` then re-reads every letter, and queries on an index read by another version are refused.
@@ -100,7 +99,9 @@ def read_documents(paths: Iterable[str | Path], skipped: list[str] | None = None
     """The letters at `paths`. A letter with nothing to index (empty, a scan without Tesseract) is skipped
     with its message in `skipped` when a list is given (the other letters still count), else it is an error."""
     documents = []
-    for path in letter_paths(paths):
+    files = letter_paths(paths)
+    doc_ids_of(files)
+    for path in files:
         try:
             documents.append(read_document(path))
         except LetterSkipped as reason:
@@ -109,20 +110,7 @@ def read_documents(paths: Iterable[str | Path], skipped: list[str] | None = None
             skipped.append(str(reason))
     if skipped and not documents:
         raise InputError(skipped[0])  # nothing else to show: the reason is the error
-    refuse_duplicate_ids(documents)
     return documents
-
-
-def refuse_duplicate_ids(documents: Iterable[Document]) -> None:
-    """doc_ids come from file names; two files of one name in different folders would collide."""
-    seen: dict[str, str] = {}
-    for document in documents:
-        if document.doc_id in seen:
-            raise InputError(
-                f"two letters share the id {document.doc_id!r}: {seen[document.doc_id]} and "
-                f"{document.source}; rename one of them"
-            )
-        seen[document.doc_id] = document.source
 
 
 def cannot_read(path: Path, error: OSError) -> InputError:
@@ -145,6 +133,18 @@ def doc_id_for(path: Path) -> str:
     """A stable id from the file name: lower case, safe characters only."""
     stem = re.sub(r"[^0-9A-Za-z_.-]+", "-", path.stem).strip("-").lower()
     return stem or hashlib.sha1(path.name.encode()).hexdigest()[:12]
+
+
+def doc_ids_of(files: list[Path]) -> list[str]:
+    """The doc_id of each file; refused when two files share one (they come from file names, so two files of
+    one name in different folders would collide)."""
+    seen: dict[str, Path] = {}
+    for path in files:
+        doc_id = doc_id_for(path)
+        if doc_id in seen:
+            raise InputError(f"two letters share the id {doc_id!r}: {seen[doc_id]} and {path}; rename one of them")
+        seen[doc_id] = path
+    return list(seen)
 
 
 # --- from a reading to a Document --------------------------------------------------------
@@ -204,8 +204,8 @@ def build_document(reading: Reading, doc_id: str, source: str, content_hash: str
 
     facts = reading.facts
     signatories = tuple(Signatory(name, role) for name, role in (layout.signatories or facts.signatories))
-    title = _title(facts, head, layout.blocks, text)
-    date, sure, date_warning = _date(facts, head, layout.blocks, title, text)
+    title = title_of(facts, head, layout.blocks, text)
+    date, sure, date_warning = date_of(facts, head, layout.blocks, title, text)
     if date_warning:
         warnings.append(f"{source}: {date_warning}")
     return Document(
@@ -214,8 +214,8 @@ def build_document(reading: Reading, doc_id: str, source: str, content_hash: str
         title=title,
         date=date,
         date_sure=sure,
-        kind=_kind(facts, head, title, text),
-        ministry=_ministry(facts, head, signatories, text),
+        kind=kind_of(facts, head, title, text),
+        ministry=ministry_of(facts, head, tuple(s.role for s in signatories), text),
         signatories=signatories,
         sections=tuple(sections),
         footnotes=tuple(footnotes),
@@ -261,193 +261,7 @@ def _sections(offsets: list[tuple[Block, int, int]], text_length: int) -> list[S
     return [s for s in sections if s.end >= s.start]
 
 
-# --- metadata ----------------------------------------------------------------------------
-
-# "23 en 24 maart 2021", "1 juni 2021", "23-24 maart 2021", "31 maart jl."
-DATE_PATTERN = re.compile(
-    rf"\b(?:(\d{{1,2}})\s*(?:en|-|–|tot)\s*)?(\d{{1,2}})\s+({MONTH_ALTERNATION})\b(?:\s+(\d{{4}}))?",
-    re.IGNORECASE,
-)
-_YEAR = re.compile(r"\b(19[5-9]\d|20\d\d)\b")
-
-
-_ENUMERATED_TITLE = re.compile(r"^(?:\d+(?:\.\d+)*\.?|[a-z]\))\s")  # "1. Inleiding" is a section, not the title
-
-
-def _title(facts: Facts, head: Head, blocks: list[Block], text: str) -> str:
-    """What the letter says it is about: its subject line, else what its form states, else its first
-    all-caps heading or the document it offers ("Hierbij bied ik u het verslag ... aan"); never
-    letterhead text, so "" when none of these is there."""
-    if head.facts.get("betreft"):
-        return re.sub(r"^(?:Betreft|Onderwerp):?\s*", "", head.facts["betreft"]).strip().rstrip(".")
-    if facts.title:
-        return facts.title
-    if head.facts.get("dossiertitel"):
-        return head.facts["dossiertitel"]
-    for block in blocks[:6]:
-        if block.kind == "paragraph" and re.match(r"^Vragen van (?:het|de) (?:lid|leden)\b", block.text):
-            return re.sub(r"\s*\(ingezonden[^)]*\)\.?$", "", block.text)
-    if blocks and blocks[0].kind in ("heading", "group") and not _ENUMERATED_TITLE.match(blocks[0].text):
-        return recase_heading(blocks[0].text, text) if blocks[0].caps else blocks[0].text  # a title set above the text
-    for block in blocks:
-        if block.caps:
-            return recase_heading(block.text, text)
-    for block in blocks:
-        match = re.search(
-            r"\bHierbij (?:bied|bieden|zend|zenden|stuur|sturen) (?:ik|wij) u[^.]*?\b(het|de) ([^.]+?)(?: aan)?\.",
-            block.text,
-        )
-        if match:
-            phrase = re.sub(r"\s+aan van\b", " van", match.group(2))
-            # "... Zaken die 31 maart jl. bijeenkwam": the relative clause is no part of a title.
-            phrase = re.sub(r"\s+(?:die|dat|welke)\s.*$", "", phrase)
-            return phrase[0].upper() + phrase[1:]
-    return ""
-
-
-def recase_heading(heading: str, text: str) -> str:
-    """Write an ALL-CAPS heading as the letter itself spells its words elsewhere."""
-    spellings: dict[str, Counter[str]] = {}
-    for match in re.finditer(r"(?<![.!?]\s)(?<!^)\b[\w’'-]+\b", text, re.MULTILINE):
-        word = match.group(0)
-        if not word.isupper() or len(word) <= 5:
-            spellings.setdefault(word.lower(), Counter())[word] += 1
-    words = []
-    for index, word in enumerate(heading.split()):
-        if not word.isupper():
-            words.append(word)
-            continue
-        known = spellings.get(word.lower())
-        spelled = known.most_common(1)[0][0] if known else word.lower()
-        words.append(spelled[0].upper() + spelled[1:] if index == 0 else spelled)
-    return " ".join(words)
-
-
-_RECEIVED = re.compile(rf"\(ontvangen\s+(\d{{1,2}}\s+(?:{MONTH_ALTERNATION})\s+\d{{4}})\)", re.IGNORECASE)
-
-
-def _date(facts: Facts, head: Head, blocks: list[Block], title: str, text: str) -> tuple[str | None, bool, str | None]:
-    """The letter's date and whether it is sure: stated by the form or the Datum line (an answer to
-    Kamervragen: the day it was received), else the date in its title; the first date in the text
-    is only a guess, and a time filter does not drop a letter for a guess."""
-    if facts.date:
-        return facts.date, True, None
-    for candidate in (head.facts.get("datum"), *(m.group(1) for m in _RECEIVED.finditer(text[:3000]))):
-        if candidate:
-            found, warning = _first_date(candidate, text)
-            if found:
-                return found, warning is None, warning
-    for candidate in [title] + [b.text for b in blocks if b.caps]:
-        found, warning = _first_date(candidate, text)
-        if found:
-            return found, warning is None, warning
-    found, warning = _first_date(text, text)
-    if found:
-        return found, False, warning or f"no date stated; took {found}, the first date in the text"
-    return None, False, "no date found in the letter"
-
-
-def _first_date(candidate: str, text: str) -> tuple[str | None, str | None]:
-    """The first date in `candidate`; a date without a year takes the latest year the letter names (a warning)."""
-    for match in DATE_PATTERN.finditer(candidate):
-        day, month, year = int(match.group(2)), MONTHS[match.group(3).lower()], match.group(4)
-        warning = None
-        if year is None:
-            years = [int(y) for y in _YEAR.findall(text)]
-            if not years:
-                continue
-            year = str(max(years))
-            warning = f"the date '{match.group(0)}' has no year; took {year}, the latest year the letter names"
-        if 1 <= day <= 31:
-            return f"{int(year):04d}-{month:02d}-{day:02d}", warning
-    return None, None
-
-
-_KINDS = (
-    ("geannoteerde agenda", "geannoteerde agenda"),
-    ("antwoord op vragen", "antwoord op Kamervragen"),
-    ("antwoorden op", "antwoord op Kamervragen"),
-    ("beantwoording", "antwoord op Kamervragen"),
-    ("verslag", "verslag"),
-    ("kabinetsreactie", "kabinetsreactie"),
-    ("fiche", "fiche"),
-    ("voortgangsrapportage", "voortgangsrapportage"),
-    ("motie", "motie"),
-    ("nader rapport", "advies en nader rapport"),
-    ("statement", "verklaring"),
-)
-_ANSWER_HEADING = re.compile(r"^Antwoord(?:en)?\s+\d+", re.MULTILINE)
-
-
-def _kind(facts: Facts, head: Head, title: str, text: str) -> str:
-    """brief, antwoord op Kamervragen, geannoteerde agenda, verslag, fiche, ...: from the form, else the title."""
-    if facts.kind:
-        return facts.kind
-    if head.facts.get("stuk", "").startswith("BRIEF"):
-        return "brief"
-    if _ANSWER_HEADING.search(text) and re.search(r"\bVraag\s+\d+", text):
-        return "antwoord op Kamervragen"
-    lowered = (title + " " + head.facts.get("stuk", "")).lower()
-    for needle, kind in _KINDS:
-        if needle in lowered:
-            return kind
-    opening = text[:1500].lower()
-    for needle, kind in _KINDS:
-        if needle in opening:
-            return kind
-    return "brief"
-
-
-# A ministry's name: capitalised words joined by spaces, ", " or "en": "Volksgezondheid, Welzijn en Sport".
-_NAME = r"[A-ZÀ-Ý][\w’'-]+(?:(?:,\s+|\s+en\s+|\s+voor\s+|\s+)[A-ZÀ-Ý][\w’'-]+)*"
-_MINISTER_OF = re.compile(rf"\b(?:[Mm]inisters?|MINISTERS?|[Ss]taatssecretaris(?:sen)?|STAATSSECRETARIS(?:SEN)?|[Mm]inisterie|"
-                          rf"MINISTERIE)(?:-president)?\s+(?:van|voor|VAN|VOOR)\s+({_NAME})")
-
-
-def _ministry(facts: Facts, head: Head, signatories: tuple[Signatory, ...], text: str) -> str | None:
-    """The sending ministry, as "Infrastructuur en Waterstaat": publisher metadata, letterhead, head of a
-    Kamerstuk, the signature, or the "Antwoord van Minister X (Ministry)" line."""
-    candidates = [facts.ministry, facts.organisation, head.facts.get("organisatie"), head.facts.get("stuk")]
-    candidates += [signatory.role for signatory in signatories]
-    for candidate in candidates:
-        if not candidate:
-            continue
-        found = _MINISTER_OF.search(_recased(candidate, text) if candidate.isupper() else candidate)
-        if found:
-            return _ministry_name(found.group(1))
-        if candidate == facts.ministry:
-            return _ministry_name(candidate)
-    answered_by = re.search(r"Antwoord van (?:de )?(?:Minister|Staatssecretaris)[^(]{0,60}\(([^)]{3,120})\)", text[:3000])
-    if answered_by:
-        return _ministry_name(answered_by.group(1))
-    return None
-
-
-def _ministry_name(name: str) -> str:
-    name = " ".join(name.split()).strip(" ,.").split(" – ")[0]
-    return re.sub(r"^(?:Ministerie|Minister|Staatssecretaris)\s+(?:van|voor)\s+", "", name, flags=re.IGNORECASE)
-
-
-def _recased(caps: str, text: str) -> str:
-    """"BRIEF VAN DE MINISTER VAN SOCIALE ZAKEN EN WERKGELE-GENHEID" -> "Brief van de Minister van Sociale
-    Zaken en Werkgelegenheid": small words lower case, a word broken at a line end joined as the letter spells it."""
-    lowered = text.lower()
-    words = []
-    for word in caps.split():
-        if "-" in word and word.replace("-", "").lower() in lowered:
-            word = word.replace("-", "")
-        words.append(word.lower() if word.lower() in _SMALL_WORDS else word.capitalize())
-    return " ".join(words)
-
-
-_SMALL_WORDS = {"van", "de", "der", "en", "voor", "het", "een"}
-
-
 # --- storage -----------------------------------------------------------------------------
-
-def document_to_json(document: Document) -> dict:
-    return asdict(document)
-
 
 def document_from_json(data: dict) -> Document:
     return Document(

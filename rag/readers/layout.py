@@ -1,8 +1,7 @@
-"""Recover paragraphs, headings, signatures and footnotes from text extracted from a PDF.
+"""Blocks from the cleaned lines of a letter: paragraphs, headings, signatures, with footnotes anchored.
 
-pdftotext-style input wraps every line, breaks words with hyphens, leaves page-break blank
-lines, glues footnote markers to words (`genomen2.`) and puts footnote texts mid-letter.
-This module reads such lines and gives back clean blocks; `documents` turns them into text.
+`lines` cleans what an extractor left; this module decides where a paragraph starts, which
+line is a heading (and its level) and who signed; `document` turns the blocks into text.
 """
 
 from __future__ import annotations
@@ -12,23 +11,15 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable
 
-from rag.language import MONTH_ALTERNATION
+from rag.language import MONTH_ALTERNATION, is_question_or_answer_heading
+from rag.readers.lines import (FOOTNOTE_MARK, SENTENCE_END, Line, RawFootnote, drop_noise, extract_footnotes, list_items,
+                               vocabulary_of)
 
-SENTENCE_END = re.compile(r"[.!?][”\"’'»)\]\ue000-\ue0ff]*$")  # a footnote marker may follow the full stop
 _ROLE = re.compile(
     r"^(?:De |Het )?(?:minister(?:-president)?|staatssecretaris)\b[^.]{0,90},$", re.IGNORECASE
 )
 _NAME_TOKEN = re.compile(r"^(?:[A-ZÀ-Ý][\w.’'-]*|van|de|der|den|ten|ter|von|le|la|du)$")
-_PLACEHOLDER = re.compile(r"(?:\[[^\]]{1,60}\]\s*)+")
-# The printer's line and footer of a typeset Kamerstuk: "ISSN 0921-7371", "Tweede Kamer, vergaderjaar 1992-1993, 22 818, nr. 3".
-_PUBLICATION_FOOTER = re.compile(r"\bISSN\s?\d{4}\s?-\s?\d{3}[\dX]\b|^(?:Tweede|Eerste) Kamer, vergaderjaar \d{4}\s?[-–]\s?\d{4}, [^.]{0,40}(?:nr\.|Aanhangsel)")
-_PAGE_NUMBER = re.compile(r"(?:(?:[Pp]\s?a\s?g\s?i\s?n\s?a|[Pp]age)\s*\d+(?:\s*(?:van|of)\s*\d+)?|[-–]?\s*\d{1,3}\s*[-–]?)")
 _BULLET = re.compile(r"^(?:[-–•*▪]|\(?[a-z0-9]\))\s+\S")  # "- item", "• item", "a) item"
-# "Vraag 1", "Antwoord 3, 4 en 5": the headings of an answer to Kamervragen.
-_QUESTION_OR_ANSWER = re.compile(r"^(?:Vraag|Vragen|Antwoord|Antwoorden)\s+\d+(?:\s*(?:,|en|t/m|-|\s)\s*\d+)*$")
-# Bullet glyphs as PDF fonts encode them (Symbol and Wingdings private-use codes among them) become "- ".
-_BULLET_CHARS = "\uf0b7\uf0a7\uf0d8\uf076\uf0fc\uf0a8\u2022\u25aa\u25e6\u25cf\u2023\u2043\u25a0"
-_BULLET_GLYPH = re.compile(rf"^[{_BULLET_CHARS}]\s*(?=\S)")
 _MARKERS = re.compile(r"[\ue000-\ue0ff]")  # footnote markers, until blocks are built
 _ENUMERATED = re.compile(r"^(?:[a-z]|[ivx]{1,4})\)\s+\S")  # "a) Titel voorstel": a lettered sub-heading or item
 _SALUTATION_LINE = re.compile(r"^(?:Geachte|Hooggeachte|Zeer geachte|Mevrouw de|Mijnheer de)\b")
@@ -46,16 +37,6 @@ _DANGLING = {
     "door", "bij", "om", "naar", "als", "the", "and", "to", "a", "for", "with", "on",
 }
 _VOWEL_CLASH = {"aa", "ae", "ai", "au", "ee", "ei", "eu", "ie", "ii", "oe", "oi", "oo", "ou", "ui", "uu"}
-FOOTNOTE_MARK = 0xE000  # private-use characters stand in for footnote markers until blocks are built
-
-
-@dataclass
-class Line:
-    text: str
-    indented: bool  # pdftotext starts a new text block or page with whitespace
-    gap_before: bool  # blank line(s), a page break or removed noise before it
-    separator_before: bool = False  # a long whitespace-only line: the rule above footnotes
-    emphasis: bool = False  # the whole line set in bold or italic (known from a PDF's fonts): a heading
 
 
 @dataclass
@@ -68,23 +49,10 @@ class Block:
 
 
 @dataclass
-class RawFootnote:
-    number: int
-    text: str
-    block_index: int = -1
-    anchor_in_block: int = 0
-
-
-@dataclass
 class Layout:
     blocks: list[Block]
     footnotes: list[RawFootnote]
     signatories: list[tuple[str, str]] = field(default_factory=list)  # (name, role)
-
-
-def vocabulary_of(lines: list[Line]) -> Counter[str]:
-    """How often the letter itself spells each word: the judge for hyphens and letter-spaced words."""
-    return Counter(re.findall(r"[\w-]+", " ".join(line.text for line in lines).lower()))
 
 
 def read_blocks(lines: list[Line], footnotes: list[RawFootnote] | None = None,
@@ -92,164 +60,15 @@ def read_blocks(lines: list[Line], footnotes: list[RawFootnote] | None = None,
     """Blocks from the body's lines. `footnotes` is None when they still stand in the running text;
     `repeated` says which lines are a letterhead printed again on later pages."""
     vocabulary = vocabulary_of(lines)
-    lines = _list_items(lines)
-    lines = _drop_noise(lines, repeated)
+    lines = list_items(lines)
+    lines = drop_noise(lines, repeated)
     if footnotes is None:
-        lines, footnotes = _extract_footnotes(lines)
+        lines, footnotes = extract_footnotes(lines)
     builder = _BlockBuilder(lines, vocabulary)
     blocks = builder.build()
     _assign_levels(blocks)
     place_footnote_anchors(blocks, footnotes)
     return Layout(blocks, footnotes, builder.signatories)
-
-
-# --- lines -------------------------------------------------------------------------------
-
-COLUMN_SPACES = 6  # a run of this many spaces inside a line of `pdftotext -layout` separates two columns
-
-
-def prepare_lines(raw: str) -> list[Line]:
-    """Lines of extracted text, with the gaps between them; a side column printed on the same line
-    (as `pdftotext -layout` does) becomes a line of its own after it; letter-spaced words are rejoined."""
-    raw = raw.replace("\r\n", "\n").replace("\r", "\n")
-    raw = re.sub("[\u00ad\u200b\u200c\u200d\ufeff]", "", raw)
-    raw = raw.replace("\xa0", " ").replace("\t", "    ")
-    raw = raw.replace("\f", "\n\n")
-    lines: list[Line] = []
-    gap = separator = False
-    for physical in raw.split("\n"):
-        text = " ".join(physical.split())
-        if not text:
-            gap = True
-            separator = separator or len(physical) >= 20
-            continue
-        columns = [part for part in re.split(rf"(?<=\S) {{{COLUMN_SPACES},}}(?=\S)", physical.strip()) if part.strip()]
-        for number, column in enumerate(columns):
-            lines.append(Line(" ".join(column.split()), physical[:1].isspace() if number == 0 else True,
-                              (gap or not lines) if number == 0 else False, separator if number == 0 else False))
-        gap = separator = False
-    _rejoin_spaced_letters(lines)
-    return lines
-
-
-_SPLIT_WORD = re.compile(r"\b([^\W\d_]{1,5}) ([^\W\d_]{1,12})\b")
-
-
-def _rejoin_spaced_letters(lines: list[Line]) -> None:
-    """"Inf rastructuur", "Aa n de", "voere n": a word an extractor split at a wide glyph gap is joined
-    again when the joined word occurs in the letter unbroken and one of the two parts is no word of it."""
-    vocabulary = vocabulary_of(lines)
-    pairs = Counter(match.group(0).lower() for line in lines for match in _SPLIT_WORD.finditer(line.text))
-
-    def join(match: re.Match) -> str:
-        left, right = match.group(1), match.group(2)
-        joined = (left + right).lower()
-        split_here = pairs[match.group(0).lower()]  # "inf rastructuur" on every page is no use of "inf"
-        parts_known = vocabulary[left.lower()] > split_here and vocabulary[right.lower()] > split_here
-        if vocabulary[joined] >= 1 and not parts_known and (right[0].islower() or left.isupper()):
-            return left + right
-        return match.group(0)
-
-    for line in lines:
-        line.text = _SPLIT_WORD.sub(join, line.text)
-
-
-def _list_items(lines: list[Line]) -> list[Line]:
-    """Bullet glyphs become "- "; a glyph an extractor put on a line of its own joins the item after it."""
-    kept: list[Line] = []
-    glyph_alone = False
-    for line in lines:
-        if len(line.text.strip()) == 1 and line.text.strip() in _BULLET_CHARS:
-            glyph_alone = True
-            continue
-        line.text = _BULLET_GLYPH.sub("- ", line.text)
-        if glyph_alone:
-            line.text = f"- {line.text}"
-            glyph_alone = False
-        kept.append(line)
-    return kept
-
-
-def _drop_noise(lines: list[Line], repeated: Callable[[str], bool]) -> list[Line]:
-    """Remove signature placeholders, page numbers, running headers and a letterhead printed again
-    on later pages, keeping the gaps they made."""
-    furniture = Counter(re.sub(r"\d+", "#", line.text) for line in lines if len(line.text) >= 12)
-    kept: list[Line] = []
-    pending_gap = False
-    for line in lines:
-        key = re.sub(r"\d+", "#", line.text)
-        noise = (
-            _PLACEHOLDER.fullmatch(line.text)
-            or _PAGE_NUMBER.fullmatch(line.text)
-            or _PUBLICATION_FOOTER.search(line.text)
-            or (len(line.text) >= 12 and furniture[key] >= 3)
-            or repeated(line.text)
-        )
-        if noise:
-            pending_gap = True
-            continue
-        if pending_gap:
-            line.gap_before = True
-            pending_gap = False
-        kept.append(line)
-    return kept
-
-
-def _extract_footnotes(lines: list[Line]) -> tuple[list[Line], list[RawFootnote]]:
-    """Move footnote texts out of the running text and mark where their markers stood."""
-    body: list[Line] = []
-    footnotes: list[RawFootnote] = []
-    expected = 1
-    index = 0
-    while index < len(lines):
-        line = lines[index]
-        start = re.match(rf"^{expected}\s+(\S.*)$", line.text)
-        if start and (line.gap_before or line.separator_before or line.indented) and _mark_footnote(body, expected):
-            parts = [start.group(1)]
-            index += 1
-            while index < len(lines):
-                follow = lines[index]
-                if follow.gap_before or follow.indented or re.match(rf"^{expected + 1}\s+\S", follow.text):
-                    break
-                parts.append(follow.text)
-                index += 1
-            footnotes.append(RawFootnote(expected, " ".join(parts)))
-            expected += 1
-            if index < len(lines):
-                lines[index].gap_before = lines[index].gap_before or not lines[index].indented
-            continue
-        if footnotes and _repeats_footnote(line.text, footnotes):
-            index += 1  # a PDF link annotation printed again under the footnote
-            continue
-        body.append(line)
-        index += 1
-    return body, footnotes
-
-
-# Words that a number follows as a count or a name, not as a footnote marker: "artikel 1", "nr. 2".
-_COUNTED = {"artikel", "art", "nr", "nummer", "lid", "fase", "bijlage", "hoofdstuk", "stap", "paragraaf", "vraag",
-            "antwoord", "onderdeel", "punt", "pagina", "blz", "week", "dag", "jaar", "versie", "niveau", "categorie",
-            "groep", "sessie", "deel", "tabel", "figuur", "van", "tot", "en", "of", "op", "om", "per", "ruim", "circa"}
-
-
-def _mark_footnote(body: list[Line], number: int) -> bool:
-    """Replace the last marker `number` after a word (glued, "genomen2.", or set apart by an extractor,
-    "aangeboden 1.") with a placeholder character."""
-    glued = re.compile(rf"(?<=[a-zà-ÿ.,;:)”’\"»]){number}(?=[\s.,;:)”’]|$)")
-    spaced = re.compile(rf"(?<=[a-zà-ÿ)”’\"»]) {number}(?=[.,;:)”’]|$| [a-zà-ÿ])")
-    for pattern in (glued, spaced):
-        for line in reversed(body[-80:]):
-            matches = [m for m in pattern.finditer(line.text)
-                       if pattern is glued or line.text[: m.start()].rsplit(" ", 1)[-1].strip(".,").lower() not in _COUNTED]
-            if matches:
-                last = matches[-1]
-                line.text = line.text[: last.start()] + chr(FOOTNOTE_MARK + number) + line.text[last.end():]
-                return True
-    return False
-
-
-def _repeats_footnote(text: str, footnotes: list[RawFootnote]) -> bool:
-    return any(text == note.text or (text.startswith("http") and text in note.text) for note in footnotes)
 
 
 # --- blocks ------------------------------------------------------------------------------
@@ -327,7 +146,7 @@ class _BlockBuilder:
             return self._signature(index)
         if _is_caps_line(text) and self._opens_block(index):
             return self._caps_heading(index)
-        if _QUESTION_OR_ANSWER.match(text):
+        if is_question_or_answer_heading(text):
             self._emit(text, "heading")
             return index + 1
         if line.emphasis and self._opens_block(index):
@@ -379,7 +198,7 @@ class _BlockBuilder:
         if _DATE_IN_LINE.search(text):
             return False
         following = self.lines[index + 1]
-        if _QUESTION_OR_ANSWER.match(following.text):
+        if is_question_or_answer_heading(following.text):
             return False  # the last words of an answer ("Ja"), not a heading over nothing
         if not (following.text[0].isupper() or following.text[0].isdigit() or following.text[0] in "“\"‘'(«"):
             return False
@@ -472,7 +291,7 @@ def _assign_levels(blocks: list[Block]) -> None:
     `Irak`), as do explicit groups (`SESSIE 2` > `China`) and numbered headings by depth.
     """
     for position, block in enumerate(blocks):
-        if block.kind != "heading" or block.caps or _QUESTION_OR_ANSWER.match(block.text):
+        if block.kind != "heading" or block.caps or is_question_or_answer_heading(block.text):
             continue
         if _ENUMERATED.match(block.text):
             block.level = 9  # under the numbered heading it belongs to
@@ -484,7 +303,7 @@ def _assign_levels(blocks: list[Block]) -> None:
             continue
         following = blocks[position + 1] if position + 1 < len(blocks) else None
         if (following is not None and following.kind == "heading" and not following.caps
-                and not _QUESTION_OR_ANSWER.match(following.text)):
+                and not is_question_or_answer_heading(following.text)):
             block.kind = "group"
             block.level = 1
 
@@ -508,4 +327,3 @@ def place_footnote_anchors(blocks: list[Block], footnotes: list[RawFootnote]) ->
             cursor = mark.end()
         clean_parts.append(block.text[cursor:])
         block.text = "".join(clean_parts)
-

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass, field
 
 from rag.language import MONTH_ALTERNATION
-from rag.readers.layout import SENTENCE_END, Line
+from rag.readers.lines import SENTENCE_END, Line
 
 # The labels of a Dutch government letter head (the form itself, not any one ministry's wording).
 _LABELS = {

@@ -23,7 +23,7 @@ from pathlib import Path
 from statistics import median
 
 from rag.errors import InputError
-from rag.readers.layout import FOOTNOTE_MARK, Line
+from rag.readers.lines import FOOTNOTE_MARK, Line
 from rag.readers.reading import Facts, RawFootnote, Reading
 
 # Layout thresholds, relative to the font size where that makes them independent of the document.
@@ -103,7 +103,7 @@ def _attach_small_rows(rows: list[list[dict]]) -> list[list[dict]]:
     for row in rows:
         if any(row is other for other in kept):
             continue
-        size, baseline = _row_size(row), _baseline(row)
+        baseline = _baseline(row)
         x0, x1 = min(c["x0"] for c in row), max(c["x1"] for c in row)
         near = [other for other in kept
                 if abs(_baseline(other) - baseline) < 0.6 * _row_size(other)

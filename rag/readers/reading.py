@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from rag.readers.layout import Block, Line, RawFootnote
+from rag.readers.layout import Block
+from rag.readers.lines import Line, RawFootnote
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rag.errors import LetterSkipped
-from rag.readers.layout import prepare_lines
+from rag.readers.lines import prepare_lines
 from rag.readers.reading import Reading
 
 

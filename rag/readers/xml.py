@@ -13,7 +13,8 @@ import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
 from rag.errors import InputError
-from rag.readers.layout import FOOTNOTE_MARK, Block, RawFootnote
+from rag.readers.layout import Block
+from rag.readers.lines import FOOTNOTE_MARK, RawFootnote
 from rag.readers.reading import Facts, Reading
 
 _SKIPPED = {"metadata", "kamervraagkop", "kamerstukkop", "meta", "noot", "nr", "li.nr", "noot.nr"}

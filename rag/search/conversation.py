@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from rag.index.lexical import fold, stopwords
+from rag.language import QUESTION_WORDS, REPORTING_VERBS, fold, stopwords
 from rag.settings import RetrievalSettings
 
 # A question that opens like this continues the conversation.
@@ -28,10 +28,6 @@ _TOPIC_SWAP = re.compile(
     r"\s+(?:(?:over|about|met|van|voor|with|for|regarding)\s+)?(?P<topic>[^?.!]+?)[?.!\s]*$",
     re.IGNORECASE,
 )
-_QUESTION_WORDS = {
-    "wat", "wie", "wiens", "welke", "welk", "waar", "waarom", "wanneer", "hoe", "hoeveel", "waarover", "waarmee",
-    "what", "who", "whom", "whose", "which", "where", "why", "when", "how",
-}
 # Words that point back at something said before: without the previous turn they mean nothing.
 # ("zijn" is left out: as a verb it is in every other question.)
 _BACK_REFERENCES = {
@@ -42,6 +38,7 @@ _BACK_REFERENCES = {
 }
 # A demonstrative that ends the question ("Wanneer gebeurde dat?") stands for the previous topic.
 _TRAILING_DEMONSTRATIVE = re.compile(r"\b(?:dat|dit|die|deze|that|this|those|these|it)\s*[?.!]*\s*$", re.IGNORECASE)
+_STOPWORDS = stopwords() | REPORTING_VERBS
 _WORD = re.compile(r"[\w’'-]+", re.UNICODE)
 
 
@@ -108,7 +105,7 @@ def is_follow_up(question: str) -> bool:
     """True for a question that continues the previous one instead of standing alone."""
     if _FOLLOW_UP_START.match(question):
         return True
-    words = [_fold(w) for w in _WORD.findall(question)]
+    words = [fold(w) for w in _WORD.findall(question)]
     if any(word in _BACK_REFERENCES for word in words):
         return True
     if _TRAILING_DEMONSTRATIVE.search(question):
@@ -120,10 +117,10 @@ def _read_against(question: str, previous: str, context_terms: int) -> str:
     swap = _TOPIC_SWAP.match(question)
     if swap:
         topic = swap.group("topic").strip()
-        first = _fold(topic.split()[0])
-        if len(topic.split()) <= 5 and first not in _QUESTION_WORDS and not (set(map(_fold, _WORD.findall(topic))) & _BACK_REFERENCES):
+        first = fold(topic.split()[0])
+        if len(topic.split()) <= 5 and first not in QUESTION_WORDS and not (set(map(fold, _WORD.findall(topic))) & _BACK_REFERENCES):
             return _swap_topic(previous, topic)
-    terms = [word for word in _content_words(previous) if _fold(word) not in {_fold(w) for w in _WORD.findall(question)}]
+    terms = [word for word in _content_words(previous) if fold(word) not in {fold(w) for w in _WORD.findall(question)}]
     if not terms:
         return question
     return f"{question} ({' '.join(terms[:context_terms])})"
@@ -151,8 +148,8 @@ def _content_words(text: str) -> list[str]:
     seen: set[str] = set()
     words = []
     for word in _WORD.findall(text):
-        folded = _fold(word).strip("’'-")
-        if len(folded) < 2 or folded in seen or folded in _stopwords() or folded in _QUESTION_WORDS or folded in _BACK_REFERENCES:
+        folded = fold(word).strip("’'-")
+        if len(folded) < 2 or folded in seen or folded in _STOPWORDS or folded in QUESTION_WORDS or folded in _BACK_REFERENCES:
             continue
         seen.add(folded)
         words.append(word.strip("’'-"))
@@ -161,16 +158,3 @@ def _content_words(text: str) -> list[str]:
 
 def _bounded(text: str, most: int) -> str:
     return text if len(text) <= most else text[:most].rsplit(" ", 1)[0]
-
-
-# Reporting verbs carry no topic: "Wat zei Nederland over China?" is about Nederland and China.
-_REPORTING_VERBS = frozenset({"zei", "zegt", "zeggen", "vond", "vindt", "vinden", "staat", "stond", "gaat", "ging",
-                              "says", "say", "said", "think", "thinks", "thought"})
-
-
-def _fold(word: str) -> str:
-    return fold(word)
-
-
-def _stopwords() -> frozenset[str]:
-    return stopwords() | _REPORTING_VERBS
