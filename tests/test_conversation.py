@@ -33,11 +33,39 @@ def test_follow_ups_are_read_against_the_previous_turn(question, previous, resol
     assert turn.resolved == resolved and turn.is_follow_up
 
 
-@pytest.mark.parametrize("question", [
+# Complete questions of the shapes people type after a first question: possessives, "Maar ...", "Ook ...",
+# a pronoun whose person the question names itself, "dat" as a conjunction, "die" as a relative, "het" as an article.
+STANDALONE = [
     "Wie is Stoltenberg?", "Wat zei Nederland over Rusland?", "Wanneer loopt het New START verdrag af?",
     "Welke landen steunden het voorstel?", "Hoeveel projecten zijn er?", "What did the ministers agree about Iraq?",
     "Wat vindt Nederland van dat verdrag over kernwapens?",
-])
+    "Welke landen verhoogden hun defensie-uitgaven?", "Wat schreef de minister over haar bezoek aan Brussel?",
+    "Maar wat is het standpunt van het kabinet over Afghanistan?", "Ook gesprekken met Rusland over wapenbeheersing?",
+    "Wat zei de minister toen zij in Brussel was?", "Is het waar dat Nederland meer uitgeeft aan defensie?",
+    "Welke bondgenoten verhoogden hun bijdrage aan de NAVO?", "Wanneer is de NAVO-top in Madrid?",
+    "Hoe staat Nederland tegenover de toetreding van Zweden?", "Welke landen die lid zijn van de EU steunen het plan?",
+    "Maar welke rol speelt Turkije in de Zwarte Zee?", "Ook de staatssecretaris sprak over haar plannen voor de kinderopvang?",
+    "Wat kost het nieuwe stelsel?", "What do the allies say about their defence spending?",
+    "Welke maatregelen nam het kabinet tegen witwassen?", "Hoe groot is het tekort bij de kustwacht?",
+    "Wat vond Duitsland van het voorstel?", "But what did the minister say about her visit to Kyiv?",
+]
+# Real leaning: an opening "En"/"Wat dan met", a pointing adverb, a pronoun or "dat"/"dit" with nothing to stand
+# for in the question itself, an elliptic question.
+FOLLOW_UPS = [
+    "En over Rusland?", "Wat vond hij daarvan?", "Wanneer gebeurde dat?", "Wie?", "Waarom dan?", "Wat dan met Turkije?",
+    "Hoe zit het met China?", "Wat betekent dit voor Nederland?", "Wat zeiden de andere bondgenoten daarover?",
+    "En Duitsland?", "What about Russia?", "Wat vond zij ervan?", "Welke landen steunen dat?", "Hoeveel kost het?",
+]
+
+
+@pytest.mark.parametrize("question", FOLLOW_UPS)
+def test_real_leaning_takes_the_previous_turn(question):
+    turn = Conversation.from_questions([CHINA]).resolve(question)
+    assert is_follow_up(question) and turn.is_follow_up
+    assert "Nederland" in turn.resolved  # read with the previous question (its subject, or its topic swapped)
+
+
+@pytest.mark.parametrize("question", STANDALONE)
 def test_complete_questions_stand_alone_however_short(question):
     assert not is_follow_up(question)
     turn = Conversation.from_questions([CHINA]).resolve(question)

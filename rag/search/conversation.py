@@ -1,8 +1,9 @@
 """A chat's turns, each resolved once when it is asked: follow-ups are read against the previous turn.
 
 "En over Rusland?" after "Wat zei Nederland over China?" is read as "Wat zei Nederland over
-Rusland?"; "Wat vond hij daarvan?" borrows the key terms of the previous turn. A complete
-question, however short ("Wie is Stoltenberg?"), stands alone. Each turn is resolved against
+Rusland?"; "Wat vond hij daarvan?" borrows the key terms of the previous turn. A question with a
+subject and content of its own stands alone, however short ("Wie is Stoltenberg?") and whatever
+it opens with ("Maar ...", "Ook ...") or holds ("hun defensie-uitgaven", "haar bezoek"). Each turn is resolved against
 the previous *resolved* turn only, so a conversation costs one resolution per question and
 the resolved text stays bounded, whatever history a client sends.
 """
@@ -16,28 +17,35 @@ from typing import Sequence
 from rag.language import QUESTION_WORDS, REPORTING_VERBS, fold, stopwords
 from rag.settings import RetrievalSettings
 
-# A question that opens like this continues the conversation.
+# A question that opens like this leans on the previous one: "En over Rusland?", "Wat dan met Turkije?".
 _FOLLOW_UP_START = re.compile(
-    r"^(?:en|maar|ook|and|but|also|wat dan met|hoe zit het met|hoe zat het met|hoe staat het met|"
-    r"what about|how about|idem)\b",
+    r"^(?:en|and|wat dan met|hoe zit het met|hoe zat het met|hoe staat het met|what about|how about|idem)\b",
     re.IGNORECASE,
 )
+# An opening that connects without leaning: "Maar wat is het standpunt van het kabinet over Afghanistan?" stands alone.
+_CONNECTIVE_START = re.compile(r"^(?:maar|ook|but|also)\s+", re.IGNORECASE)
 # "En over Rusland?", "Hoe zit het met Turkije?", "What about Russia?": the same question, another topic.
 _TOPIC_SWAP = re.compile(
     r"^(?:en|maar|ook|and|but|also|wat dan met|hoe zit het met|hoe zat het met|hoe staat het met|what about|how about)"
     r"\s+(?:(?:over|about|met|van|voor|with|for|regarding)\s+)?(?P<topic>[^?.!]+?)[?.!\s]*$",
     re.IGNORECASE,
 )
-# Words that point back at something said before: without the previous turn they mean nothing.
-# ("zijn" is left out: as a verb it is in every other question.)
-_BACK_REFERENCES = {
-    "hij", "zij", "ze", "hem", "haar", "hen", "hun", "he", "she", "they", "him", "them", "his", "its", "their",
+# Adverbs that point back at a topic said before ("Wat vond hij daarvan?"): they always lean.
+_POINTING_ADVERBS = {
     "daarover", "daarvan", "daarin", "daarbij", "daarmee", "daarop", "daartoe", "daarna", "daarvoor", "daartegen",
     "hierover", "hiervan", "hierin", "hierbij", "hiermee", "hierop", "erover", "ervan", "erin", "erbij", "ermee",
     "dezelfde", "hetzelfde",
 }
-# A demonstrative that ends the question ("Wanneer gebeurde dat?") stands for the previous topic.
-_TRAILING_DEMONSTRATIVE = re.compile(r"\b(?:dat|dit|die|deze|that|this|those|these|it)\s*[?.!]*\s*$", re.IGNORECASE)
+# Personal pronouns lean unless the question names what they stand for before them ("de minister ... zij").
+_PRONOUNS = {"hij", "zij", "ze", "hem", "hen", "he", "she", "they", "him", "them"}
+# "haar", "hun", "his", "her", "their", "its" before a noun are possessives ("hun defensie-uitgaven"): no leaning.
+_POSSESSIVES = {"haar", "hun", "his", "her", "their", "its"}
+# A demonstrative standing for a thing ("Wanneer gebeurde dat?", "Wat betekent dit voor Nederland?"), not a
+# determiner ("deze brief"), a conjunction ("dat Nederland ...") or a relative ("landen die ...").
+_DEMONSTRATIVES = {"dat", "dit", "die", "deze", "that", "this", "those", "these", "it", "het"}
+_PREPOSITIONS = {"voor", "over", "van", "met", "in", "op", "aan", "bij", "naar", "tegen", "for", "about", "of", "with", "on",
+                 "to", "in"}
+_ARTICLES = {"de", "het", "een", "the", "a", "an"}
 _STOPWORDS = stopwords() | REPORTING_VERBS
 _WORD = re.compile(r"[\w’'-]+", re.UNICODE)
 
@@ -102,15 +110,37 @@ def asked_questions(history: list[dict]) -> list[str]:
 
 
 def is_follow_up(question: str) -> bool:
-    """True for a question that continues the previous one instead of standing alone."""
+    """True for a question that leans on the previous one instead of standing alone: it opens like a
+    follow-up ("En ...", "Wat dan met ..."), points back ("daarover", a pronoun or "dat" with nothing in the
+    question it could stand for), or has nothing of its own to ask about ("Wie?", "Waarom dan?")."""
     if _FOLLOW_UP_START.match(question):
         return True
-    words = [fold(w) for w in _WORD.findall(question)]
-    if any(word in _BACK_REFERENCES for word in words):
+    question = _CONNECTIVE_START.sub("", question)
+    if not _content_words(question):
         return True
-    if _TRAILING_DEMONSTRATIVE.search(question):
-        return True
-    return not _content_words(question)  # "Wie?", "Waarom dan?": nothing of its own to ask about
+    words = _WORD.findall(question)
+    folded = [fold(word) for word in words]
+    for position, word in enumerate(folded):
+        following = folded[position + 1] if position + 1 < len(folded) else None
+        if word in _POINTING_ADVERBS:
+            return True
+        if _names_something_before(words, position):
+            continue
+        if word in _PRONOUNS:
+            return True
+        if word in _POSSESSIVES and (following is None or following in _STOPWORDS):
+            return True  # "Wat vond hij van haar?": an object pronoun, not a possessive
+        if word in _DEMONSTRATIVES and (following is None or (following in _PREPOSITIONS and word != "het")):
+            return True
+    return False
+
+
+def _names_something_before(words: list[str], position: int) -> bool:
+    """Whether the question names a thing or person before `position` that a pronoun there could stand for:
+    a capitalised word after the first, or a noun after an article ("de minister")."""
+    before = words[1:position]
+    return any(word[:1].isupper() for word in before) or any(
+        fold(word) in _ARTICLES for word in words[:max(0, position - 1)])
 
 
 def _read_against(question: str, previous: str, context_terms: int) -> str:
@@ -118,7 +148,8 @@ def _read_against(question: str, previous: str, context_terms: int) -> str:
     if swap:
         topic = swap.group("topic").strip()
         first = fold(topic.split()[0])
-        if len(topic.split()) <= 5 and first not in QUESTION_WORDS and not (set(map(fold, _WORD.findall(topic))) & _BACK_REFERENCES):
+        pointing = set(map(fold, _WORD.findall(topic))) & (_POINTING_ADVERBS | _PRONOUNS)
+        if len(topic.split()) <= 5 and first not in QUESTION_WORDS and not pointing:
             return _swap_topic(previous, topic)
     terms = [word for word in _content_words(previous) if fold(word) not in {fold(w) for w in _WORD.findall(question)}]
     if not terms:
@@ -149,7 +180,7 @@ def _content_words(text: str) -> list[str]:
     words = []
     for word in _WORD.findall(text):
         folded = fold(word).strip("’'-")
-        if len(folded) < 2 or folded in seen or folded in _STOPWORDS or folded in QUESTION_WORDS or folded in _BACK_REFERENCES:
+        if len(folded) < 2 or folded in seen or folded in _STOPWORDS or folded in QUESTION_WORDS or folded in _POINTING_ADVERBS or folded in _PRONOUNS:
             continue
         seen.add(folded)
         words.append(word.strip("’'-"))
