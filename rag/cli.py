@@ -17,6 +17,9 @@ from rag.settings import (DEFAULT_DATA, DEFAULT_INDEX, DEFAULT_MODEL, DEFAULT_SE
                           EVAL_INDEX, EVAL_QUESTIONS, REPORT_DIR, Settings, display_path, from_environment)
 
 
+SOME_SKIPPED = 3  # exit status: the rest was done, but some letters could not be read (each named on stderr)
+
+
 def _echo_json(payload: dict) -> None:
     click.echo(json.dumps(payload, ensure_ascii=False))
 
@@ -54,7 +57,7 @@ def chunks(paths: tuple[str, ...], as_json: bool) -> None:
     skipped: list[str] = []
     documents = read_documents(_letter_paths(paths), skipped)
     for message in skipped:
-        _warn(message)
+        click.echo(f"rag: skipped: {message}", err=True)
     for document in documents:
         for warning in document.warnings:
             _warn(warning)
@@ -64,6 +67,8 @@ def chunks(paths: tuple[str, ...], as_json: bool) -> None:
         else:
             preview = " ".join(chunk.text.split())[:90]
             click.echo(f"{chunk.chunk_id}\t{chunk.date or '-'}\t{chunk.section}\t{chunk.start}-{chunk.end}\t{preview}")
+    if skipped:
+        sys.exit(SOME_SKIPPED)
 
 
 def _index_option(function):
@@ -125,7 +130,11 @@ def ingest(paths: tuple[str, ...], index_dir: Path, model_name: str | None, mode
     summary = run_ingest(_letter_paths(paths), index_dir, settings, progress=sys.stderr.isatty(), ray_address=ray_address)
     for warning in summary.warnings:
         _warn(warning)
+    for problem in summary.skipped:
+        click.echo(f"rag: skipped: {problem}", err=True)
     click.echo(summary.line())
+    if summary.skipped:
+        sys.exit(SOME_SKIPPED)
 
 
 @cli.command()

@@ -38,9 +38,8 @@ class NpyRows:
 
     def __del__(self) -> None:
         # A server drops a generation when a newer one goes live; its file may be deleted by then.
-        descriptor = getattr(self, "_descriptor", None)
-        if descriptor is not None:
-            os.close(descriptor)
+        if getattr(self, "_descriptor", None) is not None:
+            self.close()
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -63,4 +62,6 @@ class NpyRows:
         return found[inverse.reshape(np.shape(rows))]
 
     def close(self) -> None:
-        os.close(self._descriptor)
+        if self._descriptor is not None:
+            os.close(self._descriptor)
+            self._descriptor = None

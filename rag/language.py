@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from datetime import date
 from functools import lru_cache
 
 MONTHS = {
@@ -16,6 +17,23 @@ MONTHS = {
 # Longest first, so a regex alternation never stops at a shorter name.
 MONTH_ALTERNATION = "|".join(sorted(MONTHS, key=len, reverse=True))
 _DUTCH_NAMES = [name for name, _number in sorted(list(MONTHS.items())[:12], key=lambda item: item[1])]
+
+
+def calendar_date(year: int, month: int, day: int) -> str | None:
+    """The ISO date, or None when the calendar has no such day ("31 februari 2021") or the year is implausible."""
+    try:
+        return date(year, month, day).isoformat() if 1000 <= year <= 2999 else None
+    except ValueError:
+        return None
+
+
+def iso_date(value: str) -> str | None:
+    """A date a form states ("2021-03-24", "2021-03-24T10:00:00"), checked against the calendar; None if it is none."""
+    try:
+        found = date.fromisoformat(value.strip()[:10])
+    except ValueError:
+        return None
+    return calendar_date(found.year, found.month, found.day)
 
 
 def dutch_date(iso: str) -> str:

@@ -66,6 +66,13 @@ class ModelSettings:
                        device=device or self.device)
 
 
+# --- reading letters -----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ReaderSettings:
+    ocr_max_pages: int = 300  # scanned pages one letter may have read by OCR (a minute or so each on a CPU)
+
+
 # --- the index ---------------------------------------------------------------------------
 
 @dataclass(frozen=True)

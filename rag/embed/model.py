@@ -294,10 +294,13 @@ def load_embedder(settings: ModelSettings, threads: int | None = None) -> Embedd
         return _load(settings, location, threads)
     except ModelError:
         raise
-    except Exception as error:  # a damaged default cache is rebuilt once; anything else is reported
+    except Exception as error:
+        reason = f"{type(error).__name__}: {error}".splitlines()[0]
         if not is_default(settings.name):
-            raise ModelError(_cannot_load(settings.name, f"{type(error).__name__}: {error}".splitlines()[0])) from None
-        shutil.rmtree(location, ignore_errors=True)
+            raise ModelError(_cannot_load(settings.name, reason)) from None
+        if _cache_is_intact(Path(location)):  # a passing failure (memory, a file limit): no reconversion for that
+            raise ModelError(f"cannot load the default model from {location} ({reason}); try again, or free memory") from None
+        shutil.rmtree(location, ignore_errors=True)  # damaged since it was checked: rebuilt once
         return _load(settings, default_model_folder(settings.cache_dir), threads)
 
 

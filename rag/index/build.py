@@ -28,6 +28,7 @@ from rag.index.chunking import Chunk, chunking_manifest
 from rag.index.folder import FORMAT_VERSION, POINTER, current_generation_name
 from rag.index.lexical import TOKENIZER_VERSION as LEXICAL_TOKENIZER_VERSION
 from rag.index.lexical import Bags, LexicalIndex, ranges
+from rag.index.store import UnusableIndex, opened
 from rag.index.vector_index import VectorIndex
 from rag.readers.document import READER_VERSION, Document
 from rag.settings import ChunkSettings, IndexSettings
@@ -89,6 +90,7 @@ def write_generation(index_dir: Path, carried: Carried | None, new: NewLetters, 
     try:
         manifest = _write(staging, carried, new, model, chunk_settings, index_settings, fault)
         _fsync_tree(staging)
+        _check_before_going_live(staging, manifest, index_settings)
         staging.rename(index_dir / name)
         fsync_folder(index_dir)
         fault_point(fault, "before-pointer-switch")
@@ -100,6 +102,14 @@ def write_generation(index_dir: Path, carried: Carried | None, new: NewLetters, 
     # The previous generation stays: a reader that read the old pointer can still open all its files.
     _remove_old_generations(index_dir, keep={name, previous})
     return manifest
+
+
+def _check_before_going_live(staging: Path, manifest: dict, index_settings: IndexSettings) -> None:
+    """Load the new generation as a server will and check it: one that fails is never made current."""
+    try:
+        opened(staging, manifest, index_settings, "the new index is inconsistent", "run `rag ingest` again").close()
+    except UnusableIndex as problem:
+        raise RagError(f"the new index was not made live, the index in use is unchanged: {problem}") from None
 
 
 def _write(staging: Path, carried: Carried | None, new: NewLetters, model: dict, chunk_settings: ChunkSettings,

@@ -24,18 +24,20 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from rag.errors import InputError, LetterSkipped, RagError
+from rag.errors import InputError, RagError
 from rag.files import file_sha256
 from rag.index.build import Carried, NewLetters, fault_point, text_hash, write_generation
-from rag.index.chunking import chunk_document, chunking_manifest, sentence_spans
+from rag.index.chunking import Chunk, chunk_document, chunking_manifest, sentence_spans
 from rag.index.folder import FORMAT_VERSION, live_build, open_store, rows_where_in, shown, stored_documents
 from rag.index.lexical import TOKENIZER_VERSION as LEXICAL_TOKENIZER_VERSION
 from rag.index.lexical import ranges
-from rag.readers import letter_paths
-from rag.readers.document import READER_VERSION, Document, cannot_read, doc_ids_of, read_document
+from rag.language import iso_date
+from rag.readers import is_letter_file, letter_paths
+from rag.readers.document import READER_VERSION, Document, cannot_read, doc_id_for, doc_ids_of, read_or_reason
 from rag.settings import ChunkSettings, IndexSettings
 
 CHECKPOINTS = ".embedded"
+UPLOADS = "uploads"  # letters uploaded in the chat page, inside the index folder
 
 # Texts and each text's sentence spans -> batches as they are done: (positions in the texts, passage vectors,
 # sentence vectors of those texts' spans in order). Batches may arrive in any order.
@@ -55,13 +57,17 @@ class IngestSummary:
     warnings: list[str] = field(default_factory=list)
     index: str = ""  # the FAISS index kind, and whether it was updated in place or rebuilt
     embedding_seconds: float = 0.0  # of `seconds`, the time spent embedding
+    skipped: list[str] = field(default_factory=list)  # letters that could not be read, each with what to do
+    uploads: int = 0  # letters added in the chat page, kept with the index
 
     def line(self) -> str:
+        kept = f", {self.uploads} of them uploaded in the chat (kept)" if self.uploads else ""
         if not self.changed:
-            return f"index up to date: {self.letters} letters, {self.chunks} chunks ({self.seconds:.2f} s)"
+            return f"index up to date: {self.letters} letters{kept}, {self.chunks} chunks ({self.seconds:.2f} s)"
+        skipped = f"; {len(self.skipped)} letters skipped (see above)" if self.skipped else ""
         return (
-            f"indexed {self.letters} letters ({self.read} read), {self.chunks} chunks: {self.embedded} newly embedded, "
-            f"{self.reused} reused, {self.removed} letters removed; {self.index} ({self.seconds:.1f} s)"
+            f"indexed {self.letters} letters ({self.read} read){kept}, {self.chunks} chunks: {self.embedded} newly embedded, "
+            f"{self.reused} reused, {self.removed} letters removed; {self.index} ({self.seconds:.1f} s){skipped}"
         )
 
 
@@ -92,14 +98,17 @@ class _Previous:
 def _ingest(paths, index_dir: Path, model_name: str, fingerprint: str, embed: EmbedBatches, chunk_settings: ChunkSettings,
             index_settings: IndexSettings, fault: str) -> IngestSummary:
     started = time.perf_counter()
-    files = letter_paths(paths)
-    doc_ids = doc_ids_of(files)
+    uploads = uploaded_letters(index_dir)
+    files = sorted(set(letter_paths(paths)) | set(uploads), key=lambda p: (p.name, str(p)))
+    skipped: list[str] = []
     hashes = {}
     for path in files:
         try:
             hashes[path] = file_sha256(path)
         except OSError as error:
-            raise cannot_read(path, error) from None
+            skipped.append(str(cannot_read(path, error)))
+    files = [path for path in files if path in hashes]
+    doc_ids = doc_ids_of(files)
     previous = _previous_build(index_dir, model_name, fingerprint)
     stored = previous.letters if previous else {}
     same_reading = previous is not None and previous.manifest["reader"]["version"] == READER_VERSION
@@ -123,24 +132,31 @@ def _ingest(paths, index_dir: Path, model_name: str, fingerprint: str, embed: Em
             previous.manifest["index"]["settings"] == index_settings.as_manifest()):
         counts = previous.manifest["counts"]
         return IngestSummary(counts["letters"], 0, counts["chunks"], 0, counts["chunks"], 0,
-                             time.perf_counter() - started, changed=False)
+                             time.perf_counter() - started, changed=False, skipped=skipped, uploads=len(uploads))
 
     documents: list[Document] = list(stored_documents(previous.folder, rechunk).values()) if rechunk else []
     reused_letters = len(documents)
     warnings: list[str] = []
+    chunks = [chunk for document in documents for chunk in chunk_document(document, chunk_settings)]
     for path in to_read:
-        try:
-            document = read_document(path)
-        except LetterSkipped as reason:  # an empty letter, a scan without Tesseract: skipped, said, the rest indexed
-            warnings.append(str(reason))
+        read = _read_letter(path, chunk_settings)
+        if isinstance(read, str):  # unreadable: skipped and named, the rest indexed
+            row, _hash = stored.get(doc_id_for(path), (None, None))
+            if carry and row is not None:
+                kept.append(row)
+                read += "; the version indexed before stays in the index"
+            skipped.append(read)
             continue
+        document, letter_chunks = read
         warnings.extend(document.warnings)
         documents.append(document)
+        chunks.extend(letter_chunks)
     if not documents and not (carry and kept):
-        raise InputError(warnings[0] if warnings else "the letters give nothing to index; check that they hold text")
+        if skipped:
+            raise InputError(skipped[0] + (f" (and {len(skipped) - 1} more letters could not be read)" if len(skipped) > 1 else ""))
+        raise InputError("the letters give nothing to index; check that they hold text")
     file_hashes = {doc_id: hashes[path] for path, doc_id in zip(files, doc_ids)}
 
-    chunks = [chunk for document in documents for chunk in chunk_document(document, chunk_settings)]
     texts = {d.doc_id: d.text for d in documents}
     sentences = [sentence_spans(texts[c.doc_id], c.start, c.end) for c in chunks]
     pool = _VectorPool(index_dir / CHECKPOINTS, previous, fingerprint)
@@ -179,8 +195,25 @@ def _ingest(paths, index_dir: Path, model_name: str, fingerprint: str, embed: Em
     record = manifest["index"]
     return IngestSummary(manifest["counts"]["letters"], len(documents) - reused_letters, manifest["counts"]["chunks"], len(missing),
                          len(chunks) - len(missing), removed, time.perf_counter() - started, changed=True,
-                         warnings=warnings, embedding_seconds=embedding_seconds,
+                         warnings=warnings, embedding_seconds=embedding_seconds, skipped=skipped, uploads=len(uploads),
                          index=f"{record['kind']} index {'rebuilt' if record['rebuilt'] else 'updated in place'}")
+
+
+def _read_letter(path: Path, chunk_settings: ChunkSettings) -> tuple[Document, list[Chunk]] | str:
+    """A letter and its passages, or the line that says why it cannot be indexed and what to do."""
+    document = read_or_reason(path)
+    if isinstance(document, str):
+        return document
+    try:
+        return document, chunk_document(document, chunk_settings)
+    except Exception as error:  # one letter the chunker cannot cut must not stop the batch
+        return f"{path}: cannot cut this letter into passages ({type(error).__name__}); please report it with the file"
+
+
+def uploaded_letters(index_dir: Path) -> list[Path]:
+    """Letters added in the chat page: kept in the index folder, so that every ingest of this index keeps them."""
+    folder = Path(index_dir) / UPLOADS
+    return sorted(path for path in folder.iterdir() if path.is_file() and is_letter_file(path)) if folder.is_dir() else []
 
 
 def _previous_build(index_dir: Path, model_name: str, fingerprint: str) -> _Previous | None:
@@ -201,10 +234,13 @@ def _previous_build(index_dir: Path, model_name: str, fingerprint: str) -> _Prev
         try:
             letters = {doc_id: (row, file_hash) for row, doc_id, file_hash in
                        database.execute("SELECT row, doc_id, file_sha256 FROM letters")}
+            dates = [stated for (stated,) in database.execute("SELECT date FROM letters WHERE date IS NOT NULL")]
         finally:
             database.close()
     except sqlite3.Error:
         return None  # a damaged live build lends nothing; everything is read and embedded anew
+    if any(iso_date(stated) != stated for stated in dates):
+        return None  # letters stored with a date the calendar does not have (an older reader): read them anew
     return _Previous(folder, manifest, letters)
 
 

@@ -61,6 +61,14 @@ class LetterInfo:
     ocr: bool
 
 
+def _day_of(letter: "LetterInfo") -> int:
+    try:
+        return day_number(letter.date)
+    except ValueError:
+        raise UnusableIndex(f"letter {letter.doc_id} ({letter.source}) has the date {letter.date!r}, which the calendar "
+                            f"does not have; correct or remove that file, then run `rag ingest` again") from None
+
+
 def day_number(iso: str | None) -> int:
     return date.fromisoformat(iso).toordinal() if iso else int(NO_DATE)
 
@@ -92,7 +100,7 @@ class Generation:
         self.sentence_first = arrays["sentence_first"]  # passage i's sentences: sentence_first[i]:sentence_first[i+1]
         self.sentence_start = arrays["sentence_start"]
         self.sentence_end = arrays["sentence_end"]
-        self.letter_day = np.array([day_number(letter.date) for letter in self.letters], dtype=np.int32)
+        self.letter_day = np.array([_day_of(letter) for letter in self.letters], dtype=np.int32)
         self.letter_sure = np.array([letter.date_sure for letter in self.letters], dtype=bool)
         self.letters_by_date = np.argsort(self.letter_day, kind="stable")
         self.sentence_vectors = NpyRows(folder / "sentence_vectors.npy")  # read by passage when an answer needs them
@@ -295,13 +303,19 @@ def _load_generation(index_dir: Path, folder: Path, manifest: dict, model_name: 
         path = folder / name
         if not path.exists() or path.stat().st_size != expected["size"]:
             raise UnusableIndex(f"{damaged} ({name} does not match its manifest); {rebuild}")
+    return opened(folder, manifest, index_settings, damaged, rebuild)
+
+
+def opened(folder: Path, manifest: dict, index_settings: IndexSettings, damaged: str = "the index is damaged",
+           rebuild: str = "run `rag ingest` to rebuild it") -> Generation:
+    """A generation loaded as a serving process loads it, with its parts checked against each other: what
+    `rag ingest` does to a new generation before the pointer moves to it, and every server on every load."""
     try:
         generation = Generation(folder, manifest, index_settings)
     except (OSError, ValueError, KeyError, TypeError, RuntimeError, sqlite3.Error) as error:
         raise UnusableIndex(f"{damaged} ({type(error).__name__}); {rebuild}") from None
     stored = generation.vector_index.stored - len(generation.vector_index.tombstones)
     if not (stored == len(generation) == manifest["counts"]["chunks"] == generation.lexical.count == len(generation.vectors)):
+        generation.close()
         raise UnusableIndex(f"{damaged} ({stored} vectors for {len(generation)} passages); {rebuild}")
     return generation
-
-

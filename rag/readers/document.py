@@ -26,7 +26,7 @@ from rag.settings import display_path
 
 # Bump with any change that can alter the stored text, the sections or the metadata of a letter:
 # `rag ingest` then re-reads every letter, and queries on an index read by another version are refused.
-READER_VERSION = 4
+READER_VERSION = 5  # 5: dates checked against the calendar
 FOOTNOTES_HEADING = "Voetnoten"
 LEAD_HEADING = "Inleiding"
 
@@ -96,21 +96,33 @@ class Document:
 # --- reading files -----------------------------------------------------------------------
 
 def read_documents(paths: Iterable[str | Path], skipped: list[str] | None = None) -> list[Document]:
-    """The letters at `paths`. A letter with nothing to index (empty, a scan without Tesseract) is skipped
-    with its message in `skipped` when a list is given (the other letters still count), else it is an error."""
+    """The letters at `paths`. A letter that cannot be read is skipped with its reason in `skipped` when a list
+    is given (the other letters still count; none readable is an error), else it is an error at once."""
     documents = []
     files = letter_paths(paths)
     doc_ids_of(files)
     for path in files:
-        try:
-            documents.append(read_document(path))
-        except LetterSkipped as reason:
-            if skipped is None:
-                raise
-            skipped.append(str(reason))
+        read = read_or_reason(path)
+        if isinstance(read, Document):
+            documents.append(read)
+        elif skipped is None:
+            raise InputError(read)
+        else:
+            skipped.append(read)
     if skipped and not documents:
         raise InputError(skipped[0])  # nothing else to show: the reason is the error
     return documents
+
+
+def read_or_reason(path: Path) -> "Document | str":
+    """A letter, or the one line that says why it cannot be read and what to do: one bad file among thousands is
+    named and passed over, never a traceback that stops the batch."""
+    try:
+        return read_document(path)
+    except InputError as reason:
+        return str(reason)
+    except Exception as error:  # a parser's own failure on a malformed file (pdfminer raises many kinds)
+        return f"{path}: cannot read this letter ({type(error).__name__}); check the file or export it again"
 
 
 def cannot_read(path: Path, error: OSError) -> InputError:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from rag.language import ANSWER_HEADING_IN_TEXT, MONTH_ALTERNATION, MONTHS
+from rag.language import ANSWER_HEADING_IN_TEXT, MONTH_ALTERNATION, MONTHS, calendar_date, iso_date
 from rag.readers.layout import Block
 from rag.readers.letterhead import Head
 from rag.readers.reading import Facts
@@ -81,12 +81,14 @@ def date_of(facts: Facts, head: Head, blocks: list[Block], title: str, text: str
     Kamervragen: the day it was received), else the date in its title; the first date in the text
     is only a guess, and a time filter does not drop a letter for a guess."""
     if facts.date:
-        return facts.date, True, None
+        if iso_date(facts.date):
+            return iso_date(facts.date), True, None
+        return None, False, f"the stated date {facts.date!r} is no date of the calendar; the letter is indexed without a date"
     for candidate in (head.facts.get("datum"), *(m.group(1) for m in _RECEIVED.finditer(text[:3000]))):
         if candidate:
             found, warning = _first_date(candidate, text)
-            if found:
-                return found, warning is None, warning
+            if found or warning:  # an impossible stated date is not replaced by a guess
+                return found, found is not None and warning is None, warning
     for candidate in [title] + [b.text for b in blocks if b.caps]:
         found, warning = _first_date(candidate, text)
         if found:
@@ -98,7 +100,9 @@ def date_of(facts: Facts, head: Head, blocks: list[Block], title: str, text: str
 
 
 def _first_date(candidate: str, text: str) -> tuple[str | None, str | None]:
-    """The first date in `candidate`; a date without a year takes the latest year the letter names (a warning)."""
+    """The first date in `candidate`; a date without a year takes the latest year the letter names (a warning).
+    A date the calendar does not have ("31 februari 2021") is passed over, with a warning when nothing follows."""
+    impossible = None
     for match in DATE_PATTERN.finditer(candidate):
         day, month, year = int(match.group(2)), MONTHS[match.group(3).lower()], match.group(4)
         warning = None
@@ -108,8 +112,12 @@ def _first_date(candidate: str, text: str) -> tuple[str | None, str | None]:
                 continue
             year = str(max(years))
             warning = f"the date '{match.group(0)}' has no year; took {year}, the latest year the letter names"
-        if 1 <= day <= 31:
-            return f"{int(year):04d}-{month:02d}-{day:02d}", warning
+        found = calendar_date(int(year), month, day)
+        if found:
+            return found, warning
+        impossible = impossible or match.group(0)
+    if impossible:
+        return None, f"the date '{impossible}' does not exist; the letter is indexed without a date"
     return None, None
 
 

@@ -65,20 +65,52 @@ class Segment:
 
 def read_pdf(path: Path) -> Reading:
     import pdfplumber
-    from pdfminer.pdfparser import PDFSyntaxError
-    from pdfplumber.utils.exceptions import PdfminerException
 
     try:
         with pdfplumber.open(path) as pdf:
             heights = [float(page.height) for page in pdf.pages]
             pages = [_segments(page, number) for number, page in enumerate(pdf.pages)]
-    except (PdfminerException, PDFSyntaxError, ValueError, KeyError, TypeError) as error:
-        raise InputError(f"{path}: cannot read this PDF ({type(error).__name__}); check the file or export it again") from None
+    except Exception as error:  # pdfminer raises many kinds on a damaged or protected file; each is the same to a user
+        cause = getattr(error, "__cause__", None) or error
+        if "password" in f"{type(cause).__name__} {cause}".lower() or "encrypt" in f"{type(cause).__name__} {cause}".lower():
+            raise InputError(f"{path}: the PDF is protected with a password; export it without one") from None
+        raise InputError(f"{path}: cannot read this PDF ({type(cause).__name__}); check the file or export it again") from None
+    if not pages:
+        raise InputError(f"{path}: the PDF has no pages; check the file or export it again")
     if not any(pages):
         from rag.readers.ocr import read_scan
 
         return read_scan(path)
-    return _LayoutReader(pages, heights).reading()
+    warnings = _read_scanned_pages(path, pages, heights)
+    reading = _LayoutReader(pages, heights).reading()
+    reading.warnings.extend(warnings)
+    reading.ocr = reading.ocr or any("read by OCR" in warning for warning in warnings)
+    return reading
+
+
+def _read_scanned_pages(path: Path, pages: list[list["Segment"]], heights: list[float]) -> list[str]:
+    """Pages without a text layer among pages with one (a signed page scanned in, an annex): read by OCR and
+    set as body lines of their page, so no page is lost without a word."""
+    from rag.errors import LetterSkipped
+    from rag.readers.ocr import ocr_pages
+
+    empty = [number for number, page in enumerate(pages) if not page]
+    if not empty:
+        return []
+    listed = ", ".join(str(number + 1) for number in empty)
+    try:
+        texts = ocr_pages(path, empty)
+    except LetterSkipped as missing:  # no Tesseract: said, not silently lost
+        return [f"{missing}; pages {listed} have no text layer and were not read"]
+    body = [segment for page in pages for segment in page]
+    size = Counter(round(segment.size, 1) for segment in body).most_common(1)[0][0]
+    left = Counter(round(segment.x0) for segment in body).most_common(1)[0][0]
+    for number, text in zip(empty, texts):
+        lines = [" ".join(line.split()) for line in text.splitlines()]
+        top, step = 0.15 * heights[number], 0.7 * heights[number] / max(1, len(lines))
+        pages[number] = [Segment(number, line, left, left + 5 * len(line), top + row * step, top + row * step + size,
+                                 size, False, False) for row, line in enumerate(lines) if line]
+    return [f"{path}: pages {listed} have no text layer and were read by OCR"]
 
 
 def _segments(page, number: int) -> list[Segment]:

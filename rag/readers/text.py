@@ -13,6 +13,11 @@ def read_text(path: Path) -> Reading:
     data = path.read_bytes()
     if not data.strip():
         raise LetterSkipped(f"{path}: the file is empty; remove it or export the letter again")
+    if _is_utf16(data):  # Windows' "Unicode" text: two bytes a character, NULs between the letters
+        text = data.decode("utf-16", errors="replace").lstrip("\ufeff")
+        if not text.strip():
+            raise LetterSkipped(f"{path}: the file is empty; remove it or export the letter again")
+        return reading_of_text(text)
     if b"\x00" in data[:4096] or _control_ratio(data[:4096]) > 0.05:
         raise LetterSkipped(f"{path}: not a text file (binary content); give a .txt, .pdf or .xml letter")
     warnings = []
@@ -27,6 +32,15 @@ def read_text(path: Path) -> Reading:
 
 def reading_of_text(text: str, warnings: list[str] | None = None) -> Reading:
     return Reading(lines=prepare_lines(text), warnings=list(warnings or []))
+
+
+def _is_utf16(data: bytes) -> bool:
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return True
+    sample = data[:4096]
+    # Without a byte order mark: text of Latin letters has a NUL as every other byte, and only there.
+    return len(sample) >= 16 and (sample[1::2].count(0) > 0.9 * len(sample[1::2]) > 0 or
+                                  sample[0::2].count(0) > 0.9 * len(sample[0::2]) > 0)
 
 
 def _control_ratio(data: bytes) -> float:

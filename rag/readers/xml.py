@@ -23,14 +23,20 @@ _PARAGRAPHS = {"al", "tekstregel", "datumtekst", "slotformule", "aanhef", "dagte
 _CONTAINERS_OF_LINES = {"al-groep", "ondertekening"}
 
 
-def read_xml(path: Path) -> Reading:
+def parse_xml(path: Path) -> ElementTree.Element:
+    """The root of an XML file, refused with one line when it declares a DOCTYPE or entities (no entity expansion,
+    no external references: officielebekendmakingen files have none) or is not well-formed."""
     data = path.read_bytes()
-    if b"<!DOCTYPE" in data[:2048] or b"<!ENTITY" in data:
+    if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
         raise InputError(f"{path}: XML with a DOCTYPE or entities is not read (officielebekendmakingen files have none)")
     try:
-        root = ElementTree.fromstring(data)
+        return ElementTree.fromstring(data)
     except ElementTree.ParseError as error:
         raise InputError(f"{path}: not well-formed XML ({error}); download the publication again") from None
+
+
+def read_xml(path: Path) -> Reading:
+    root = parse_xml(path)
     if root.tag != "officiele-publicatie":
         raise InputError(f"{path}: not an officielebekendmakingen publication (root <{root.tag}>); give its .xml, .pdf or .txt")
     walker = _Walker()
@@ -143,8 +149,8 @@ def _text(element: ElementTree.Element) -> str:
 
 def _read_metadata(path: Path, facts: Facts) -> None:
     try:
-        root = ElementTree.parse(path).getroot()
-    except (ElementTree.ParseError, OSError):
+        root = parse_xml(path)
+    except (InputError, OSError):
         return  # the publication itself still reads; metadata is a bonus
     values: dict[str, list[str]] = {}
     for meta in root.iter("metadata"):
@@ -181,9 +187,9 @@ def read_sidecar(path: Path, facts: Facts) -> None:
     if not manifest.is_file():
         return
     try:
-        root = ElementTree.parse(manifest).getroot()
-    except (ElementTree.ParseError, OSError):
-        return
+        root = parse_xml(manifest)
+    except (InputError, OSError):
+        return  # the letter itself still reads; its manifest is a bonus
     fields = {element.tag: " ".join("".join(element.itertext()).split()) for element in root.iter()}
     facts.date = facts.date or fields.get("dcterms.issued") or fields.get("dcterms.available")
     creator = fields.get("dcterms.creator") or fields.get("overheid.authority")
