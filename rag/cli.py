@@ -239,17 +239,22 @@ def verify(index_dir: Path) -> None:
 @click.option("--port", type=int, default=7860, show_default=True, help="A taken port moves to the next free one.")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_DATA,
               show_default="data/", help="Where feedback on answers is kept.")
+@click.option("--insecure", is_flag=True, help="Serve beyond this machine without RAG_API_KEY and a page login "
+              "(anyone who can reach it reads the letters and changes the index).")
 @_index_option
 @_model_options
-def serve(host: str, port: int, data_dir: Path, index_dir: Path, model_name: str | None, model_dir: Path | None) -> None:
+def serve(host: str, port: int, data_dir: Path, insecure: bool, index_dir: Path, model_name: str | None,
+          model_dir: Path | None) -> None:
     """The chat in the browser (Gradio), on http://127.0.0.1:7860 by default."""
     from rag.serve.pipeline import open_pipeline
-    from rag.serve.server import launch
+    from rag.serve.server import check_exposure, launch
     from ui.app import mount_page
 
     if not 0 < port < 65536:
         raise InputError(f"--port {port} is no port; choose one between 1024 and 65535")
-    launch(open_pipeline(index_dir, settings=_settings(model_name, model_dir)), mount_page, host, port, data_dir)
+    settings = _settings(model_name, model_dir)
+    check_exposure(host, settings.serve, insecure)  # refused before seconds go into loading the model
+    launch(open_pipeline(index_dir, settings=settings), mount_page, host, port, data_dir, insecure=insecure)
 
 
 @cli.command(name="eval")

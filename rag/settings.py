@@ -177,6 +177,8 @@ class ServeSettings:
     answer_queue: int = 64  # answers waiting for a slot; one more is told to try again (HTTP 429, a note in the chat)
     max_upload_bytes: int = 50 * 1024 * 1024  # a letter uploaded in the chat page
     upload_types: tuple[str, ...] = (".pdf", ".xml", ".txt")
+    max_upload_pages: int = 500  # pages of one uploaded PDF
+    max_hits: int = 50  # passages one search may ask for (`-k`, `?k=`)
     ui_letter_choices: int = 1_000  # letters offered by name in the chat's filter and remove lists: the newest
     ui_letter_rows: int = 500  # letters shown in the chat's table of the index: the newest
     api_letters_limit: int = 1_000  # letters per page of GET /api/letters (?offset=&limit=, at most 10 times this)

@@ -13,8 +13,8 @@ from rag.errors import InputError, RagError
 from rag.search.conversation import Conversation, asked_questions, message_text
 from rag.serve.feedback import record_feedback
 from rag.serve.pipeline import Pipeline, parse_filters
-from rag.serve.uploads import store_letters
-from rag.settings import DEFAULT_DATA, PROJECT_ROOT
+from rag.serve.uploads import forget, store_letters
+from rag.settings import DEFAULT_DATA
 from ui.render import answer_markdown, as_markdown_text, letter_html, notes_markdown, sources_html
 
 log = logging.getLogger("rag.ui")
@@ -98,7 +98,7 @@ def letters_table_label(pipeline: Pipeline) -> str:
     return f"Brieven in de index ({shown})"
 
 
-def build_app(pipeline: Pipeline, data_dir: Path = DEFAULT_DATA, uploads_allowed: bool = True) -> gr.Blocks:
+def build_app(pipeline: Pipeline, data_dir: Path = DEFAULT_DATA, changes_allowed: bool = True) -> gr.Blocks:
     serve = pipeline.settings.serve
 
     def respond(message: object, history: list[dict], letters: list[str], since: str, until: str, dossier: str,
@@ -152,8 +152,6 @@ def build_app(pipeline: Pipeline, data_dir: Path = DEFAULT_DATA, uploads_allowed
             return "<div class='sources-empty'>Deze brief is intussen uit de index gehaald of gewijzigd; stel de vraag opnieuw.</div>"
         return letter_html(document, citation.start, citation.end, (citation.hit.start, citation.hit.end))
 
-    uploads = data_dir / "uploads"
-
     def letters_update(note: str) -> tuple:
         choices = letter_choices(pipeline)
         return (note, gr.Dataframe(letters_rows(pipeline), label=letters_table_label(pipeline)),
@@ -165,14 +163,20 @@ def build_app(pipeline: Pipeline, data_dir: Path = DEFAULT_DATA, uploads_allowed
         if not files:
             return *letters_update("Kies eerst een of meer brieven (PDF, XML of tekst)."), None
         try:
-            saved = store_letters([Path(getattr(f, "name", f)) for f in files], uploads, serve)
+            saved = store_letters([Path(getattr(f, "name", f)) for f in files], pipeline.uploads, serve)
             progress(0, desc="brieven lezen en inbedden")
-            summary = pipeline.add_letters(saved, progress=True)
+            summary = pipeline.add_letters(progress=True)
         except RagError as error:
             return *letters_update(f"**Niet toegevoegd:** {as_markdown_text(str(error))}"), None
-        added = ", ".join(path.name for path in saved)
-        return *letters_update(f"Toegevoegd: {as_markdown_text(added)} ({summary.embedded} nieuwe passages ingebed). "
-                               f"{pipeline.counts_line()}."), None
+        unread = [path for path in saved if path in summary.skipped_files]
+        forget(unread)  # an upload that is no letter leaves nothing behind; earlier uploads are untouched
+        notes = []
+        if len(unread) < len(saved):
+            added = ", ".join(path.name for path in saved if path not in unread)
+            notes.append(f"Toegevoegd: {as_markdown_text(added)} ({summary.embedded} nieuwe passages ingebed).")
+        notes += [f"**Niet toegevoegd:** {as_markdown_text(reason)}" for path, reason in zip(summary.skipped_files, summary.skipped)
+                  if path in unread]
+        return *letters_update(" ".join(notes) + f" {pipeline.counts_line()}."), None
 
     def remove_chosen(doc_id: str | None) -> tuple:
         if not doc_id:
@@ -182,9 +186,6 @@ def build_app(pipeline: Pipeline, data_dir: Path = DEFAULT_DATA, uploads_allowed
             pipeline.remove_letter(doc_id)
         except RagError as error:
             return letters_update(f"**Niet verwijderd:** {as_markdown_text(str(error))}")
-        stored = PROJECT_ROOT / letter.source
-        if uploads.resolve() in stored.resolve().parents:
-            stored.unlink(missing_ok=True)  # an upload of ours; the user's own files are never deleted
         return letters_update(f"Verwijderd: {as_markdown_text(letter.title or doc_id)}. {pipeline.counts_line()}.")
 
     def give_feedback(verdict: str, remark: str, answer: Answer | None) -> tuple[str, str]:
@@ -226,17 +227,18 @@ def build_app(pipeline: Pipeline, data_dir: Path = DEFAULT_DATA, uploads_allowed
                 with gr.Accordion("Brieven in de index", open=False, elem_id="letters-panel"):
                     letters_table = gr.Dataframe(letters_rows(pipeline), headers=LETTER_COLUMNS, interactive=False,
                                                  wrap=True, elem_id="letters-table", label=letters_table_label(pipeline))
-                    if uploads_allowed:
+                    if changes_allowed:
                         upload = gr.File(label="Brieven toevoegen: PDF, XML (officielebekendmakingen) of tekst, "
                                          f"meerdere tegelijk, elk tot {serve.max_upload_bytes // 2**20} MB",
                                          file_count="multiple", file_types=list(serve.upload_types), elem_id="upload")
                         add_button = gr.Button("Toevoegen aan de index", elem_id="add-letters")
+                        remove_choice = gr.Dropdown(letter_choices(pipeline), label=letter_choice_label(pipeline, REMOVE_LABEL),
+                                                    elem_id="remove-choice")
+                        remove_button = gr.Button("Verwijderen uit de index", variant="stop", elem_id="remove-letter")
                     else:
-                        gr.Markdown("Brieven toevoegen kan alleen met inloggen: start `rag serve` met "
-                                    "RAG_UI_USER en RAG_UI_PASSWORD.")
-                    remove_choice = gr.Dropdown(letter_choices(pipeline), label=letter_choice_label(pipeline, REMOVE_LABEL),
-                                                elem_id="remove-choice")
-                    remove_button = gr.Button("Verwijderen uit de index", variant="stop", elem_id="remove-letter")
+                        gr.Markdown("Brieven toevoegen of verwijderen kan alleen met inloggen: start `rag serve` met "
+                                    "RAG_UI_USER en RAG_UI_PASSWORD (en RAG_API_KEY).")
+                        remove_choice = gr.State(None)
                     upload_note = gr.Markdown(elem_id="upload-note")
             with gr.Column(scale=2):
                 sources = gr.HTML(sources_html(None), elem_id="sources")
@@ -262,10 +264,11 @@ def build_app(pipeline: Pipeline, data_dir: Path = DEFAULT_DATA, uploads_allowed
                  None, [status, letters], api_visibility="private")
         reset.click(lambda: ([], "", "", "", ""), None, [letters, since, until, dossier, ministry], api_visibility="private")
         changed = [upload_note, letters_table, remove_choice, letters, status]
-        if uploads_allowed:
-            add_button.click(add_uploaded, [upload], changed + [upload], api_visibility="private", concurrency_limit=1)
-        remove_button.click(remove_chosen, [remove_choice], changed, api_visibility="private",
-                            concurrency_limit=1)
+        if changes_allowed:  # one change of the index at a time, adding or removing
+            add_button.click(add_uploaded, [upload], changed + [upload], api_visibility="private",
+                             concurrency_id="letters", concurrency_limit=1)
+            remove_button.click(remove_chosen, [remove_choice], changed, api_visibility="private",
+                                concurrency_id="letters", concurrency_limit=1)
         cite_open.click(open_citation, [cite_target, last_answer], letter, api_visibility="private").then(
             None, js=SCROLL_TO_CITATION)
         good.click(lambda r, a: give_feedback("goed", r, a), [remark, last_answer], [feedback_note, remark], api_visibility="private")
@@ -283,10 +286,10 @@ def build_app(pipeline: Pipeline, data_dir: Path = DEFAULT_DATA, uploads_allowed
     return app
 
 
-def mount_page(api, pipeline: Pipeline, data_dir: Path, uploads_allowed: bool, login: tuple[str, str] | None):
+def mount_page(api, pipeline: Pipeline, data_dir: Path, changes_allowed: bool, login: tuple[str, str] | None):
     """The chat page mounted at / of the API's app (`rag.serve.server.launch` serves the result)."""
     serve = pipeline.settings.serve
-    blocks = build_app(pipeline, data_dir, uploads_allowed)
+    blocks = build_app(pipeline, data_dir, changes_allowed)
     # Gradio's queue is bounded as the answer slots' queue is: past it, a user is told it is busy.
     blocks.queue(default_concurrency_limit=serve.answer_slots, max_size=serve.answer_slots + serve.answer_queue)
     return gr.mount_gradio_app(api, blocks, path="/", auth=login, css=CSS, head=HEAD, show_error=False,

@@ -18,7 +18,9 @@ import re
 import socket
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from dataclasses import replace
+from typing import Iterator
 
 from rag.answer.extractive import Answer, Citation
 from rag.index.chunking import split_sentences
@@ -48,8 +50,54 @@ _UNREACHABLE = (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno
 
 def complete(endpoint: EndpointSettings, question: str, passages: str) -> str:
     """The model's answer text; EndpointDown when it cannot be reached, GenerationError when it answers wrongly."""
+    with _opened(endpoint, question, passages, stream=False) as response:
+        raw = _read(endpoint, response.read)
+    try:
+        content = json.loads(raw)["choices"][0]["message"]["content"]
+    except (ValueError, KeyError, IndexError, TypeError):
+        raise GenerationError(f"{_where(endpoint)} did not answer in the OpenAI chat format (choices[0].message.content); "
+                              f"check that RAG_LLM_BASE_URL ends in /v1") from None
+    return _checked_text(endpoint, content)
+
+
+def complete_stream(endpoint: EndpointSettings, question: str, passages: str) -> Iterator[str]:
+    """The model's answer text as it arrives (OpenAI's server-sent chunks), each piece as soon as it is read."""
+    received = []
+    with _opened(endpoint, question, passages, stream=True) as response:
+        while raw := _read(endpoint, response.readline):  # b"" only at the end of the body
+            line = raw.decode("utf-8", errors="replace").strip()
+            if not line.startswith("data:"):
+                continue  # the blank line between events, a comment, an event name
+            data = line[5:].strip()
+            if data == "[DONE]":
+                break
+            try:
+                piece = json.loads(data)["choices"][0].get("delta", {}).get("content") or ""
+            except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+                raise GenerationError(f"{_where(endpoint)} did not stream in the OpenAI chunk format; "
+                                      f"check that RAG_LLM_BASE_URL ends in /v1") from None
+            received.append(piece)
+            if piece:
+                yield piece
+    _checked_text(endpoint, "".join(received))
+
+
+def _where(endpoint: EndpointSettings) -> str:
+    return f"the language model at {endpoint.base_url}"
+
+
+def _checked_text(endpoint: EndpointSettings, content: object) -> str:
+    if not isinstance(content, str) or not content.strip():
+        raise GenerationError(f"{_where(endpoint)} answered without any text (content {json.dumps(content)}); "
+                              f"check that RAG_LLM_MODEL names a chat model")
+    return content
+
+
+@contextmanager
+def _opened(endpoint: EndpointSettings, question: str, passages: str, stream: bool):
+    """The endpoint's response to the question and passages; its failures as EndpointDown or GenerationError."""
     body = json.dumps({
-        "model": endpoint.model, "temperature": 0,
+        "model": endpoint.model, "temperature": 0, "stream": stream,
         "messages": [{"role": "system", "content": SYSTEM_PROMPT},
                      {"role": "user", "content": f"Passages:\n\n{passages}\n\nVraag: {question}"}],
     }).encode()
@@ -57,35 +105,36 @@ def complete(endpoint: EndpointSettings, question: str, passages: str) -> str:
     if endpoint.api_key:
         headers["Authorization"] = f"Bearer {endpoint.api_key}"
     request = urllib.request.Request(f"{endpoint.base_url}/chat/completions", data=body, headers=headers)
-    where = f"the language model at {endpoint.base_url}"
     try:
-        with urllib.request.urlopen(request, timeout=endpoint.timeout) as response:
-            raw = response.read()
+        response = urllib.request.urlopen(request, timeout=endpoint.timeout)
     except urllib.error.HTTPError as error:
         if error.code >= 500:
             raise EndpointDown(f"HTTP {error.code}") from None
-        raise GenerationError(f"{where} refused the request (HTTP {error.code}); check RAG_LLM_BASE_URL, "
+        raise GenerationError(f"{_where(endpoint)} refused the request (HTTP {error.code}); check RAG_LLM_BASE_URL, "
                               f"RAG_LLM_MODEL and RAG_LLM_API_KEY") from None
     except urllib.error.URLError as error:
         if _is_down(error.reason):
             raise EndpointDown(type(error.reason).__name__) from None
-        raise GenerationError(f"{where} broke off the connection ({_describe(error.reason)}); "
+        raise GenerationError(f"{_where(endpoint)} broke off the connection ({_describe(error.reason)}); "
                               f"check that RAG_LLM_BASE_URL points at an OpenAI-compatible server") from None
     except (TimeoutError, socket.timeout):
         raise EndpointDown("timeout") from None
     except (http.client.HTTPException, OSError) as error:
-        raise GenerationError(f"{where} broke off its answer ({_describe(error)}); "
+        raise GenerationError(f"{_where(endpoint)} broke off its answer ({_describe(error)}); "
                               f"check the server's log, or unset RAG_LLM_BASE_URL for extractive answers") from None
-    try:
-        content = json.loads(raw)["choices"][0]["message"]["content"]
-    except (ValueError, KeyError, IndexError, TypeError):
-        raise GenerationError(f"{where} did not answer in the OpenAI chat format (choices[0].message.content); "
-                              f"check that RAG_LLM_BASE_URL ends in /v1") from None
-    if not isinstance(content, str) or not content.strip():
-        raise GenerationError(f"{where} answered without any text (content {json.dumps(content)}); "
-                              f"check that RAG_LLM_MODEL names a chat model")
-    return content
+    with response:
+        yield response
 
+
+def _read(endpoint: EndpointSettings, read) -> bytes:
+    """One read of the response body; a cut connection or a timeout mid-answer as the errors above."""
+    try:
+        return read()
+    except (TimeoutError, socket.timeout):
+        raise EndpointDown("timeout") from None
+    except (http.client.HTTPException, OSError) as error:
+        raise GenerationError(f"{_where(endpoint)} broke off its answer ({_describe(error)}); "
+                              f"check the server's log, or unset RAG_LLM_BASE_URL for extractive answers") from None
 
 
 def _is_down(reason: object) -> bool:
@@ -114,6 +163,57 @@ def _best_sentence(sentence: str, hit: Hit, text: str) -> tuple[int, int]:
     return max(spans, key=lambda span: len(words & set(tokenize(text[span[0]:span[1]]))), default=(hit.start, hit.end))
 
 
+class _Checker:
+    """Sentence by sentence: a generated sentence is kept when each of its [n] names a passage it was given and
+    that passage holds most of its content words; its citations point at the passage's closest sentence."""
+
+    def __init__(self, endpoint: EndpointSettings, hits: list[Hit], texts: dict[str, str]) -> None:
+        self.endpoint, self.hits, self.texts = endpoint, hits, texts
+        self.kept: list[str] = []
+        self.dropped = 0
+        self.citations: dict[int, Citation] = {}
+
+    def sentences(self, content: str, final: bool) -> tuple[list[str], str]:
+        """The complete sentences of `content` that pass (all of them when `final`), and the rest still to come."""
+        # "Zin. [1] Volgende zin." -> "Zin [1]. Volgende zin.": markers belong to the sentence before them.
+        content = re.sub(r"([.!?])((?:\s*\[\d+\])+)", lambda m: m.group(2) + m.group(1), content.lstrip())
+        spans = split_sentences(content)
+        if not final:
+            # The last sentence may still grow (or get its [n]): only sentences followed by the start of another count.
+            spans = spans[:-1]
+        passed = [sentence for start, end in spans if self.check(sentence := content[start:end].strip())]
+        rest = content[spans[-1][1]:] if spans else content
+        return passed, rest
+
+    def check(self, sentence: str) -> bool:
+        numbers = [int(n) for n in re.findall(r"\[(\d+)\]", sentence)]
+        valid = [n for n in numbers if 1 <= n <= len(self.hits)]
+        if not valid or len(valid) != len(numbers) or not all(
+                _supported(sentence, self.hits[n - 1].text, self.endpoint.support) for n in valid):
+            self.dropped += 1
+            return False
+        self.kept.append(sentence)
+        for n in valid:
+            if n not in self.citations:
+                hit = self.hits[n - 1]
+                start, end = _best_sentence(sentence, hit, self.texts[hit.doc_id])
+                self.citations[n] = Citation(n, hit, start, end, self.texts[hit.doc_id][start:end])
+        return True
+
+    def answer(self, question: str, fallback: Answer) -> Answer:
+        if not self.kept:
+            note = "het antwoord van het taalmodel was niet met de brieven te onderbouwen; hieronder het letterlijke antwoord"
+            return replace(fallback, notes=fallback.notes + (note,))
+        dropped = (f"{self.dropped} zin(nen) zonder onderbouwing in de brieven weggelaten",) if self.dropped else ()
+        ordered = tuple(self.citations[n] for n in sorted(self.citations))
+        return Answer(question, " ".join(self.kept), False, ordered, mode="generated", notes=fallback.notes + dropped)
+
+
+def _unreachable(fallback: Answer, down: EndpointDown) -> Answer:
+    note = f"het taalmodel is niet bereikbaar ({down}); hieronder het letterlijke antwoord uit de brieven"
+    return replace(fallback, notes=fallback.notes + (note,))
+
+
 def generated_answer(endpoint: EndpointSettings, question: str, hits: list[Hit], texts: dict[str, str], fallback: Answer) -> Answer:
     """The endpoint's answer with every claim checked against the passages; the fallback on any failure."""
     if fallback.abstained:
@@ -121,28 +221,33 @@ def generated_answer(endpoint: EndpointSettings, question: str, hits: list[Hit],
     try:
         content = complete(endpoint, question, numbered_passages(hits))
     except EndpointDown as down:
-        note = f"het taalmodel is niet bereikbaar ({down}); hieronder het letterlijke antwoord uit de brieven"
-        return replace(fallback, notes=fallback.notes + (note,))
-    kept, dropped = [], 0
-    citations: dict[int, Citation] = {}
-    # "Zin. [1] Volgende zin." -> "Zin [1]. Volgende zin.": markers belong to the sentence before them.
-    content = re.sub(r"([.!?])((?:\s*\[\d+\])+)", lambda m: m.group(2) + m.group(1), content.strip())
-    for start, end in split_sentences(content):
-        sentence = content[start:end].strip()
-        numbers = [int(n) for n in re.findall(r"\[(\d+)\]", sentence)]
-        valid = [n for n in numbers if 1 <= n <= len(hits)]
-        if not valid or len(valid) != len(numbers) or not all(_supported(sentence, hits[n - 1].text, endpoint.support) for n in valid):
-            dropped += 1
-            continue
-        kept.append(sentence)
-        for n in valid:
-            if n not in citations:
-                hit = hits[n - 1]
-                cited_start, cited_end = _best_sentence(sentence, hit, texts[hit.doc_id])
-                citations[n] = Citation(n, hit, cited_start, cited_end, texts[hit.doc_id][cited_start:cited_end])
-    if not kept:
-        note = "het antwoord van het taalmodel was niet met de brieven te onderbouwen; hieronder het letterlijke antwoord"
-        return replace(fallback, notes=fallback.notes + (note,))
-    notes = fallback.notes + ((f"{dropped} zin(nen) zonder onderbouwing in de brieven weggelaten",) if dropped else ())
-    ordered = tuple(citations[n] for n in sorted(citations))
-    return Answer(question, " ".join(kept), False, ordered, mode="generated", notes=notes)
+        return _unreachable(fallback, down)
+    checker = _Checker(endpoint, hits, texts)
+    checker.sentences(content.strip(), final=True)
+    return checker.answer(question, fallback)
+
+
+def generated_answer_stream(endpoint: EndpointSettings, question: str, hits: list[Hit], texts: dict[str, str],
+                            fallback: Answer) -> Iterator[str | Answer]:
+    """As `generated_answer`, passing the endpoint's text on as it arrives: each sentence as soon as it is complete
+    and checked (a sentence without support is never shown), then the whole Answer."""
+    if fallback.abstained:
+        yield fallback
+        return
+    checker = _Checker(endpoint, hits, texts)
+    pending, shown = "", 0
+    try:
+        for piece in complete_stream(endpoint, question, numbered_passages(hits)):
+            pending += piece
+            passed, pending = checker.sentences(pending, final=False)
+            for sentence in passed:
+                yield ("" if not shown else " ") + sentence
+                shown += 1
+    except EndpointDown as down:
+        yield _unreachable(fallback, down)
+        return
+    passed, _rest = checker.sentences(pending, final=True)
+    for sentence in passed:
+        yield ("" if not shown else " ") + sentence
+        shown += 1
+    yield checker.answer(question, fallback)

@@ -11,6 +11,7 @@ the readers of the old pointer.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -337,10 +338,21 @@ def _switch_pointer(index_dir: Path, name: str) -> None:
 
 def _remove_old_generations(index_dir: Path, keep: set[str | None]) -> None:
     for path in index_dir.iterdir():
-        stale_build = path.name.startswith("gen-") and path.name not in keep
+        stale_build = path.name.startswith("gen-") and path.name not in keep and not _in_use(path)
         leftover = path.name.startswith(".gen-") or path.name.startswith(f".{POINTER}.")
         if path.is_dir() and (stale_build or leftover):
             shutil.rmtree(path, ignore_errors=True)
         elif path.is_file() and leftover:
             path.unlink(missing_ok=True)
 
+
+def _in_use(folder: Path) -> bool:
+    """Whether a serving process still holds this generation (its shared lock on the manifest, `store.Generation`)."""
+    try:
+        with (folder / "manifest.json").open("rb") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    return False

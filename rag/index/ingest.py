@@ -34,7 +34,7 @@ from rag.index.lexical import ranges
 from rag.language import iso_date
 from rag.readers import is_letter_file, letter_paths
 from rag.readers.document import READER_VERSION, Document, cannot_read, doc_id_for, doc_ids_of, read_or_reason
-from rag.settings import ChunkSettings, IndexSettings
+from rag.settings import PROJECT_ROOT, ChunkSettings, IndexSettings
 
 CHECKPOINTS = ".embedded"
 UPLOADS = "uploads"  # letters uploaded in the chat page, inside the index folder
@@ -58,6 +58,7 @@ class IngestSummary:
     index: str = ""  # the FAISS index kind, and whether it was updated in place or rebuilt
     embedding_seconds: float = 0.0  # of `seconds`, the time spent embedding
     skipped: list[str] = field(default_factory=list)  # letters that could not be read, each with what to do
+    skipped_files: list[Path] = field(default_factory=list)  # their files
     uploads: int = 0  # letters added in the chat page, kept with the index
 
     def line(self) -> str:
@@ -71,21 +72,38 @@ class IngestSummary:
         )
 
 
-def ingest(paths: Sequence[str | Path], index_dir: Path, model_name: str, fingerprint: str, embed: EmbedBatches,
+def ingest(paths: Sequence[str | Path] | None, index_dir: Path, model_name: str, fingerprint: str, embed: EmbedBatches,
            chunk_settings: ChunkSettings = ChunkSettings(), index_settings: IndexSettings = IndexSettings(),
-           fault: str = "") -> IngestSummary:
-    """Bring the index in line with the letters at `paths`, embedding only what is new.
+           fault: str = "", exclude: frozenset[str] = frozenset(), wait: bool = False) -> IngestSummary:
+    """Bring the index in line with the letters at `paths` and the letters uploaded into it, without the doc_ids in
+    `exclude`, embedding only what is new. `paths` None: the letters the live index holds now, read from disk
+    under the lock, so a change made by a server never undoes an ingest made elsewhere meanwhile.
 
-    One writer at a time: a second `rag ingest` on the same folder is refused, not interleaved.
+    One writer at a time: a second writer is refused (`wait` False: a command) or waits its turn (a server).
     """
     index_dir = Path(index_dir)
     index_dir.mkdir(parents=True, exist_ok=True)
     with (index_dir / ".lock").open("w") as lock:
         try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(lock, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise RagError(f"{shown(index_dir)}: another `rag ingest` is writing this index; wait for it to finish") from None
-        return _ingest(paths, index_dir, model_name, fingerprint, embed, chunk_settings, index_settings, fault)
+        if paths is None:
+            paths = _indexed_letter_files(index_dir)
+        return _ingest(paths, index_dir, model_name, fingerprint, embed, chunk_settings, index_settings, fault, exclude)
+
+
+def _indexed_letter_files(index_dir: Path) -> list[Path]:
+    """The files the live generation's letters were read from (those still on disk)."""
+    build = live_build(index_dir)
+    if build is None:
+        return []
+    database = open_store(build[0])
+    try:
+        sources = [source for (source,) in database.execute("SELECT source FROM letters ORDER BY row")]
+    finally:
+        database.close()
+    return [path for path in (PROJECT_ROOT / source for source in sources) if path.is_file()]
 
 
 @dataclass(frozen=True)
@@ -96,17 +114,20 @@ class _Previous:
 
 
 def _ingest(paths, index_dir: Path, model_name: str, fingerprint: str, embed: EmbedBatches, chunk_settings: ChunkSettings,
-            index_settings: IndexSettings, fault: str) -> IngestSummary:
+            index_settings: IndexSettings, fault: str, exclude: frozenset[str] = frozenset()) -> IngestSummary:
     started = time.perf_counter()
     uploads = uploaded_letters(index_dir)
     files = sorted(set(letter_paths(paths)) | set(uploads), key=lambda p: (p.name, str(p)))
+    files = [path for path in files if doc_id_for(path) not in exclude]
     skipped: list[str] = []
+    skipped_files: list[Path] = []
     hashes = {}
     for path in files:
         try:
             hashes[path] = file_sha256(path)
         except OSError as error:
             skipped.append(str(cannot_read(path, error)))
+            skipped_files.append(path)
     files = [path for path in files if path in hashes]
     doc_ids = doc_ids_of(files)
     previous = _previous_build(index_dir, model_name, fingerprint)
@@ -132,7 +153,8 @@ def _ingest(paths, index_dir: Path, model_name: str, fingerprint: str, embed: Em
             previous.manifest["index"]["settings"] == index_settings.as_manifest()):
         counts = previous.manifest["counts"]
         return IngestSummary(counts["letters"], 0, counts["chunks"], 0, counts["chunks"], 0,
-                             time.perf_counter() - started, changed=False, skipped=skipped, uploads=len(uploads))
+                             time.perf_counter() - started, changed=False, skipped=skipped, skipped_files=skipped_files,
+                             uploads=len(uploads))
 
     documents: list[Document] = list(stored_documents(previous.folder, rechunk).values()) if rechunk else []
     reused_letters = len(documents)
@@ -146,6 +168,7 @@ def _ingest(paths, index_dir: Path, model_name: str, fingerprint: str, embed: Em
                 kept.append(row)
                 read += "; the version indexed before stays in the index"
             skipped.append(read)
+            skipped_files.append(path)
             continue
         document, letter_chunks = read
         warnings.extend(document.warnings)
@@ -195,7 +218,7 @@ def _ingest(paths, index_dir: Path, model_name: str, fingerprint: str, embed: Em
     record = manifest["index"]
     return IngestSummary(manifest["counts"]["letters"], len(documents) - reused_letters, manifest["counts"]["chunks"], len(missing),
                          len(chunks) - len(missing), removed, time.perf_counter() - started, changed=True,
-                         warnings=warnings, embedding_seconds=embedding_seconds, skipped=skipped, uploads=len(uploads),
+                         warnings=warnings, embedding_seconds=embedding_seconds, skipped=skipped, skipped_files=skipped_files, uploads=len(uploads),
                          index=f"{record['kind']} index {'rebuilt' if record['rebuilt'] else 'updated in place'}")
 
 

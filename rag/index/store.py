@@ -22,6 +22,7 @@ FAISS and BM25 indexes; texts are read from SQLite by row when a hit or an answe
 
 from __future__ import annotations
 
+import fcntl
 import json
 import sqlite3
 import threading
@@ -82,6 +83,9 @@ class Generation:
         self.folder = folder
         self.manifest = manifest
         self.settings = settings
+        # A shared lock for as long as this generation is served: an ingest never removes a generation in use.
+        self._in_use = (folder / "manifest.json").open("rb")
+        fcntl.flock(self._in_use, fcntl.LOCK_SH)
         self._database = open_store(folder, check_same_thread=False)
         self._lock = threading.Lock()
         self._letters_cache: OrderedDict[int, Document] = OrderedDict()
@@ -107,6 +111,9 @@ class Generation:
         self.vectors = np.load(folder / "vectors.npy", mmap_mode="r")  # pages read only by narrow filters
         self.vector_index = VectorIndex.load(folder, manifest["index"], settings)
         self.lexical = LexicalIndex.load(folder / "lexical")
+        # Each letter's passages are one run of rows when the letter rows never go back (as an ingest writes them).
+        ordered = bool(np.all(np.diff(self.chunk_letter) >= 0))
+        self._letter_first = np.searchsorted(self.chunk_letter, np.arange(len(self.letters) + 1)) if ordered else None
         self.row_of_slot = np.full(self.next_slot, -1, dtype=np.int64)
         self.row_of_slot[self.faiss_ids] = np.arange(len(self.faiss_ids))
         # Tombstoned slots are kept out of every search by a bitmap of the live ones.
@@ -132,6 +139,7 @@ class Generation:
     def close(self) -> None:
         self._database.close()
         self.sentence_vectors.close()
+        self._in_use.close()
 
     # letters
 
@@ -177,6 +185,15 @@ class Generation:
     def chunk_id(self, row: int) -> str:
         ((chunk_id,),) = self._query("SELECT chunk_id FROM chunks WHERE row = ?", (int(row),))
         return chunk_id
+
+    def row_of_chunk(self, chunk_id: str) -> int | None:
+        found = self._query("SELECT row FROM chunks WHERE chunk_id = ?", (chunk_id,))
+        return found[0][0] if found else None
+
+    def passages_of(self, letter_row: int) -> np.ndarray:
+        """The rows of a letter's passages, in order (an ingest writes each letter's passages together)."""
+        return np.flatnonzero(self.chunk_letter == letter_row) if self._letter_first is None else \
+            np.arange(self._letter_first[letter_row], self._letter_first[letter_row + 1])
 
     @property
     def chunks(self) -> "_Chunks":

@@ -8,6 +8,7 @@ queue are full, a request gets 429 at once.
 
 from __future__ import annotations
 
+import base64
 import hmac
 import json
 import time
@@ -15,7 +16,6 @@ import uuid
 from contextlib import contextmanager
 from typing import Any, Iterator
 
-import numpy as np
 from fastapi import APIRouter, Depends, FastAPI, Query as Parameter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict
@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict
 from rag import __version__
 from rag.answer.extractive import Answer
 from rag.errors import InputError, RagError
-from rag.index.show import show_citation
+from rag.index.show import show_served
 from rag.language import shown_date
 from rag.search.conversation import message_text
 from rag.serve.pipeline import Pipeline, parse_filters
@@ -92,6 +92,23 @@ def _key_check(key: str | None):
     return require_key
 
 
+_DESCRIPTION = ("/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json")
+
+
+def _may_read_description(request: Request, key: str | None, login: tuple[str, str] | None) -> bool:
+    given = request.headers.get("authorization", "")
+    scheme, _, value = given.partition(" ")
+    if scheme.lower() == "bearer" and key:
+        return hmac.compare_digest(value.encode(), key.encode())
+    if scheme.lower() == "basic" and login:
+        try:
+            user, _, password = base64.b64decode(value).decode().partition(":")
+        except ValueError:
+            return False
+        return hmac.compare_digest(f"{user}:{password}".encode(), f"{login[0]}:{login[1]}".encode())
+    return False
+
+
 def _check_key(request: Request, key: str) -> None:
     given = request.headers.get("authorization", "")
     token = given[7:] if given.lower().startswith("bearer ") else ""
@@ -110,17 +127,26 @@ def _answered(pipeline: Pipeline, question: str, history: list[str], filters=Non
 
 # --- the application ---------------------------------------------------------------------
 
-def create_api(pipeline: Pipeline) -> FastAPI:
+def create_api(pipeline: Pipeline, docs_login: tuple[str, str] | None = None) -> FastAPI:
+    """The API app; with a key (or a page login for a server on the network) its description at /docs and
+    /openapi.json asks for them too: it lists every route."""
     app = FastAPI(title="kamerbrief-rag", version=__version__,
                   description="Vragen aan Kamerbrieven, met antwoorden die elke bewering citeren. "
                               "OpenAI-compatibel onder /v1, REST onder /api.")
+    serve = pipeline.settings.serve
+    if serve.api_key or docs_login:
+        @app.middleware("http")
+        async def guard_the_description(request: Request, call_next):
+            if request.url.path in _DESCRIPTION and not _may_read_description(request, serve.api_key, docs_login):
+                return Response("log in (the page's login) or send Authorization: Bearer <RAG_API_KEY>", status_code=401,
+                                headers={"WWW-Authenticate": 'Basic realm="kamerbrief-rag"'})
+            return await call_next(request)
 
     @app.exception_handler(ApiError)
     async def api_error(_request: Request, error: ApiError) -> JSONResponse:
         return JSONResponse({"error": {"message": str(error), "type": error.kind, "code": error.code}},
                             status_code=error.status)
 
-    serve = pipeline.settings.serve
     require_key = Depends(_key_check(serve.api_key))
     openai = APIRouter(prefix="/v1", dependencies=[require_key], tags=["OpenAI-compatible"])
     rest = APIRouter(prefix="/api", dependencies=[require_key], tags=["REST"])
@@ -137,6 +163,14 @@ def create_api(pipeline: Pipeline) -> FastAPI:
         asked = [message_text(m.content) for m in request.messages if m.role == "user"]
         if not asked or not asked[-1].strip():
             raise ApiError(400, "de laatste gebruikersvraag is leeg; stel een vraag", "invalid_request_error", "empty_question")
+        completion_id, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+        if request.stream:
+            try:
+                query = pipeline.query(asked[-1], history=asked[:-1])
+            except InputError as error:
+                raise ApiError(400, str(error), "invalid_request_error", "invalid_question") from None
+            slot = _slot(pipeline)  # taken now, so a full server says 429 before the stream starts
+            return StreamingResponse(_stream(pipeline, query, slot, completion_id, created), media_type="text/event-stream")
         try:
             answer = _answered(pipeline, asked[-1], asked[:-1])
         except InputError as error:
@@ -145,9 +179,6 @@ def create_api(pipeline: Pipeline) -> FastAPI:
             raise ApiError(502, str(error), "api_error", "answer_failed") from None
         content = answer.text + sources_block(answer)
         citations = [citation.as_json() for citation in answer.citations]
-        completion_id, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
-        if request.stream:
-            return StreamingResponse(_stream(completion_id, created, content, citations), media_type="text/event-stream")
         return {
             "id": completion_id, "object": "chat.completion", "created": created, "model": MODEL_ID,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
@@ -159,6 +190,8 @@ def create_api(pipeline: Pipeline) -> FastAPI:
     def search(q: str, k: int = 5, doc: list[str] = Parameter(default=[]), since: str | None = None,
                until: str | None = None, dossier: str | None = None, ministry: str | None = None,
                kind: str | None = None) -> dict:
+        if not 1 <= k <= serve.max_hits:
+            raise ApiError(400, f"k moet tussen 1 en {serve.max_hits} liggen", "invalid_request_error", "bad_k")
         with _rest_errors():
             filters = parse_filters(doc, since, until, dossier, ministry, kind)
             with pipeline.slots:
@@ -174,18 +207,18 @@ def create_api(pipeline: Pipeline) -> FastAPI:
 
     @rest.get("/letters")
     def letters(response: Response, offset: int = 0, limit: int = serve.api_letters_limit) -> list[dict]:
-        """The letters, newest first, a page at a time (`X-Total-Count` says how many there are)."""
-        if offset < 0 or not 0 < limit <= 10 * serve.api_letters_limit:
-            raise ApiError(400, f"offset moet 0 of meer zijn en limit tussen 1 en {10 * serve.api_letters_limit}",
+        """The letters, newest first, a page at a time (`X-Total-Count` says how many there are); metadata and
+        section names from what the server holds, no letter's text."""
+        if offset < 0 or not 0 < limit <= serve.api_letters_limit:
+            raise ApiError(400, f"offset moet 0 of meer zijn en limit tussen 1 en {serve.api_letters_limit}",
                            "invalid_request_error", "bad_page")
         index = pipeline.generation
-        passages = np.bincount(index.chunk_letter, minlength=len(index.letters))
         page = [index.letters[int(row)] for row in index.letters_by_date[::-1][offset:offset + limit]]
         response.headers["X-Total-Count"] = str(len(index.letters))
         return [{"doc_id": letter.doc_id, "title": letter.title, "date": letter.date, "kind": letter.kind,
                  "ministry": letter.ministry, "references": list(letter.references),
                  "identifiers": dict(letter.identifiers), "sections": _section_labels(index, letter.row),
-                 "passages": int(passages[letter.row]), "source": letter.source} for letter in page]
+                 "passages": len(index.passages_of(letter.row)), "source": letter.source} for letter in page]
 
     @rest.get("/letters/{doc_id}")
     def letter(doc_id: str) -> dict:
@@ -200,7 +233,7 @@ def create_api(pipeline: Pipeline) -> FastAPI:
     @rest.get("/show/{citation:path}")
     def show(citation: str) -> dict:
         with _rest_errors():
-            return show_citation(pipeline.index_dir, citation).as_json()
+            return show_served(pipeline.generation, citation).as_json()
 
     app.include_router(openai)
     app.include_router(rest)
@@ -208,7 +241,8 @@ def create_api(pipeline: Pipeline) -> FastAPI:
 
 
 def _section_labels(index, row: int) -> list[str]:
-    return [section.label for section in index.document_at(row).sections]
+    """The sections a letter's passages stand in, in order (read from the arrays, not from the letter's text)."""
+    return [index.sections[section] for section in dict.fromkeys(index.chunk_section[index.passages_of(row)].tolist())]
 
 
 @contextmanager
@@ -225,17 +259,41 @@ def _rest_errors() -> Iterator[None]:
         raise ApiError(500, str(error), "api_error") from None
 
 
-def _stream(completion_id: str, created: int, content: str, citations: list[dict]) -> Iterator[str]:
-    """OpenAI's chunk format: the role, the answer line by line, then the end with the citations."""
+def _slot(pipeline: Pipeline):
+    try:
+        return pipeline.slots.__enter__()
+    except Busy as busy:
+        raise ApiError(429, str(busy), "rate_limit_error", "rate_limit_exceeded") from None
+
+
+def _stream(pipeline: Pipeline, query, slot, completion_id: str, created: int) -> Iterator[str]:
+    """OpenAI's chunk format: the role, the answer as it is written (a generated answer's sentences as the endpoint
+    streams them, each checked first), the sources, then the end with the citations."""
 
     def chunk(delta: dict, finish: str | None = None, **extra) -> str:
         body = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": MODEL_ID,
                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
         return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
 
-    yield chunk({"role": "assistant", "content": ""})
-    lines = content.split("\n")
-    for number, line in enumerate(lines):
-        yield chunk({"content": line + ("\n" if number < len(lines) - 1 else "")})
-    yield chunk({}, "stop", citations=citations)
-    yield "data: [DONE]\n\n"
+    try:
+        yield chunk({"role": "assistant", "content": ""})
+        answer, written = None, []
+        try:
+            for part in pipeline.answer_stream(query):
+                if isinstance(part, Answer):
+                    answer = part
+                elif part:
+                    written.append(part)
+                    yield chunk({"content": part})
+        except RagError as error:  # the endpoint failed mid-answer: said in the stream, which has begun
+            yield chunk({"content": f"\n\nLet op: {error}"}, "stop")
+            yield "data: [DONE]\n\n"
+            return
+        if "".join(written) != answer.text:  # the endpoint's text fell back to the extractive answer
+            yield chunk({"content": ("\n\n" if written else "") + answer.text})
+        yield chunk({"content": sources_block(answer)})
+        yield chunk({}, "stop", citations=[citation.as_json() for citation in answer.citations],
+                    abstained=answer.abstained, notes=list(answer.notes))
+        yield "data: [DONE]\n\n"
+    finally:
+        slot.__exit__(None, None, None)

@@ -10,14 +10,14 @@ import threading
 from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from rag.answer.extractive import Answer, Calibration, extractive_answer
-from rag.answer.generated import generated_answer
+from rag.answer.generated import generated_answer, generated_answer_stream
 from rag.embed.model import Embedder, load_embedder, model_fingerprint
 from rag.errors import InputError, RagError
 from rag.index.folder import check_compatible, current_generation_name, read_manifest
-from rag.index.ingest import IngestSummary, ingest
+from rag.index.ingest import UPLOADS, IngestSummary, ingest
 from rag.index.store import Generation, load_index
 from rag.readers import letter_paths
 from rag.search.conversation import Conversation
@@ -100,6 +100,7 @@ class Pipeline:
     slots: AnswerSlots | None = field(default=None, repr=False)  # None: as many as the serve settings say
     _refused: str | None = field(default=None, repr=False)  # a new generation that could not be loaded
     _watching: threading.Event | None = field(default=None, repr=False)
+    _changing: threading.Lock = field(default_factory=threading.Lock, repr=False)  # one index change at a time
 
     def __post_init__(self) -> None:
         self.calibration = self.calibration or Calibration.for_model(self.embedder.name, self.settings.answer)
@@ -133,14 +134,31 @@ class Pipeline:
 
     def answer_query(self, query: Query, k: int = 6) -> Answer:
         """The answer; the question is embedded once and scored by BM25 once, nothing else is embedded."""
-        index = self.generation  # one generation for the whole answer, even when a newer one goes live meanwhile
-        vector = self.embedder.encode_queries([query.text])[0]
-        hits = rank(index, query, vector, check_k(k), self.retrieval)
-        answer = extractive_answer(query.text, hits, index, vector, self.calibration, self.settings.answer, notes=query.notes)
+        index, hits, answer = self._extractive(query, k)
         if self.endpoint is not None:
             texts = {hit.doc_id: index.document(hit.doc_id).text for hit in hits}
             answer = generated_answer(self.endpoint, query.text, hits, texts, answer)
         return replace(answer, question=query.question)  # answered as resolved, recorded as asked
+
+    def answer_stream(self, query: Query, k: int = 6) -> Iterator[str | Answer]:
+        """The answer's text as it comes (a generated answer sentence by sentence as the endpoint writes and each is
+        checked, an extractive one line by line), then the whole Answer."""
+        index, hits, answer = self._extractive(query, k)
+        if self.endpoint is None or answer.abstained:
+            lines = answer.text.split("\n")
+            yield from (line + ("\n" if number < len(lines) - 1 else "") for number, line in enumerate(lines))
+            yield replace(answer, question=query.question)
+            return
+        texts = {hit.doc_id: index.document(hit.doc_id).text for hit in hits}
+        for part in generated_answer_stream(self.endpoint, query.text, hits, texts, answer):
+            yield replace(part, question=query.question) if isinstance(part, Answer) else part
+
+    def _extractive(self, query: Query, k: int) -> tuple[Generation, list[Hit], Answer]:
+        index = self.generation  # one generation for the whole answer, even when a newer one goes live meanwhile
+        vector = self.embedder.encode_queries([query.text])[0]
+        hits = rank(index, query, vector, check_k(k), self.retrieval)
+        answer = extractive_answer(query.text, hits, index, vector, self.calibration, self.settings.answer, notes=query.notes)
+        return index, hits, answer
 
     def search_query(self, query: Query, k: int = 5) -> list[Hit]:
         vector = self.embedder.encode_queries([query.text])[0] if self.retrieval.mode != "lexical" else None
@@ -148,25 +166,41 @@ class Pipeline:
 
     # --- letters added and removed while serving --------------------------------------------
 
-    def add_letters(self, files: Sequence[Path], progress: bool = False) -> IngestSummary:
-        """Ingest these letter files beside the ones indexed now, and serve the result at once."""
-        return self._reindex([*self.generation.letter_files, *map(Path, files)], progress)
+    @property
+    def uploads(self) -> Path:
+        """Where letters added in the chat page are kept: inside the index folder, so every ingest keeps them."""
+        return self.index_dir / UPLOADS
+
+    def add_letters(self, progress: bool = False) -> IngestSummary:
+        """Index the letters stored in `uploads` beside the ones indexed now, and serve the result at once."""
+        with self._changing:
+            return self._reindex(frozenset(), progress)
 
     def remove_letter(self, doc_id: str) -> IngestSummary:
-        """The index without this letter (its file stays where it is), served at once."""
-        letter = self.generation.letter(doc_id)
-        if letter is None:
-            raise InputError(f"onbekende brief {doc_id!r}")
-        remaining = [path for path in self.generation.letter_files if path != PROJECT_ROOT / letter.source]
-        if not remaining:
-            raise InputError("dit is de laatste brief in de index; voeg eerst een andere toe")
-        return self._reindex(remaining, progress=False)
+        """The index without this letter, served at once; the file of an uploaded letter goes too (it is ours),
+        any other letter's file stays where it is."""
+        with self._changing:
+            letter = self.generation.letter(doc_id)
+            if letter is None:
+                raise InputError(f"onbekende brief {doc_id!r}")
+            if len(self.generation.letters) == 1:
+                raise InputError("dit is de laatste brief in de index; voeg eerst een andere toe")
+            summary = self._reindex(frozenset({doc_id}), progress=False)
+            stored = PROJECT_ROOT / letter.source
+            if self.uploads.resolve() in stored.resolve().parents:
+                stored.unlink(missing_ok=True)
+            return summary
 
-    def _reindex(self, files: list[Path], progress: bool) -> IngestSummary:
-        # The index type the index has.
+    def _reindex(self, exclude: frozenset[str], progress: bool) -> IngestSummary:
+        """The index as it stands on disk now (read under the ingest lock, so an ingest elsewhere is never undone),
+        with the uploads and without `exclude`; a server waits its turn behind a running `rag ingest`."""
         index_settings = self.settings.index.from_manifest(self.generation.manifest["index"]["settings"])
-        summary = run_ingest(files, self.index_dir, replace(self.settings, index=index_settings), self.embedder, progress)
-        self.refresh()
+        settings = replace(self.settings, index=index_settings)  # the index type the index has
+        fingerprint = self.embedder.fingerprint
+        summary = ingest(None, self.index_dir, self.embedder.name, fingerprint,
+                         lambda texts, spans: self.embedder.passage_batches(texts, spans, progress=progress),
+                         settings.chunking, settings.index, settings.fault, exclude=exclude, wait=True)
+        self._switch()
         return summary
 
     # --- live index updates ---------------------------------------------------------------
@@ -174,9 +208,13 @@ class Pipeline:
     def refresh(self) -> bool:
         """Switch to the generation `rag ingest` made live since; True when it did.
 
-        Requests in flight keep the generation they started with (`answer_query` holds it), and
-        an ingest keeps the previous generation on disk, so nothing they read disappears.
+        Requests in flight keep the generation they started with (`answer_query` holds it), and a generation
+        stays on disk as long as a process serves it, so nothing they read disappears.
         """
+        with self._changing:
+            return self._switch()
+
+    def _switch(self) -> bool:
         live = current_generation_name(self.index_dir)
         if live is None or live in (self.generation.folder.name, self._refused):
             return False

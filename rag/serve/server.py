@@ -11,9 +11,9 @@ import threading
 from pathlib import Path
 from typing import Callable
 
-from rag.errors import RagError
+from rag.errors import InputError, RagError
 from rag.serve.pipeline import Pipeline
-from rag.settings import DEFAULT_DATA, LOOPBACK
+from rag.settings import DEFAULT_DATA, LOOPBACK, ServeSettings
 
 
 def free_port(host: str, port: int, tries: int = 20) -> int:
@@ -55,33 +55,45 @@ class Served:
             self.thread.join(30)
 
 
+def check_exposure(host: str, serve: ServeSettings, insecure: bool) -> None:
+    """Beyond loopback, every route that reads letters or changes the index needs credentials: the page a login,
+    the API a key. Without them the server does not start, unless `insecure` says so on purpose."""
+    if host in LOOPBACK or insecure or (serve.api_key and serve.ui_login):
+        return
+    missing = " and ".join(name for name, absent in (("RAG_API_KEY", not serve.api_key),
+                                                      ("RAG_UI_USER/RAG_UI_PASSWORD", serve.ui_login is None)) if absent)
+    raise InputError(f"serving on {host} makes the letters visible on the network: set {missing} first "
+                     f"(or give --insecure to serve them to anyone who can reach this machine)")
+
+
 # Mounts the chat page on the API app: (api, pipeline, data_dir, uploads_allowed, login) -> the app to serve.
 MountPage = Callable[..., object]
 
 
 def launch(pipeline: Pipeline, mount_page: MountPage, host: str = "127.0.0.1", port: int = 7860,
-           data_dir: Path = DEFAULT_DATA, block: bool = True) -> tuple[Served, str]:
+           data_dir: Path = DEFAULT_DATA, block: bool = True, insecure: bool = False) -> tuple[Served, str]:
     """Serve the chat page at / and the API at /v1 and /api, from one process and one pipeline; a taken port
-    moves to the next free one, said aloud."""
+    moves to the next free one, said aloud. Beyond this machine, every route that reads letters or changes the
+    index asks for credentials: without an API key and a page login the server refuses to start, unless
+    `insecure` is given."""
     import uvicorn
 
     from rag.serve.api import create_api
 
     serve = pipeline.settings.serve
+    check_exposure(host, serve, insecure)
+    exposed = host not in LOOPBACK
+    login = serve.ui_login if exposed else None
     chosen = free_port(host, port)
     if chosen != port:
         print(f"rag: port {port} is taken; serving on port {chosen} instead", file=sys.stderr)
-    exposed = host not in LOOPBACK
     if exposed:
-        print(f"rag: warning: serving on {host}: the letters become visible on the network", file=sys.stderr)
-        if serve.ui_login is None:
-            print("rag: warning: no RAG_UI_USER/RAG_UI_PASSWORD set, so anyone who can reach the page can use it", file=sys.stderr)
-        if not serve.api_key:
-            print("rag: warning: no RAG_API_KEY set, so anyone who can reach /v1 and /api can use them", file=sys.stderr)
+        print(f"rag: warning: serving on {host}: the letters become visible on the network"
+              + ("" if login and serve.api_key else ", without credentials (--insecure)"), file=sys.stderr)
     _limit_malloc_arenas()
-    # Letters can be added from the page on this machine, or behind the login when the page is exposed.
-    app = mount_page(create_api(pipeline), pipeline, data_dir, not exposed or serve.ui_login is not None,
-                     serve.ui_login if exposed else None)
+    # Letters can be added and removed from the page on this machine, or behind the login when the page is exposed.
+    api = create_api(pipeline, docs_login=login if exposed else None)
+    app = mount_page(api, pipeline, data_dir, not exposed or login is not None, login)
     pipeline.watch()  # a new generation from `rag ingest` goes live between requests
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{chosen}"
     # Open streams (a browser, a gradio_client) do not hold up a Ctrl-C or SIGTERM for more than a few seconds.
