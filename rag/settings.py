@@ -71,6 +71,7 @@ class ModelSettings:
 @dataclass(frozen=True)
 class ReaderSettings:
     ocr_max_pages: int = 300  # scanned pages one letter may have read by OCR (a minute or so each on a CPU)
+    max_text_bytes: int = 10 * 2**20  # a text file larger than this is no letter (a whole export to split)
 
 
 # --- the index ---------------------------------------------------------------------------

@@ -83,13 +83,14 @@ def fault_point(fault: str, name: str, count: int | None = None) -> None:
 
 
 def write_generation(index_dir: Path, carried: Carried | None, new: NewLetters, model: dict,
-                     chunk_settings: ChunkSettings, index_settings: IndexSettings, fault: str = "") -> dict:
+                     chunk_settings: ChunkSettings, index_settings: IndexSettings, fault: str = "",
+                     unreadable: dict[str, dict] | None = None) -> dict:
     """Write and switch to a generation of the carried letters followed by the new ones; its manifest."""
     name = f"gen-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
     staging = index_dir / f".{name}.partial"
     staging.mkdir()
     try:
-        manifest = _write(staging, carried, new, model, chunk_settings, index_settings, fault)
+        manifest = _write(staging, carried, new, model, chunk_settings, index_settings, fault, unreadable or {})
         _fsync_tree(staging)
         _check_before_going_live(staging, manifest, index_settings)
         staging.rename(index_dir / name)
@@ -114,7 +115,7 @@ def _check_before_going_live(staging: Path, manifest: dict, index_settings: Inde
 
 
 def _write(staging: Path, carried: Carried | None, new: NewLetters, model: dict, chunk_settings: ChunkSettings,
-           index_settings: IndexSettings, fault: str) -> dict:
+           index_settings: IndexSettings, fault: str, unreadable: dict[str, dict]) -> dict:
     old = dict(np.load(carried.folder / "arrays.npz")) if carried else None
     kept_letters = carried.letters if carried else np.zeros(0, np.int64)
     if old is not None:
@@ -144,6 +145,7 @@ def _write(staging: Path, carried: Carried | None, new: NewLetters, model: dict,
         "index": index_record,
         "lexical": lexical_record,
         "counts": counts,
+        "skipped": unreadable,  # files that could not be read, by path: their hash and why (said again, not read again)
         "versions": {"rag": __version__, "faiss": faiss.__version__, "numpy": np.__version__},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "files": {

@@ -33,11 +33,12 @@ from rag.index.lexical import TOKENIZER_VERSION as LEXICAL_TOKENIZER_VERSION
 from rag.index.lexical import ranges
 from rag.language import iso_date
 from rag.readers import is_letter_file, letter_paths
-from rag.readers.document import READER_VERSION, Document, cannot_read, doc_id_for, doc_ids_of, read_or_reason
+from rag.readers.document import READER_VERSION, Document, cannot_read, doc_id_for, read_or_reason, without_shared_ids
 from rag.settings import PROJECT_ROOT, ChunkSettings, IndexSettings
 
 CHECKPOINTS = ".embedded"
 UPLOADS = "uploads"  # letters uploaded in the chat page, inside the index folder
+KEPT_BEFORE = "; the version indexed before stays in the index"
 
 # Texts and each text's sentence spans -> batches as they are done: (positions in the texts, passage vectors,
 # sentence vectors of those texts' spans in order). Batches may arrive in any order.
@@ -128,8 +129,10 @@ def _ingest(paths, index_dir: Path, model_name: str, fingerprint: str, embed: Em
         except OSError as error:
             skipped.append(str(cannot_read(path, error)))
             skipped_files.append(path)
-    files = [path for path in files if path in hashes]
-    doc_ids = doc_ids_of(files)
+    files, duplicates = without_shared_ids([path for path in files if path in hashes])
+    skipped.extend(duplicates)
+    skipped_files.extend(path for path in hashes if path not in files)
+    doc_ids = [doc_id_for(path) for path in files]
     previous = _previous_build(index_dir, model_name, fingerprint)
     stored = previous.letters if previous else {}
     same_reading = previous is not None and previous.manifest["reader"]["version"] == READER_VERSION
@@ -139,9 +142,21 @@ def _ingest(paths, index_dir: Path, model_name: str, fingerprint: str, embed: Em
     kept: list[int] = []
     rechunk: set[str] = set()  # unchanged letters whose stored text is chunked anew
     to_read: list[Path] = []
+    # Files this reader could not read last time and that have not changed: said again, not read again.
+    known_unreadable = previous.manifest.get("skipped", {}) if same_reading else {}
+    unreadable: dict[str, dict] = {}
     for path, doc_id in zip(files, doc_ids):
         row, file_hash = stored.get(doc_id, (None, None))
-        if row is not None and same_reading and file_hash == hashes[path]:
+        known = known_unreadable.get(str(path))
+        if known and known["file_sha256"] == hashes[path]:
+            unreadable[str(path)] = known
+            skipped_files.append(path)
+            if carry and row is not None:
+                kept.append(row)
+                skipped.append(known["reason"] + KEPT_BEFORE)
+            else:
+                skipped.append(known["reason"])
+        elif row is not None and same_reading and file_hash == hashes[path]:
             if carry:
                 kept.append(row)
             else:
@@ -149,7 +164,7 @@ def _ingest(paths, index_dir: Path, model_name: str, fingerprint: str, embed: Em
         else:
             to_read.append(path)
     removed = len(set(stored) - set(doc_ids))
-    if carry and not to_read and len(kept) == len(stored) and (
+    if carry and not to_read and len(kept) == len(stored) and unreadable == known_unreadable and (
             previous.manifest["index"]["settings"] == index_settings.as_manifest()):
         counts = previous.manifest["counts"]
         return IngestSummary(counts["letters"], 0, counts["chunks"], 0, counts["chunks"], 0,
@@ -163,10 +178,11 @@ def _ingest(paths, index_dir: Path, model_name: str, fingerprint: str, embed: Em
     for path in to_read:
         read = _read_letter(path, chunk_settings)
         if isinstance(read, str):  # unreadable: skipped and named, the rest indexed
+            unreadable[str(path)] = {"file_sha256": hashes[path], "reason": read}
             row, _hash = stored.get(doc_id_for(path), (None, None))
             if carry and row is not None:
                 kept.append(row)
-                read += "; the version indexed before stays in the index"
+                read += KEPT_BEFORE
             skipped.append(read)
             skipped_files.append(path)
             continue
@@ -213,7 +229,7 @@ def _ingest(paths, index_dir: Path, model_name: str, fingerprint: str, embed: Em
                      else np.zeros((0, dimension), np.float16))
     model = {"name": model_name, "fingerprint": fingerprint, "dimension": int(dimension)}
     manifest = write_generation(index_dir, Carried(previous.folder, previous.manifest, np.array(sorted(kept), dtype=np.int64))
-                                if carry else None, new, model, chunk_settings, index_settings, fault)
+                                if carry else None, new, model, chunk_settings, index_settings, fault, unreadable)
     pool.clear()
     record = manifest["index"]
     return IngestSummary(manifest["counts"]["letters"], len(documents) - reused_letters, manifest["counts"]["chunks"], len(missing),

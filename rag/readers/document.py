@@ -99,8 +99,11 @@ def read_documents(paths: Iterable[str | Path], skipped: list[str] | None = None
     """The letters at `paths`. A letter that cannot be read is skipped with its reason in `skipped` when a list
     is given (the other letters still count; none readable is an error), else it is an error at once."""
     documents = []
-    files = letter_paths(paths)
-    doc_ids_of(files)
+    files, duplicates = without_shared_ids(letter_paths(paths))
+    if skipped is not None:
+        skipped.extend(duplicates)
+    elif duplicates:
+        raise InputError(duplicates[0])
     for path in files:
         read = read_or_reason(path)
         if isinstance(read, Document):
@@ -147,16 +150,19 @@ def doc_id_for(path: Path) -> str:
     return stem or hashlib.sha1(path.name.encode()).hexdigest()[:12]
 
 
-def doc_ids_of(files: list[Path]) -> list[str]:
-    """The doc_id of each file; refused when two files share one (they come from file names, so two files of
-    one name in different folders would collide)."""
+def without_shared_ids(files: list[Path]) -> tuple[list[Path], list[str]]:
+    """The files whose doc_id no earlier file has, and a line for each one left out: doc_ids come from file names,
+    so two files of one name in different folders would collide (the first one is indexed)."""
     seen: dict[str, Path] = {}
+    kept, left_out = [], []
     for path in files:
         doc_id = doc_id_for(path)
         if doc_id in seen:
-            raise InputError(f"two letters share the id {doc_id!r}: {seen[doc_id]} and {path}; rename one of them")
+            left_out.append(f"{path}: the letter {seen[doc_id]} has the same id {doc_id!r}; rename one of them to index both")
+            continue
         seen[doc_id] = path
-    return list(seen)
+        kept.append(path)
+    return kept, left_out
 
 
 # --- from a reading to a Document --------------------------------------------------------
@@ -179,7 +185,7 @@ def build_document(reading: Reading, doc_id: str, source: str, content_hash: str
         layout = read_blocks(lines, reading.footnotes, head.repeats)
         if not any(block.text for block in layout.blocks) and head.lines:
             # Nothing after the head (a one-line note, a bare table of contents): the head is the letter.
-            layout = read_blocks(reading.lines or [], reading.footnotes, head.repeats)
+            layout = read_blocks(reading.lines or [], reading.footnotes)
     if not any(block.text for block in layout.blocks):
         raise LetterSkipped(f"{source}: no readable text in this letter")
 

@@ -53,7 +53,8 @@ def prepare_lines(raw: str) -> list[Line]:
     """Lines of extracted text, with the gaps between them; a side column printed on the same line
     (as `pdftotext -layout` does) becomes a line of its own after it; letter-spaced words are rejoined."""
     raw = raw.replace("\r\n", "\n").replace("\r", "\n")
-    raw = re.sub("[\u00ad\u200b\u200c\u200d\ufeff]", "", raw)
+    # Soft hyphens, zero-width and direction marks, and control characters a text export can carry: no letters.
+    raw = re.sub("[\u00ad\u200b\u200c\u200d\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff\x00-\x08\x0b\x0e-\x1f\x7f]", "", raw)
     raw = raw.replace("\xa0", " ").replace("\t", "    ")
     raw = raw.replace("\f", "\n\n")
     lines: list[Line] = []

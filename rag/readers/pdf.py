@@ -71,8 +71,8 @@ def read_pdf(path: Path) -> Reading:
             heights = [float(page.height) for page in pdf.pages]
             pages = [_segments(page, number) for number, page in enumerate(pdf.pages)]
     except Exception as error:  # pdfminer raises many kinds on a damaged or protected file; each is the same to a user
-        cause = getattr(error, "__cause__", None) or error
-        if "password" in f"{type(cause).__name__} {cause}".lower() or "encrypt" in f"{type(cause).__name__} {cause}".lower():
+        cause = error.args[0] if error.args and isinstance(error.args[0], Exception) else error  # pdfplumber wraps pdfminer's
+        if any(word in type(cause).__name__.lower() for word in ("password", "encrypt")):
             raise InputError(f"{path}: the PDF is protected with a password; export it without one") from None
         raise InputError(f"{path}: cannot read this PDF ({type(cause).__name__}); check the file or export it again") from None
     if not pages:
@@ -110,7 +110,7 @@ def _read_scanned_pages(path: Path, pages: list[list["Segment"]], heights: list[
         top, step = 0.15 * heights[number], 0.7 * heights[number] / max(1, len(lines))
         pages[number] = [Segment(number, line, left, left + 5 * len(line), top + row * step, top + row * step + size,
                                  size, False, False) for row, line in enumerate(lines) if line]
-    return [f"{path}: pages {listed} have no text layer and were read by OCR"]
+    return [f"{path}: page{'s' if len(empty) > 1 else ''} {listed} had no text layer and {'were' if len(empty) > 1 else 'was'} read by OCR"]
 
 
 def _segments(page, number: int) -> list[Segment]:

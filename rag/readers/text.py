@@ -7,9 +7,13 @@ from pathlib import Path
 from rag.errors import LetterSkipped
 from rag.readers.lines import prepare_lines
 from rag.readers.reading import Reading
+from rag.settings import ReaderSettings
 
 
-def read_text(path: Path) -> Reading:
+def read_text(path: Path, most_bytes: int = ReaderSettings.max_text_bytes) -> Reading:
+    if path.stat().st_size > most_bytes:
+        raise LetterSkipped(f"{path}: {path.stat().st_size // 2**20} MB of text is no letter (at most "
+                            f"{most_bytes // 2**20} MB); split it into its letters")
     data = path.read_bytes()
     if not data.strip():
         raise LetterSkipped(f"{path}: the file is empty; remove it or export the letter again")
