@@ -130,16 +130,23 @@ class ChatServer:
 
     `reply(request_body)` gives the message content (a string, or None for `content: null`); `status`
     answers every request with that HTTP status; `cut=True` sends half an answer and closes the connection.
+    A request with `stream: true` gets the reply as server-sent chunks, one per item of `parts(request_body)`;
+    with `hold`, the last part waits until that event is set (or 30 s), and `finished` is set once it is sent.
     """
 
-    def __init__(self, reply=lambda body: "", status: int = 200, cut: bool = False) -> None:
+    def __init__(self, reply=lambda body: "", status: int = 200, cut: bool = False, parts=None,
+                 hold: threading.Event | None = None) -> None:
         self.requests: list[dict] = []
+        self.finished = threading.Event()
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 outer.requests.append({"path": self.path, "body": body, "auth": self.headers.get("Authorization")})
+                if body.get("stream") and parts is not None:
+                    self._stream(parts(body))
+                    return
                 payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": reply(body)}}]}).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -148,6 +155,21 @@ class ChatServer:
                 self.wfile.write(payload[: len(payload) // 2] if cut else payload)
                 if cut:
                     self.close_connection = True
+
+            def _stream(self, pieces: list[str]) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.end_headers()
+                for number, piece in enumerate(pieces):
+                    if number == len(pieces) - 1 and hold is not None:
+                        hold.wait(30)  # the client has had the earlier parts by now, if it streams them on
+                    chunk = {"choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
+                    self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                    self.wfile.flush()
+                self.wfile.write(b"data: [DONE]\n\n")
+                self.wfile.flush()
+                outer.finished.set()
+                self.close_connection = True
 
             def log_message(self, *args) -> None:
                 pass

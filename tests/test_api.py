@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import httpx
 import pytest
@@ -59,6 +60,48 @@ def test_a_streamed_completion_joins_to_the_same_answer(openai_client):
     assert len(chunks) > 3 and chunks[-1].choices[0].finish_reason == "stop"
     assert "".join(chunk.choices[0].delta.content or "" for chunk in chunks) == whole.choices[0].message.content
     assert chunks[-1].model_extra["citations"] == whole.model_extra["citations"]
+
+
+def test_a_generated_answer_streams_as_the_endpoint_writes_it(pipeline, tmp_path):
+    """The first sentence reaches the client while the endpoint is still writing the rest."""
+    import threading
+    from dataclasses import replace
+
+    from rag.serve.pipeline import Pipeline
+    from rag.settings import EndpointSettings
+
+    from conftest import ChatServer
+
+    def parts(body: dict) -> list[str]:
+        """The first sentence of passage [1] in two pieces, then a second sentence held back until the client has
+        the first."""
+        passage = body["messages"][-1]["content"].split("[1] ", 1)[1].split("\n", 1)[1]
+        first = re.split(r"(?<=\.)\s", passage, maxsplit=1)[0]
+        return [first[:40], first[40:] + " [1] Verder", " geldt dit ook voor de bondgenoten. [1]"]
+
+    hold = threading.Event()
+    endpoint = ChatServer(parts=parts, hold=hold)
+    settings = replace(pipeline.settings, endpoint=EndpointSettings(endpoint.url, "test-model", None, 30))
+    served, url = _serve(Pipeline(pipeline.embedder, pipeline.generation, pipeline.index_dir, settings), tmp_path)
+    try:
+        content, arrived_before_the_end = [], None
+        with httpx.stream("POST", f"{url}/v1/chat/completions", timeout=60, json={
+                "model": "kamerbrief-rag", "stream": True, "messages": [{"role": "user", "content": CHINA}]}) as response:
+            for line in response.iter_lines():
+                if not line.startswith("data: {"):
+                    continue
+                delta = json.loads(line[6:])["choices"][0]["delta"].get("content")
+                if delta and arrived_before_the_end is None:
+                    arrived_before_the_end = not endpoint.finished.is_set()
+                    hold.set()  # now the endpoint may finish
+                content.append(delta or "")
+        assert arrived_before_the_end, "the first sentence waited for the whole generated answer"
+        text = "".join(content)
+        assert "[1]" in text and "Bronnen:" in text
+    finally:
+        hold.set()
+        served.close()
+        endpoint.close()
 
 
 def test_a_follow_up_in_the_history_is_answered_about_the_new_topic(openai_client):
@@ -131,7 +174,9 @@ def test_an_api_key_guards_the_api_when_set(server, pipeline, tmp_path):
         refused = httpx.get(f"{url}/api/letters")
         assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_api_key"
         assert httpx.get(f"{url}/api/letters", headers={"Authorization": "Bearer verkeerd"}).status_code == 401
-        assert httpx.get(f"{url}/api/letters", headers={"Authorization": "Bearer geheime-sleutel"}).status_code == 200
+        allowed = httpx.get(f"{url}/api/letters", headers={"Authorization": "Bearer geheime-sleutel"})
+        assert allowed.status_code == 200 and {letter["doc_id"] for letter in allowed.json()} == {
+            letter.doc_id for letter in pipeline.generation.letters}
         assert httpx.get(f"{url}/v1/models").status_code == 401
     finally:
         keyed.close()

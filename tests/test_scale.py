@@ -50,7 +50,9 @@ def test_an_incremental_ingest_equals_a_full_build(kind, tmp_path, embedder):
     (letters / seeds[1].name).unlink()
     removed = run_ingest([letters], incremental, Settings(index=settings), embedder)
     assert added.read == len(seeds) - 3 and changed.read == 1 and removed.read == 0 and removed.removed == 1
-    assert "updated in place" in added.index and "updated in place" in removed.index or kind == "hnsw"
+    assert "updated in place" in added.index
+    # HNSW cannot remove: the removed letter's passages are tombstones, over 10% of so small a graph, so it is rebuilt.
+    assert ("rebuilt" if kind == "hnsw" else "updated in place") in removed.index, removed.index
 
     full = tmp_path / "full"
     run_ingest([letters], full, Settings(index=settings), embedder)

@@ -200,8 +200,9 @@ def test_two_browsers_at_once_get_their_own_answers(server, browser):
     _ask(second, "Welk land was op 2 april 2020 voor het eerst officieel aanwezig als dertigste bondgenoot?")
     first.wait_for_selector("#sources .source", timeout=90_000)
     second.wait_for_selector("#sources .source", timeout=90_000)
-    assert "Open Skies" in first.inner_text("#chat") and "Noord-Macedonië" not in first.inner_text("#chat")
-    assert "Noord-Macedonië" in second.inner_text("#chat") and "Open Skies" not in second.inner_text("#chat")
+    # The sources panel holds the cited passages only, not the question the user typed.
+    assert "Open Skies" in first.inner_text("#sources") and "Noord-Macedonië" not in first.inner_text("#sources")
+    assert "Noord-Macedonië" in second.inner_text("#sources") and "Open Skies" not in second.inner_text("#sources")
     first.close()
     second.close()
 
@@ -225,12 +226,11 @@ def test_letter_with_markup_renders_as_text(tmp_path, embedder, browser):
         page = browser.new_page()
         page.goto(url)
         _ask(page, "Wat schreef de minister over de pindakaasfabriek?")
-        page.wait_for_selector("#sources .source, #sources .related", timeout=60_000)
-        assert "<script>" in page.inner_text("#chat") or "<script>" in page.inner_text("#sources")
-        if page.query_selector("#chat a[href='#cite-1']"):
-            page.click("#chat a[href='#cite-1']")
-            page.wait_for_selector("#letter-view mark.cited", timeout=30_000)
-            assert "<img src=x" in page.inner_text("#letter-view")
+        page.wait_for_selector("#chat a[href='#cite-1']", timeout=60_000)  # answered from the letter, not abstained
+        assert "<script>" in page.inner_text("#sources")  # the quoted sentence shows its markup as text
+        page.click("#chat a[href='#cite-1']")
+        page.wait_for_selector("#letter-view mark.cited", timeout=30_000)
+        assert "<img src=x" in page.inner_text("#letter-view")
         assert page.evaluate("() => window.__pwned") is None
         assert page.query_selector("#chat img[src='x'], #sources img, #letter-view img") is None
         page.close()
@@ -263,28 +263,41 @@ def test_date_filter_restricts_the_sources_and_bad_dates_are_explained(server, b
     page.close()
 
 
-def test_serving_on_the_network_warns_and_requires_the_login(pipeline, tmp_path, capfd):
-    import urllib.error
-    import urllib.request
+def test_a_server_on_the_network_asks_for_credentials_on_every_route(pipeline, tmp_path, capfd):
+    """Bound to 0.0.0.0 with a key and a login: nothing that reads letters or changes the index answers without them."""
+    from dataclasses import replace
 
+    import httpx
     from gradio_client import Client
+
+    from rag.serve.pipeline import Pipeline
     from rag.serve.server import launch
     from ui.app import mount_page
 
-    from dataclasses import replace
-
-    from rag.serve.pipeline import Pipeline
-
-    login = replace(pipeline.settings.serve, ui_user="analist", ui_password="geheim")
-    exposed = Pipeline(pipeline.embedder, pipeline.generation, pipeline.index_dir, replace(pipeline.settings, serve=login))
+    serve = replace(pipeline.settings.serve, api_key="geheime-sleutel", ui_user="analist", ui_password="geheim")
+    exposed = Pipeline(pipeline.embedder, pipeline.generation, pipeline.index_dir, replace(pipeline.settings, serve=serve))
     port = free_port("127.0.0.1", 0)
     app, _ = launch(exposed, mount_page, "0.0.0.0", port, tmp_path / "data", block=False)
+    base = f"http://127.0.0.1:{port}"
+    doc_id = pipeline.generation.letters[0].doc_id
     try:
         assert "the letters become visible on the network" in capfd.readouterr().err
-        with pytest.raises(urllib.error.HTTPError) as refused:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/config")
-        assert refused.value.code == 401
-        client = Client(f"http://127.0.0.1:{port}/", auth=("analist", "geheim"), verbose=False)
+        anonymous = [
+            ("GET", "/config"), ("POST", "/gradio_api/upload"), ("POST", "/gradio_api/call/ask"),
+            ("GET", "/api/letters"), ("GET", f"/api/letters/{doc_id}"), ("GET", "/api/search?q=China"),
+            ("POST", "/api/ask"), ("GET", f"/api/show/{doc_id}:0-20"), ("GET", "/v1/models"),
+            ("POST", "/v1/chat/completions"), ("GET", "/docs"), ("GET", "/openapi.json"),
+        ]
+        for method, path in anonymous:
+            response = httpx.request(method, base + path, json={"question": "China"} if method == "POST" else None)
+            assert response.status_code in (401, 403), (method, path, response.status_code, response.text[:200])
+            assert "Nederland" not in response.text  # no letter text leaks in an error either
+        key = {"Authorization": "Bearer geheime-sleutel"}
+        letters = httpx.get(f"{base}/api/letters", headers=key)
+        assert letters.status_code == 200 and {letter["doc_id"] for letter in letters.json()} == {
+            letter.doc_id for letter in pipeline.generation.letters}
+        assert "/api/search" in httpx.get(f"{base}/openapi.json", auth=("analist", "geheim")).text
+        client = Client(f"{base}/", auth=("analist", "geheim"), verbose=False)
         assert client.predict("Wat zei Nederland over China?", api_name="/ask")["citations"]
     finally:
         app.close()
@@ -372,26 +385,44 @@ def test_letters_are_added_from_the_page_answered_and_removed(tmp_path, seed_ind
         page.wait_for_function("() => (document.querySelector('#upload-note')?.innerText || '').includes('Toegevoegd')",
                                timeout=180_000)
         assert "Emissies door de luchtvaart" in page.inner_text("#letters-table")
-        assert (tmp_path / "data" / "uploads" / letter.name).exists()
+        uploads = index_dir / "uploads"
+        assert (uploads / letter.name).exists()
         _ask_and_wait(page, "Wat doet het ministerie aan ultrafijn stof rond regionale luchthavens?")
         assert any("Emissies door de luchtvaart" in card for card in _source_texts(page))
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "upload.png"), full_page=True)
 
-        bad = tmp_path / "kapot.pdf"
+        # Another letter under the same file name is kept beside the first, never over it.
+        other = tmp_path / "tweede" / letter.name
+        other.parent.mkdir()
+        shutil.copy(Path(__file__).parent / "data" / "real" / "BNC_Fiche.pdf", other)
+        page.set_input_files("#upload input[type=file]", str(other))
+        page.click("#add-letters")
+        page.wait_for_function("() => (document.querySelector('#upload-note')?.innerText || '').includes('-2.pdf')",
+                               timeout=180_000)
+        assert (uploads / letter.name).read_bytes() == letter.read_bytes()
+        assert (uploads / f"{letter.stem}-2.pdf").read_bytes() == other.read_bytes()
+        assert "Emissies door de luchtvaart" in page.inner_text("#letters-table")
+
+        # A file of that name that is no letter is refused and leaves both earlier uploads as they were.
+        bad = tmp_path / "kapot" / letter.name
+        bad.parent.mkdir()
         bad.write_bytes(b"%PDF-1.4 dit is geen pdf")
         page.set_input_files("#upload input[type=file]", str(bad))
         page.click("#add-letters")
         page.wait_for_function("() => (document.querySelector('#upload-note')?.innerText || '').includes('Niet toegevoegd')",
                                timeout=60_000)
-        assert "kapot.pdf is niet te lezen" in page.inner_text("#upload-note")
+        assert "geen leesbare PDF" in page.inner_text("#upload-note")
+        assert sorted(path.name for path in uploads.iterdir() if not path.name.startswith(".")) == [
+            letter.name, f"{letter.stem}-2.pdf"]
+        assert (uploads / letter.name).read_bytes() == letter.read_bytes()
 
         _choose(page, "#remove-choice", "Emissies door de luchtvaart")
         page.click("#remove-letter")
         page.wait_for_function("() => (document.querySelector('#upload-note')?.innerText || '').includes('Verwijderd')",
                                timeout=120_000)
         assert "Emissies door de luchtvaart" not in page.inner_text("#letters-table")
-        assert not (tmp_path / "data" / "uploads" / letter.name).exists()
+        assert not (uploads / letter.name).exists() and (uploads / f"{letter.stem}-2.pdf").exists()
         page.close()
     finally:
         served.close()

@@ -1,0 +1,109 @@
+"""A serving pipeline whose index changes under it: its own changes (uploads, removals) and other processes'
+`rag ingest` never undo each other, and what it serves stays readable while it serves it."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+
+from rag.index.show import show_citation, show_served
+from rag.serve.pipeline import run_ingest
+from rag.serve.uploads import store_letters
+
+from conftest import SEEDS, serving
+
+pytestmark = pytest.mark.slow
+REAL = Path(__file__).parent / "data" / "real"
+NOORDPOOL = ("Betreft Noordpool\n\nGeachte voorzitter,\n\nDe minister bezocht het onderzoeksstation op Spitsbergen en "
+             "sprak er over de smeltende ijskap rond de Noordpool.\n")
+
+
+@pytest.fixture()
+def served(tmp_path, seed_index_dir, settings, embedder):
+    """A pipeline over a copy of the seed index, and a folder of letters beside it (the seeds)."""
+    index_dir = tmp_path / "index"
+    shutil.copytree(seed_index_dir, index_dir)
+    letters = tmp_path / "letters"
+    shutil.copytree(SEEDS, letters)
+    return serving(index_dir, settings, embedder), letters
+
+
+def _doc_ids(pipeline) -> set[str]:
+    return {letter.doc_id for letter in pipeline.generation.letters}
+
+
+def test_an_upload_on_a_stale_server_keeps_what_an_ingest_elsewhere_added(served, settings, embedder, tmp_path):
+    pipeline, letters = served
+    (letters / "010_noordpool.txt").write_text(NOORDPOOL, encoding="utf-8")
+    run_ingest([letters], pipeline.index_dir, settings, embedder)  # elsewhere; this server has not switched yet
+    assert "010_noordpool" not in _doc_ids(pipeline)
+    store_letters([REAL / "Kamerbrief_emissie_luchtvaart.pdf"], pipeline.uploads, settings.serve)
+    pipeline.add_letters()
+    assert {"010_noordpool", "kamerbrief_emissie_luchtvaart"} <= _doc_ids(pipeline)
+    assert {seed.stem for seed in SEEDS.glob("*.txt")} <= _doc_ids(pipeline)
+
+
+def test_an_ingest_of_another_folder_keeps_the_uploads(served, settings, embedder):
+    pipeline, letters = served
+    store_letters([REAL / "Kamerbrief_emissie_luchtvaart.pdf"], pipeline.uploads, settings.serve)
+    pipeline.add_letters()
+    summary = run_ingest([letters], pipeline.index_dir, settings, embedder)
+    assert summary.uploads == 1 and "uploaded in the chat (kept)" in summary.line()
+    pipeline.refresh()
+    assert "kamerbrief_emissie_luchtvaart" in _doc_ids(pipeline)
+
+
+def test_adding_and_removing_at_once_both_happen(served, settings):
+    pipeline, _letters = served
+    store_letters([REAL / "Kamerbrief_emissie_luchtvaart.pdf"], pipeline.uploads, settings.serve)
+    errors: list[BaseException] = []
+
+    def run(change) -> None:
+        try:
+            change()
+        except BaseException as error:  # collected: the test fails on any of them
+            errors.append(error)
+
+    threads = [threading.Thread(target=run, args=(pipeline.add_letters,)),
+               threading.Thread(target=run, args=(lambda: pipeline.remove_letter("003_2b3a2a813bb728d5"),))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    assert "kamerbrief_emissie_luchtvaart" in _doc_ids(pipeline) and "003_2b3a2a813bb728d5" not in _doc_ids(pipeline)
+
+
+def test_two_ingests_in_a_row_leave_the_served_generation_readable(served, settings, embedder):
+    pipeline, letters = served
+    citation = pipeline.ask("Wat zei Nederland over China?").citations[0]
+    served_folder = pipeline.generation.folder
+    (letters / "010_noordpool.txt").write_text(NOORDPOOL, encoding="utf-8")
+    run_ingest([letters], pipeline.index_dir, settings, embedder)
+    (letters / "011_zuidpool.txt").write_text(NOORDPOOL.replace("Noord", "Zuid"), encoding="utf-8")
+    run_ingest([letters], pipeline.index_dir, settings, embedder)
+    assert served_folder.is_dir()  # two generations later, still on disk: this process serves it
+    again = pipeline.ask("Wat zei Nederland over China?")
+    assert [c.quote for c in again.citations] == [c.quote for c in pipeline.ask("Wat zei Nederland over China?").citations]
+    assert show_served(pipeline.generation, f"{citation.hit.doc_id}:{citation.start}-{citation.end}").passage == citation.quote
+    assert pipeline.refresh() and "011_zuidpool" in _doc_ids(pipeline)
+    run_ingest([SEEDS], pipeline.index_dir, settings, embedder)
+    assert not served_folder.exists()  # no longer served by anyone: removed by the next ingest
+
+
+def test_show_reads_the_generation_being_served(served, settings, embedder):
+    pipeline, letters = served
+    citation = pipeline.ask("Wat zei Nederland over China?").citations[0]
+    letter = letters / f"{citation.hit.doc_id}.txt"
+    letter.write_text("Betreft Iets anders\n\nGeachte voorzitter,\n\nDeze brief gaat nu over iets heel anders, "
+                      "namelijk de visserij in de Noordzee en de quota voor schol en tong.\n", encoding="utf-8")
+    run_ingest([letters], pipeline.index_dir, settings, embedder)  # the letter changed on disk; not served yet
+    shown = show_served(pipeline.generation, f"{citation.hit.doc_id}:{citation.start}-{citation.end}")
+    assert shown.passage == citation.quote  # the server shows the text its citation was taken from
+    by_chunk = show_served(pipeline.generation, citation.hit.chunk_id)
+    assert citation.quote in by_chunk.passage
+    on_disk = show_citation(pipeline.index_dir, f"{citation.hit.doc_id}:0-40")
+    assert "Iets anders" in on_disk.title  # the command line reads the index as it is now
