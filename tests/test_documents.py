@@ -134,8 +134,11 @@ def test_same_file_name_twice_is_refused(tmp_path, documents):
     for folder in ("a", "b"):
         (tmp_path / folder).mkdir()
         (tmp_path / folder / "brief.txt").write_text("Geachte voorzitter,\n\nEen brief.\n", encoding="utf-8")
-    with pytest.raises(InputError, match="share the id"):
+    with pytest.raises(InputError, match="has the same id 'brief'; rename one of them"):
         read_documents([tmp_path])
+    skipped: list[str] = []
+    assert [d.source for d in read_documents([tmp_path], skipped)] == [str(tmp_path / "a" / "brief.txt")]
+    assert len(skipped) == 1 and "b/brief.txt" in skipped[0]
 
 
 def _write_pdf(path, pages: list[list[str]]) -> None:

@@ -73,6 +73,7 @@ def test_incremental_add_change_remove(tmp_path, embedder, seed_index_dir):
     index = load_index(index_dir, embedder.name, embedder.fingerprint)
     new_chunks = int((index.chunk_letter == index.letter("005_extra").row).sum())
     assert added.letters == 6 and 0 < added.embedded <= new_chunks and added.read == 1
+    index.close()  # no longer served: the next ingests may remove it
 
     letter = corpus / "000_cee59b6ea59e1ee0.txt"
     letter.write_text(letter.read_text(encoding="utf-8").replace("Zuidflank", "Zuidflank\n\nNieuwe alinea over Mali.\n", 1), encoding="utf-8")

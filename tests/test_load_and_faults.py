@@ -86,6 +86,19 @@ def test_ingest_killed_at_any_point_leaves_an_index_that_answers(fault, tmp_path
     assert len([p for p in index_dir.iterdir() if p.name.startswith("gen-")]) <= 2  # the live one and the previous
 
 
+def test_a_full_disk_while_writing_is_one_line_and_leaves_the_index_as_it_was(tmp_path, seed_index_dir, embedder):
+    corpus = _letters_with_new_ones(tmp_path / "letters", 1)
+    index_dir = tmp_path / "index"
+    shutil.copytree(seed_index_dir, index_dir)
+    before = (index_dir / "CURRENT").read_text()
+    full = run_rag("ingest", str(corpus), "--index", str(index_dir), env={"RAG_FAULT": "while-writing:no-space"})
+    assert full.returncode == 1 and "Traceback" not in full.stderr
+    assert full.stderr.count("\n") == 1 and "No space left on device" in full.stderr and "unchanged" in full.stderr
+    assert (index_dir / "CURRENT").read_text() == before
+    assert not [p for p in index_dir.iterdir() if p.name.startswith(".gen-")]  # no half-written generation left
+    assert len(load_index(index_dir, embedder.name, embedder.fingerprint).documents) == 5
+
+
 def test_ingest_keeps_the_previous_generation_for_readers_of_the_old_pointer(tmp_path, seed_index_dir, embedder):
     from rag.serve.pipeline import run_ingest
 

@@ -413,8 +413,8 @@ def test_letters_are_added_from_the_page_answered_and_removed(tmp_path, seed_ind
         page.wait_for_function("() => (document.querySelector('#upload-note')?.innerText || '').includes('Niet toegevoegd')",
                                timeout=60_000)
         assert "geen leesbare PDF" in page.inner_text("#upload-note")
-        assert sorted(path.name for path in uploads.iterdir() if not path.name.startswith(".")) == [
-            letter.name, f"{letter.stem}-2.pdf"]
+        assert sorted(path.name for path in uploads.iterdir() if not path.name.startswith(".")) == sorted([
+            letter.name, f"{letter.stem}-2.pdf"])
         assert (uploads / letter.name).read_bytes() == letter.read_bytes()
 
         _choose(page, "#remove-choice", "Emissies door de luchtvaart")

@@ -73,12 +73,17 @@ def fsync_folder(folder: Path) -> None:
 
 def fault_point(fault: str, name: str, count: int | None = None) -> None:
     """Die here, as a power cut would, when `fault` (the setting RAG_FAULT) names this point (`after-embed-batch:2`,
-    `while-writing`, `before-pointer-switch`, `after-pointer-switch`): the crash-safety tests make faults happen
-    at named points."""
+    `while-writing`, `before-pointer-switch`, `after-pointer-switch`); with `:no-space` (`while-writing:no-space`)
+    the disk is full here instead. The crash-safety tests make faults happen at named points."""
+    import errno
     import signal
 
-    point, _, number = fault.partition(":")
-    if point == name and (not number or count is None or number == str(count)):
+    point, _, detail = fault.partition(":")
+    if point != name:
+        return
+    if detail == "no-space":
+        raise OSError(errno.ENOSPC, "No space left on device")
+    if not detail or count is None or detail == str(count):
         os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -88,10 +93,15 @@ def write_generation(index_dir: Path, carried: Carried | None, new: NewLetters, 
     """Write and switch to a generation of the carried letters followed by the new ones; its manifest."""
     name = f"gen-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
     staging = index_dir / f".{name}.partial"
-    staging.mkdir()
     try:
+        staging.mkdir()
         manifest = _write(staging, carried, new, model, chunk_settings, index_settings, fault, unreadable or {})
         _fsync_tree(staging)
+    except OSError as error:  # a full disk, a quota, a folder gone read-only: the live index is untouched
+        shutil.rmtree(staging, ignore_errors=True)
+        raise RagError(f"cannot write the new index in {index_dir} ({error.strerror or type(error).__name__}); "
+                       f"free space or fix the folder and run `rag ingest` again; the index in use is unchanged") from None
+    try:
         _check_before_going_live(staging, manifest, index_settings)
         staging.rename(index_dir / name)
         fsync_folder(index_dir)
