@@ -80,6 +80,42 @@ def stopwords() -> frozenset[str]:
     return frozenset(fold(w) for w in (*_DUTCH_STOPWORDS, *_ENGLISH_STOPWORDS, *QUESTION_WORDS, *_SAYING))
 
 
+COMMON = 3.0  # Zipf frequency (per billion words, log10): a word this frequent is a common word of the language
+
+
+def frequency(word: str) -> float:
+    """How common a word is in Dutch, or else in English, on the Zipf scale (0: unknown, 7: "de")."""
+    from wordfreq import zipf_frequency
+
+    return max(zipf_frequency(word, "nl"), zipf_frequency(word, "en"))
+
+
+@lru_cache(maxsize=200_000)
+def compound_parts(word: str) -> tuple[str, ...]:
+    """The common words a Dutch compound is made of ("reclasseringsinterventies" -> reclassering, interventies;
+    "dijkversterking" -> dijk, versterking), with the linking -s-/-e-/-en- between them; () when it is none.
+    Two parts are preferred to more, and a long first part to a short one."""
+    word = word.lower()
+    for deeper in (False, True):
+        for cut in range(len(word) - 4, 3, -1):
+            left, right = word[:cut], word[cut:]
+            for link in ("", "s", "en", "e"):
+                base = left[: len(left) - len(link)] if left.endswith(link) else ""
+                if len(base) < 4 or frequency(base) < COMMON:
+                    continue
+                if not deeper and frequency(right) >= COMMON:
+                    return base, right
+                rest = compound_parts(right) if deeper else ()
+                if rest:
+                    return (base, *rest)
+    return ()
+
+
+def is_word(word: str) -> bool:
+    """A word of Dutch or English, or a Dutch compound of common words."""
+    return frequency(word) > 0 or bool(compound_parts(word))
+
+
 def is_english(question: str) -> bool:
     words = re.findall(r"[a-z]+", question.lower())
     english = sum(w in {"the", "what", "did", "does", "who", "which", "how", "about", "is", "are", "of", "and", "why", "was", "were", "will"} for w in words)

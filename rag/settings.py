@@ -29,7 +29,8 @@ DEFAULT_DATA = PROJECT_ROOT / "data"
 EVAL_QUESTIONS = PROJECT_ROOT / "eval" / "questions.jsonl"
 EVAL_BASELINE = PROJECT_ROOT / "eval" / "baseline.json"
 EVAL_LETTERS = PROJECT_ROOT / "eval" / "letters"  # real letters outside the seeds that the eval set asks about
-EVAL_INDEX = PROJECT_ROOT / "eval" / "index"  # the seeds and eval/letters together, built by `rag eval`
+EVAL_EXTRACTS = PROJECT_ROOT / "eval" / "extracts"  # Kamerstukken of 2019 and 2022 as PDF-to-text tools leave them
+EVAL_INDEX = PROJECT_ROOT / "eval" / "index"  # the seeds, eval/letters and eval/extracts together, built by `rag eval`
 REPORT_DIR = PROJECT_ROOT / "eval" / "report"
 CALIBRATION_FILE = PROJECT_ROOT / "rag" / "answer" / "calibration.json"  # abstention thresholds per model
 DEFAULT_MODEL = "intfloat/multilingual-e5-small"
@@ -84,6 +85,16 @@ class ChunkSettings:
     # no title or section context, as a LangChain tutorial would do (the reference in `rag eval`).
     strategy: str = "sections"
     question_context: int = 300  # characters of a Kamervraag repeated in the embedded text of its answer's later pieces
+
+
+@dataclass(frozen=True)
+class LexicalSettings:
+    """How BM25 (and the answer's key terms) cut text into terms."""
+
+    # Snowball's "dutch_porter", the classic Dutch stemmer: PyStemmer 3's "dutch" strips "ge" inside words
+    # (burgerservicenummer -> burrservicenummer, gemeenten -> meen). Chosen by `rag eval --compare` on dev.
+    stemmer: str = "dutch_porter"
+    compounds: bool = False  # also index the parts of a rare Dutch compound (dijkversterking: dijk, versterking)
 
 
 INDEX_KINDS = ("auto", "flat", "hnsw", "ivf")
@@ -212,6 +223,7 @@ class EvaluationSettings:
 class Settings:
     model: ModelSettings = field(default_factory=ModelSettings)
     chunking: ChunkSettings = field(default_factory=ChunkSettings)
+    lexical: LexicalSettings = field(default_factory=LexicalSettings)
     index: IndexSettings = field(default_factory=IndexSettings)
     retrieval: RetrievalSettings = field(default_factory=RetrievalSettings)
     answer: AnswerSettings = field(default_factory=AnswerSettings)

@@ -22,7 +22,7 @@ BASELINE = project.EVAL_BASELINE
 def letter_texts():
     from rag.readers.document import read_documents
 
-    return {d.doc_id: d.text for d in read_documents([project.DEFAULT_SEEDS, project.EVAL_LETTERS])}
+    return {d.doc_id: d.text for d in read_documents([project.DEFAULT_SEEDS, project.EVAL_LETTERS, project.EVAL_EXTRACTS])}
 
 
 def test_every_evidence_is_found_once_in_its_stored_letter(eval_questions, letter_texts):

@@ -13,7 +13,9 @@ import pytest
 
 from rag.index.store import load_index
 from rag.index.vector_index import SlotBitmap, VectorIndex
-from rag.settings import IndexSettings, Settings
+from rag.settings import IndexSettings, LexicalSettings, Settings
+
+LEXICAL = LexicalSettings()
 
 from conftest import SEEDS, run_rag
 
@@ -80,7 +82,7 @@ def test_bm25_from_stored_bags_scores_as_bm25s(documents, chunks):
 
     texts = [chunk.embed_text for chunk in chunks]
     vocabulary: dict[str, int] = {}
-    ours, _bags = LexicalIndex.build(vocabulary, Bags.of_texts(texts, vocabulary))
+    ours, _bags = LexicalIndex.build(vocabulary, Bags.of_texts(texts, vocabulary, LEXICAL), LEXICAL)
     reference = bm25s.BM25(method="lucene", k1=1.2, b=0.75)
     reference.index([tokenize(text) for text in texts], show_progress=False)
     for question in ("Wat zei Nederland over China?", "bondgenoten defensie-uitgaven twee procent", "Oekraïne Krim"):
@@ -92,12 +94,13 @@ def test_bags_carried_to_a_new_generation_drop_terms_nobody_uses(chunks):
     from rag.index.lexical import Bags, LexicalIndex
 
     vocabulary: dict[str, int] = {}
-    bags = Bags.of_texts([chunk.embed_text for chunk in chunks], vocabulary)
+    bags = Bags.of_texts([chunk.embed_text for chunk in chunks], vocabulary, LEXICAL)
     kept = np.arange(0, len(bags), 2)
-    index, compacted = LexicalIndex.build(dict(vocabulary), bags.take(kept))
+    index, compacted = LexicalIndex.build(dict(vocabulary), bags.take(kept), LEXICAL)
     assert len(index.vocabulary) < len(vocabulary) and index.count == len(kept)
     fresh_vocabulary: dict[str, int] = {}
-    fresh, _ = LexicalIndex.build(fresh_vocabulary, Bags.of_texts([chunks[row].embed_text for row in kept], fresh_vocabulary))
+    fresh, _ = LexicalIndex.build(fresh_vocabulary, Bags.of_texts([chunks[row].embed_text for row in kept], fresh_vocabulary,
+                                                                  LEXICAL), LEXICAL)
     for question in ("China", "Afghanistan missie", "Rusland sancties"):
         assert np.allclose(index.scores(question), fresh.scores(question), atol=1e-6)
     assert compacted.terms.max() < len(index.vocabulary)

@@ -124,7 +124,7 @@ def _asks_for(question: str):
     return None
 
 
-def key_terms(question: str) -> list[str]:
+def key_terms(question: str, tokenize=tokenize) -> list[str]:
     """The question's key terms, stemmed: the words that carry its topic (names, places, rare words),
     without question words, stop words and the generic words of a letter about policy."""
     words = [w for w in re.findall(r"[\w’'-]+", question) if fold(w) not in stopwords() and fold(w) not in _GENERIC]
@@ -163,7 +163,7 @@ class Evidence:
 
 def score_sentences(question: str, hits: list[Hit], index: Generation, query_vector: np.ndarray,
                     settings: AnswerSettings) -> list[ScoredSentence]:
-    terms = key_terms(question)
+    terms = key_terms(question, index.lexical.tokenize)
     weights = {term: weight for term, weight in zip(terms, index.lexical.idf(terms))}
     total = sum(weights.values()) or 1.0
     wanted = _asks_for(question)
@@ -180,7 +180,7 @@ def score_sentences(question: str, hits: list[Hit], index: Generation, query_vec
             # A question in a letter (an MP's "Vraag", a rhetorical one) is asked there, not answered.
             if end - start < settings.shortest_sentence or start < answers_from or sentence.rstrip(" ”’\"»)").endswith("?"):
                 continue
-            held = set(tokenize(sentence))
+            held = set(index.lexical.tokenize(sentence))
             lexical = sum(weight for term, weight in weights.items() if term in held) / total
             asked = 1.0 if wanted is not None and wanted.search(sentence) else 0.0
             score = (dense + settings.lexical_weight * lexical + settings.type_weight * asked
@@ -201,11 +201,11 @@ def _answer_start(hit: Hit) -> int:
 
 def weigh_evidence(question: str, scored: list[ScoredSentence], index: Generation) -> Evidence:
     best_dense = max((s.dense for s in scored), default=0.0)
-    terms = key_terms(question)
+    terms = key_terms(question, index.lexical.tokenize)
     if not scored or not terms:
         return Evidence(best_dense, 1.0 if scored else 0.0)
     near = {s.hit.row: s.hit for s in scored[:3]}  # the passages the best sentences stand in
-    held = set(tokenize(" ".join(hit.title + " " + hit.section + " " + hit.text for hit in near.values())))
+    held = set(index.lexical.tokenize(" ".join(hit.title + " " + hit.section + " " + hit.text for hit in near.values())))
     return Evidence(best_dense, sum(term in held for term in terms) / len(terms))
 
 

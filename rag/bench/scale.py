@@ -260,7 +260,7 @@ def run_scale_bench(corpus: Path, limit: int | None, sizes: Sequence[int], quest
         report["real"].append(figures)
     report["real"][-1]["incremental"] = incremental_figures(real_dir, base, held_out, embedder, settings)
 
-    real = load_index(real_dir, embedder.name, embedder.fingerprint, settings.chunking, settings.index)
+    real = load_index(real_dir, embedder.name, embedder.fingerprint, settings.chunking, settings.index, settings.lexical)
     real_vectors = np.asarray(real.vectors, dtype=np.float32)
     rng = np.random.default_rng(20261124)
     for size in sizes:

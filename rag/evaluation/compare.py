@@ -5,24 +5,32 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from rag.settings import ChunkSettings, RetrievalSettings, Settings
+from rag.settings import Settings
 
 
-def configurations(settings: Settings) -> dict[str, tuple[ChunkSettings, RetrievalSettings]]:
+def configurations(settings: Settings) -> dict[str, Settings]:
     """What `rag eval --compare` sets side by side: the default, each row changing one thing, and the
     references a LangChain tutorial would build (fixed 1,000/200 pieces of the raw text, dense and hybrid)."""
-    default_chunks, default = settings.chunking, settings.retrieval
-    naive_chunks = replace(default_chunks, max_chars=1000, overlap_chars=200, strategy="fixed")
-    return {
-        "default": (default_chunks, default),
-        "reference: fixed 1000/200, dense": (naive_chunks, replace(default, mode="dense", understand_time=False,
-                                                                                 sentence_weight=0.0)),
-        "reference: fixed 1000/200, BM25 + dense, RRF": (naive_chunks, replace(
-            default, fusion="rrf", understand_time=False, sentence_weight=0.0)),
-        "dense only": (default_chunks, replace(default, mode="dense")),
-        "BM25 only": (default_chunks, replace(default, mode="lexical")),
-        "reciprocal rank fusion": (default_chunks, replace(default, fusion="rrf")),
-        "no best-sentence score": (default_chunks, replace(default, sentence_weight=0.0)),
-        "no time words": (default_chunks, replace(default, understand_time=False)),
-        "adjacent pieces merged (old)": (default_chunks, replace(default, merge_adjacent=True)),
+    retrieval, chunking, lexical = settings.retrieval, settings.chunking, settings.lexical
+    naive = replace(chunking, max_chars=1000, overlap_chars=200, strategy="fixed")
+    rows = {
+        "default": settings,
+        "reference: fixed 1000/200, dense": replace(settings, chunking=naive, retrieval=replace(
+            retrieval, mode="dense", understand_time=False, sentence_weight=0.0)),
+        "reference: fixed 1000/200, BM25 + dense, RRF": replace(settings, chunking=naive, retrieval=replace(
+            retrieval, fusion="rrf", understand_time=False, sentence_weight=0.0)),
+        "dense only": replace(settings, retrieval=replace(retrieval, mode="dense")),
+        "BM25 only": replace(settings, retrieval=replace(retrieval, mode="lexical")),
+        "reciprocal rank fusion": replace(settings, retrieval=replace(retrieval, fusion="rrf")),
+        "dense weight 0.8": replace(settings, retrieval=replace(retrieval, dense_weight=0.8)),
+        "dense weight 0.4": replace(settings, retrieval=replace(retrieval, dense_weight=0.4)),
+        "no best-sentence score": replace(settings, retrieval=replace(retrieval, sentence_weight=0.0)),
+        "no time words": replace(settings, retrieval=replace(retrieval, understand_time=False)),
+        "stemmer: snowball dutch": replace(settings, lexical=replace(lexical, stemmer="dutch")),
+        "stemmer: dutch_porter": replace(settings, lexical=replace(lexical, stemmer="dutch_porter")),
+        f"compound parts in BM25: {'off' if lexical.compounds else 'on'}": replace(
+            settings, lexical=replace(lexical, compounds=not lexical.compounds)),
+        "adjacent pieces merged (old)": replace(settings, retrieval=replace(retrieval, merge_adjacent=True)),
     }
+    # A row that is the default under another name is left out.
+    return {name: row for name, row in rows.items() if name == "default" or row != settings}

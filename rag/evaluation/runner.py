@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import shutil
 from dataclasses import replace
 from pathlib import Path
 from statistics import mean
@@ -17,9 +19,10 @@ from rag.evaluation.dataset import SPLITS, EvalQuestion, evidence_spans
 from rag.evaluation.metrics import (CITATION_LIMIT, DEPTH, LOWER_IS_BETTER, RETRIEVAL, answer_metrics, average, first_ranks,
                                     question_metrics)
 from rag.evaluation.reports import table, write_chart, write_trec
+from rag.index.ingest import UPLOADS
 from rag.index.store import load_index
 from rag.serve.pipeline import Pipeline, run_ingest
-from rag.settings import (DEFAULT_SEEDS, EVAL_INDEX, EVAL_LETTERS, ChunkSettings, EvaluationSettings, RetrievalSettings,
+from rag.settings import (DEFAULT_SEEDS, EVAL_EXTRACTS, EVAL_INDEX, EVAL_LETTERS, EvaluationSettings,
                           Settings)
 
 log = logging.getLogger("rag.evaluation")
@@ -27,25 +30,31 @@ MIN_KIND = EvaluationSettings.min_kind  # a kind is reported and gated on its ow
 
 
 def open_eval_pipeline(settings: Settings, index_dir: Path = EVAL_INDEX) -> Pipeline:
-    """The pipeline `rag eval` measures: the seeds and the real letters of eval/letters/ in one index,
+    """The pipeline `rag eval` measures: the seeds, the real letters of eval/letters/ and the text extracts of
+    eval/extracts/ in one index,
     brought up to date first (nothing is embedded again when nothing changed)."""
     settings = replace(settings, endpoint=None)  # the eval measures the extractive answer
     embedder = load_embedder(settings.model)
-    summary = run_ingest([DEFAULT_SEEDS, EVAL_LETTERS], index_dir, settings, embedder)
+    summary = run_ingest([DEFAULT_SEEDS, EVAL_LETTERS, EVAL_EXTRACTS], index_dir, settings, embedder)
     for warning in summary.warnings:
         log.info("eval letters: %s", warning)
-    generation = load_index(index_dir, settings.model.name, embedder.fingerprint, settings.chunking, settings.index)
+    generation = load_index(index_dir, settings.model.name, embedder.fingerprint, settings.chunking, settings.index,
+                            settings.lexical)
     return Pipeline(embedder, generation, Path(index_dir), settings)
 
 
-def variant(pipeline: Pipeline, chunk_settings: ChunkSettings, retrieval: RetrievalSettings, work_dir: Path) -> Pipeline:
-    """The same letters and model under other settings (for `rag eval --compare`)."""
-    settings = replace(pipeline.settings, chunking=chunk_settings, retrieval=retrieval)
-    if chunk_settings == pipeline.settings.chunking:
+def variant(pipeline: Pipeline, settings: Settings, name: str, work_dir: Path) -> Pipeline:
+    """The same letters and model under other settings (for `rag eval --compare`). Other chunking or tokenizing
+    needs an index of its own: a copy of this one brought in line, so only passages whose text changed are
+    embedded again."""
+    if (settings.chunking, settings.lexical) == (pipeline.settings.chunking, pipeline.settings.lexical):
         return Pipeline(pipeline.embedder, pipeline.generation, pipeline.index_dir, settings)
-    index_dir = work_dir / f"index-{chunk_settings.strategy}-{chunk_settings.max_chars}-{chunk_settings.overlap_chars}"
+    index_dir = work_dir / f"index-{re.sub(r'[^a-z0-9]+', '-', name.lower()).strip('-')}"
+    if not index_dir.exists():
+        shutil.copytree(pipeline.index_dir, index_dir, ignore=shutil.ignore_patterns(".lock", UPLOADS))
     run_ingest(pipeline.generation.letter_files, index_dir, settings, pipeline.embedder)
-    generation = load_index(index_dir, pipeline.embedder.name, pipeline.embedder.fingerprint, chunk_settings, settings.index)
+    generation = load_index(index_dir, pipeline.embedder.name, pipeline.embedder.fingerprint, settings.chunking,
+                            settings.index, settings.lexical)
     return Pipeline(pipeline.embedder, generation, index_dir, settings)
 
 
@@ -162,8 +171,8 @@ def run(pipeline, questions: Sequence[EvalQuestion], k: int, compare: bool = Fal
     result: dict = {"report": report}
     reports = {"default": report}
     if compare:
-        for name, (chunk_settings, retrieval) in list(configurations(pipeline.settings).items())[1:]:
-            candidate = variant(pipeline, chunk_settings, retrieval, report_dir or Path("."))
+        for name, settings in list(configurations(pipeline.settings).items())[1:]:
+            candidate = variant(pipeline, settings, name, report_dir or Path("."))
             reports[name] = evaluate(candidate, questions, k, answers=False)
         rows_by_group = {group: {name: r["groups"][group] for name, r in reports.items() if group in r["groups"]}
                          for group in report["groups"]}

@@ -27,12 +27,11 @@ from rag.errors import RagError
 from rag.files import file_sha256
 from rag.index.chunking import Chunk, chunking_manifest
 from rag.index.folder import FORMAT_VERSION, POINTER, current_generation_name
-from rag.index.lexical import TOKENIZER_VERSION as LEXICAL_TOKENIZER_VERSION
-from rag.index.lexical import Bags, LexicalIndex, ranges
+from rag.index.lexical import Bags, LexicalIndex, ranges, tokenizer_id
 from rag.index.store import UnusableIndex, opened
 from rag.index.vector_index import VectorIndex
 from rag.readers.document import READER_VERSION, Document
-from rag.settings import ChunkSettings, IndexSettings
+from rag.settings import ChunkSettings, IndexSettings, LexicalSettings
 
 
 @dataclass(frozen=True)
@@ -89,13 +88,15 @@ def fault_point(fault: str, name: str, count: int | None = None) -> None:
 
 def write_generation(index_dir: Path, carried: Carried | None, new: NewLetters, model: dict,
                      chunk_settings: ChunkSettings, index_settings: IndexSettings, fault: str = "",
-                     unreadable: dict[str, dict] | None = None) -> dict:
+                     unreadable: dict[str, dict] | None = None,
+                     lexical_settings: LexicalSettings = LexicalSettings()) -> dict:
     """Write and switch to a generation of the carried letters followed by the new ones; its manifest."""
     name = f"gen-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
     staging = index_dir / f".{name}.partial"
     try:
         staging.mkdir()
-        manifest = _write(staging, carried, new, model, chunk_settings, index_settings, fault, unreadable or {})
+        manifest = _write(staging, carried, new, model, chunk_settings, index_settings, fault, unreadable or {},
+                          lexical_settings)
         _fsync_tree(staging)
     except OSError as error:  # a full disk, a quota, a folder gone read-only: the live index is untouched
         shutil.rmtree(staging, ignore_errors=True)
@@ -125,7 +126,8 @@ def _check_before_going_live(staging: Path, manifest: dict, index_settings: Inde
 
 
 def _write(staging: Path, carried: Carried | None, new: NewLetters, model: dict, chunk_settings: ChunkSettings,
-           index_settings: IndexSettings, fault: str, unreadable: dict[str, dict]) -> dict:
+           index_settings: IndexSettings, fault: str, unreadable: dict[str, dict],
+           lexical_settings: LexicalSettings) -> dict:
     old = dict(np.load(carried.folder / "arrays.npz")) if carried else None
     kept_letters = carried.letters if carried else np.zeros(0, np.int64)
     if old is not None:
@@ -142,7 +144,7 @@ def _write(staging: Path, carried: Carried | None, new: NewLetters, model: dict,
     fault_point(fault, "while-writing")
     index_record = _write_vector_index(staging, carried, old, arrays, len(carried_rows), index_settings)
     np.savez(staging / "arrays.npz", **arrays)
-    lexical_record = _write_lexical(staging, carried, carried_rows, new)
+    lexical_record = _write_lexical(staging, carried, carried_rows, new, lexical_settings)
     counts = {"letters": len(kept_letters) + len(new.documents), "chunks": len(arrays["chunk_letter"]),
               "sentences": len(arrays["sentence_start"])}
     import faiss
@@ -297,7 +299,8 @@ def _write_vector_index(staging: Path, carried: Carried | None, old, arrays: dic
     return {**VectorIndex.build(vectors, arrays["faiss_ids"], settings).save(staging), "rebuilt": True}
 
 
-def _write_lexical(staging: Path, carried: Carried | None, carried_rows: np.ndarray, new: NewLetters) -> dict:
+def _write_lexical(staging: Path, carried: Carried | None, carried_rows: np.ndarray, new: NewLetters,
+                   settings: LexicalSettings) -> dict:
     """BM25 from the bags of words: the carried passages' bags sliced, only the new passages tokenized."""
     folder = staging / "lexical"
     folder.mkdir()
@@ -306,12 +309,12 @@ def _write_lexical(staging: Path, carried: Carried | None, carried_rows: np.ndar
         parts = [Bags.load(carried.folder / "lexical").take(carried_rows)]
     else:
         vocabulary, parts = {}, []
-    parts.append(Bags.of_texts([chunk.embed_text for chunk in new.chunks], vocabulary))
-    lexical, bags = LexicalIndex.build(vocabulary, Bags.joined(parts))
+    parts.append(Bags.of_texts([chunk.embed_text for chunk in new.chunks], vocabulary, settings))
+    lexical, bags = LexicalIndex.build(vocabulary, Bags.joined(parts), settings)
     lexical.save(folder)
     bags.save(folder)
-    return {"method": "bm25 lucene k1=1.2 b=0.75", "tokenizer_version": LEXICAL_TOKENIZER_VERSION,
-            "stemmer": "snowball dutch", "terms": len(lexical.vocabulary)}
+    return {"method": "bm25 lucene k1=1.2 b=0.75", "tokenizer": tokenizer_id(settings),
+            "stemmer": f"snowball {settings.stemmer}", "compounds": settings.compounds, "terms": len(lexical.vocabulary)}
 
 
 LETTER_COLUMN_NAMES = ("source", "title", "date", "date_sure", "kind", "ministry", "identifiers", "refs", "ocr")

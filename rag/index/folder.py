@@ -15,9 +15,9 @@ from typing import Iterator, Sequence
 from rag.errors import RagError
 from rag.files import file_sha256
 from rag.index.chunking import chunking_manifest
-from rag.index.lexical import TOKENIZER_VERSION as LEXICAL_TOKENIZER_VERSION
+from rag.index.lexical import tokenizer_id
 from rag.readers.document import READER_VERSION, Document, document_from_json
-from rag.settings import ChunkSettings, display_path
+from rag.settings import ChunkSettings, LexicalSettings, display_path
 
 FORMAT_VERSION = 3
 POINTER = "CURRENT"
@@ -72,7 +72,7 @@ def read_manifest(index_dir: Path) -> dict | None:
 
 
 def check_compatible(manifest: dict, index_dir: Path, model_name: str, fingerprint: str | None,
-                     chunk_settings: ChunkSettings) -> None:
+                     chunk_settings: ChunkSettings, lexical_settings: LexicalSettings = LexicalSettings()) -> None:
     """Refuse an index of another format, model, chunking, tokenizer or reader, in one line that says what to run.
 
     `fingerprint` None checks the model's name only: a process that has not loaded the model yet can
@@ -86,7 +86,7 @@ def check_compatible(manifest: dict, index_dir: Path, model_name: str, fingerpri
     if built_with["name"] != model_name or (fingerprint is not None and built_with["fingerprint"] != fingerprint):
         raise UnusableIndex(f"{where}: the index was built with the model {built_with['name']!r} "
                           f"({built_with['fingerprint'][:19]}), not {model_name!r}; {rebuild}")
-    if manifest.get("lexical", {}).get("tokenizer_version") != LEXICAL_TOKENIZER_VERSION:
+    if manifest.get("lexical", {}).get("tokenizer") != tokenizer_id(lexical_settings):
         raise UnusableIndex(f"{where}: the index was built with another lexical tokenizer; {rebuild}")
     if manifest["chunking"] != chunking_manifest(chunk_settings):
         raise UnusableIndex(f"{where}: the index was built with other chunk settings ({manifest['chunking']}); {rebuild}")

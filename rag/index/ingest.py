@@ -29,12 +29,11 @@ from rag.files import file_sha256
 from rag.index.build import Carried, NewLetters, fault_point, text_hash, write_generation
 from rag.index.chunking import Chunk, chunk_document, chunking_manifest, sentence_spans
 from rag.index.folder import FORMAT_VERSION, live_build, open_store, rows_where_in, shown, stored_documents
-from rag.index.lexical import TOKENIZER_VERSION as LEXICAL_TOKENIZER_VERSION
-from rag.index.lexical import ranges
+from rag.index.lexical import ranges, tokenizer_id
 from rag.language import iso_date
 from rag.readers import is_letter_file, letter_paths
 from rag.readers.document import READER_VERSION, Document, cannot_read, doc_id_for, read_or_reason, without_shared_ids
-from rag.settings import PROJECT_ROOT, ChunkSettings, IndexSettings
+from rag.settings import PROJECT_ROOT, ChunkSettings, IndexSettings, LexicalSettings
 
 CHECKPOINTS = ".embedded"
 UPLOADS = "uploads"  # letters uploaded in the chat page, inside the index folder
@@ -75,7 +74,8 @@ class IngestSummary:
 
 def ingest(paths: Sequence[str | Path] | None, index_dir: Path, model_name: str, fingerprint: str, embed: EmbedBatches,
            chunk_settings: ChunkSettings = ChunkSettings(), index_settings: IndexSettings = IndexSettings(),
-           fault: str = "", exclude: frozenset[str] = frozenset(), wait: bool = False) -> IngestSummary:
+           fault: str = "", exclude: frozenset[str] = frozenset(), wait: bool = False,
+           lexical_settings: LexicalSettings = LexicalSettings()) -> IngestSummary:
     """Bring the index in line with the letters at `paths` and the letters uploaded into it, without the doc_ids in
     `exclude`, embedding only what is new. `paths` None: the letters the live index holds now, read from disk
     under the lock, so a change made by a server never undoes an ingest made elsewhere meanwhile.
@@ -91,7 +91,8 @@ def ingest(paths: Sequence[str | Path] | None, index_dir: Path, model_name: str,
             raise RagError(f"{shown(index_dir)}: another `rag ingest` is writing this index; wait for it to finish") from None
         if paths is None:
             paths = _indexed_letter_files(index_dir)
-        return _ingest(paths, index_dir, model_name, fingerprint, embed, chunk_settings, index_settings, fault, exclude)
+        return _ingest(paths, index_dir, model_name, fingerprint, embed, chunk_settings, index_settings, fault, exclude,
+                       lexical_settings)
 
 
 def _indexed_letter_files(index_dir: Path) -> list[Path]:
@@ -115,7 +116,7 @@ class _Previous:
 
 
 def _ingest(paths, index_dir: Path, model_name: str, fingerprint: str, embed: EmbedBatches, chunk_settings: ChunkSettings,
-            index_settings: IndexSettings, fault: str, exclude: frozenset[str] = frozenset()) -> IngestSummary:
+            index_settings: IndexSettings, fault: str, exclude: frozenset[str], lexical_settings: LexicalSettings) -> IngestSummary:
     started = time.perf_counter()
     uploads = uploaded_letters(index_dir)
     files = sorted(set(letter_paths(paths)) | set(uploads), key=lambda p: (p.name, str(p)))
@@ -138,7 +139,7 @@ def _ingest(paths, index_dir: Path, model_name: str, fingerprint: str, embed: Em
     same_reading = previous is not None and previous.manifest["reader"]["version"] == READER_VERSION
     # Carried as stored only when today's chunking and tokenizing would give the same passages and bags.
     carry = same_reading and previous.manifest["chunking"] == chunking_manifest(chunk_settings) and (
-        previous.manifest["lexical"]["tokenizer_version"] == LEXICAL_TOKENIZER_VERSION)
+        previous.manifest["lexical"].get("tokenizer") == tokenizer_id(lexical_settings))
     kept: list[int] = []
     rechunk: set[str] = set()  # unchanged letters whose stored text is chunked anew
     to_read: list[Path] = []
@@ -201,7 +202,9 @@ def _ingest(paths, index_dir: Path, model_name: str, fingerprint: str, embed: Em
     pool = _VectorPool(index_dir / CHECKPOINTS, previous, fingerprint)
     wanted = [text_hash(chunk.embed_text) for chunk in chunks]
     pool.look_up(wanted)
-    missing = list({key: row for row, key in enumerate(wanted) if not pool.has(key)}.values())
+    # A text embedded before keeps its vectors, unless its sentences were cut otherwise (the same words as another
+    # chunker's passage): those are embedded again.
+    missing = list({key: row for row, key in enumerate(wanted) if not pool.has(key, len(sentences[row]))}.values())
     embedding_started = time.perf_counter()
     if missing:
         # Sentence spans relative to the embedded text, which ends with the passage.
@@ -229,7 +232,8 @@ def _ingest(paths, index_dir: Path, model_name: str, fingerprint: str, embed: Em
                      else np.zeros((0, dimension), np.float16))
     model = {"name": model_name, "fingerprint": fingerprint, "dimension": int(dimension)}
     manifest = write_generation(index_dir, Carried(previous.folder, previous.manifest, np.array(sorted(kept), dtype=np.int64))
-                                if carry else None, new, model, chunk_settings, index_settings, fault, unreadable)
+                                if carry else None, new, model, chunk_settings, index_settings, fault, unreadable,
+                                lexical_settings)
     pool.clear()
     record = manifest["index"]
     return IngestSummary(manifest["counts"]["letters"], len(documents) - reused_letters, manifest["counts"]["chunks"], len(missing),
@@ -332,8 +336,8 @@ class _VectorPool:
         by_row = {row: key for key, row in rows.items()}
         self._add([by_row[row] for row in order.tolist()], vectors, sentence_vectors, offsets)
 
-    def has(self, key: str) -> bool:
-        return key in self.found
+    def has(self, key: str, sentences: int) -> bool:
+        return key in self.found and len(self.found[key][1]) == sentences
 
     def get(self, key: str) -> tuple[np.ndarray, np.ndarray]:
         return self.found[key]

@@ -25,24 +25,35 @@ from typing import Sequence
 
 import numpy as np
 
-from rag.language import fold, stopwords
+from rag.language import COMMON, compound_parts, fold, frequency, stopwords
+from rag.settings import LexicalSettings
 
-TOKENIZER_VERSION = 2  # 2: the stop words of `rag.language` (question words in full)
+# 2: the stop words of `rag.language`; 3: the stemmer and compound parts chosen by the settings.
+TOKENIZER_VERSION = 3
 K1, B = 1.2, 0.75
+COMPOUND = 10  # letters: a rarer word this long may be a compound whose parts are indexed too
 _TOKEN = re.compile(r"\w+", re.UNICODE)
 
 
-@lru_cache(maxsize=1)
-def _stemmer():
+def tokenizer_id(settings: LexicalSettings) -> str:
+    """What an index records of how its terms were cut: another one needs the bags of words again."""
+    return f"{TOKENIZER_VERSION}:{settings.stemmer}" + (":compounds" if settings.compounds else "")
+
+
+@lru_cache(maxsize=4)
+def _stemmer(name: str):
     import Stemmer
 
-    return Stemmer.Stemmer("dutch")
+    return Stemmer.Stemmer(name)
 
 
-def tokenize(text: str) -> list[str]:
+def tokenize(text: str, settings: LexicalSettings = LexicalSettings()) -> list[str]:
     words = [fold(w) for w in _TOKEN.findall(text)]
     kept = [w for w in words if w not in stopwords() and (len(w) > 1 or w.isdigit())]
-    return _stemmer().stemWords(kept)
+    if settings.compounds:
+        kept += [part for word in kept if len(word) >= COMPOUND and not word.isdigit() and frequency(word) < COMMON
+                 for part in compound_parts(word)]
+    return _stemmer(settings.stemmer).stemWords(kept)
 
 
 @dataclass(frozen=True)
@@ -62,11 +73,11 @@ class Bags:
         return len(self.lengths)
 
     @classmethod
-    def of_texts(cls, texts: Sequence[str], vocabulary: dict[str, int]) -> "Bags":
+    def of_texts(cls, texts: Sequence[str], vocabulary: dict[str, int], settings: LexicalSettings) -> "Bags":
         """Tokenize the texts; terms new to `vocabulary` are appended to it."""
         terms, counts, sizes, lengths = [], [], [], []
         for text in texts:
-            tokens = tokenize(text)
+            tokens = tokenize(text, settings)
             ids = np.fromiter((vocabulary.setdefault(token, len(vocabulary)) for token in tokens), np.int32, len(tokens))
             distinct, repeats = np.unique(ids, return_counts=True)
             terms.append(distinct)
@@ -113,13 +124,17 @@ class LexicalIndex:
     """BM25 scores per term and passage (a term's postings: passages and scores), computed from the bags."""
 
     def __init__(self, data: np.ndarray, indices: np.ndarray, indptr: np.ndarray, vocabulary: dict[str, int],
-                 count: int) -> None:
+                 count: int, settings: LexicalSettings) -> None:
         self.data, self.indices, self.indptr = data, indices, indptr
         self.vocabulary = vocabulary
         self.count = count  # passages
+        self.settings = settings  # how its terms were cut: questions are cut the same way
+
+    def tokenize(self, text: str) -> list[str]:
+        return tokenize(text, self.settings)
 
     @classmethod
-    def build(cls, vocabulary: dict[str, int], bags: Bags) -> tuple["LexicalIndex", Bags]:
+    def build(cls, vocabulary: dict[str, int], bags: Bags, settings: LexicalSettings) -> tuple["LexicalIndex", Bags]:
         """The index, and the bags with the vocabulary compacted to the terms some passage still holds
         (letters removed leave terms nobody uses)."""
         frequency = np.bincount(bags.terms, minlength=len(vocabulary))
@@ -139,7 +154,8 @@ class LexicalIndex:
         norm = (K1 * (1 - B + B * bags.lengths / average)).astype(np.float32)
         data = idf[bags.terms[order]] * term_frequency / (term_frequency + norm[rows])
         indptr = np.concatenate([[0], np.cumsum(frequency)]).astype(np.int64)
-        return cls(data.astype(np.float32), rows, indptr, {word: number for number, word in enumerate(words)}, count), bags
+        return cls(data.astype(np.float32), rows, indptr, {word: number for number, word in enumerate(words)}, count,
+                   settings), bags
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
@@ -149,14 +165,17 @@ class LexicalIndex:
         words = sorted(self.vocabulary, key=self.vocabulary.__getitem__)
         (folder / "vocabulary.json").write_text(json.dumps(words, ensure_ascii=False))
         (folder / "params.json").write_text(json.dumps({"passages": self.count, "k1": K1, "b": B,
-                                                        "tokenizer_version": TOKENIZER_VERSION}))
+                                                        "tokenizer": tokenizer_id(self.settings),
+                                                        "stemmer": self.settings.stemmer,
+                                                        "compounds": self.settings.compounds}))
 
     @classmethod
     def load(cls, folder: Path) -> "LexicalIndex":
         params = json.loads((folder / "params.json").read_text())
         words = json.loads((folder / "vocabulary.json").read_text())
         arrays = [np.load(folder / f"postings_{name}.npy", mmap_mode="r") for name in ("scores", "passages", "first")]
-        return cls(*arrays, {word: number for number, word in enumerate(words)}, int(params["passages"]))
+        settings = LexicalSettings(params.get("stemmer", "dutch"), bool(params.get("compounds", False)))
+        return cls(*arrays, {word: number for number, word in enumerate(words)}, int(params["passages"]), settings)
 
     @staticmethod
     def load_vocabulary(folder: Path) -> dict[str, int]:
@@ -164,7 +183,7 @@ class LexicalIndex:
 
     def scores(self, query: str) -> np.ndarray:
         """BM25 score of every passage for the query (zeros when no query term is known)."""
-        ids = [self.vocabulary[token] for token in tokenize(query) if token in self.vocabulary]
+        ids = [self.vocabulary[token] for token in self.tokenize(query) if token in self.vocabulary]
         if not ids:
             return np.zeros(self.count, dtype=np.float32)
         spans = [(int(self.indptr[i]), int(self.indptr[i + 1])) for i in ids]

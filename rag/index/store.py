@@ -40,7 +40,7 @@ from rag.index.folder import UnusableIndex, check_compatible, live_build, open_s
 from rag.index.lexical import LexicalIndex
 from rag.index.vector_index import SlotBitmap, VectorIndex
 from rag.readers.document import Document, document_from_json
-from rag.settings import PROJECT_ROOT, ChunkSettings, IndexSettings
+from rag.settings import PROJECT_ROOT, ChunkSettings, IndexSettings, LexicalSettings
 
 NO_DATE = np.iinfo(np.int32).min  # the day number of a letter without a date
 
@@ -295,24 +295,27 @@ def _letter_info(row: int, doc_id: str, title: str, date_: str | None, date_sure
 
 
 def load_index(index_dir: Path, model_name: str, fingerprint: str | None,
-               chunk_settings: ChunkSettings = ChunkSettings(), index_settings: IndexSettings = IndexSettings()) -> Generation:
+               chunk_settings: ChunkSettings = ChunkSettings(), index_settings: IndexSettings = IndexSettings(),
+               lexical_settings: LexicalSettings = LexicalSettings()) -> Generation:
     """The live generation, checked. A load that meets an ingest switching generations tries once more."""
     index_dir = Path(index_dir)
     build = live_build(index_dir)
     if build is None:
         raise UnusableIndex(f"{shown(index_dir)}: no index here; run `rag ingest --index {shown(index_dir)}`")
     try:
-        return _load_generation(index_dir, *build, model_name, fingerprint, chunk_settings, index_settings)
+        return _load_generation(index_dir, *build, model_name, fingerprint, chunk_settings, index_settings, lexical_settings)
     except UnusableIndex:
         again = live_build(index_dir)
         if again is None or again[0] == build[0]:
             raise
-        return _load_generation(index_dir, *again, model_name, fingerprint, chunk_settings, index_settings)
+        return _load_generation(index_dir, *again, model_name, fingerprint, chunk_settings, index_settings,
+                                lexical_settings)
 
 
 def _load_generation(index_dir: Path, folder: Path, manifest: dict, model_name: str, fingerprint: str | None,
-                     chunk_settings: ChunkSettings, index_settings: IndexSettings) -> Generation:
-    check_compatible(manifest, index_dir, model_name, fingerprint, chunk_settings)
+                     chunk_settings: ChunkSettings, index_settings: IndexSettings,
+                     lexical_settings: LexicalSettings) -> Generation:
+    check_compatible(manifest, index_dir, model_name, fingerprint, chunk_settings, lexical_settings)
     damaged = f"{shown(index_dir)}: the index is damaged"
     rebuild = f"run `rag ingest --index {shown(index_dir)}` to rebuild it"
     # Sizes on every load (cheap); full content hashes after ingest and on demand (`rag verify`).

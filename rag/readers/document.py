@@ -26,7 +26,7 @@ from rag.settings import display_path
 
 # Bump with any change that can alter the stored text, the sections or the metadata of a letter:
 # `rag ingest` then re-reads every letter, and queries on an index read by another version are refused.
-READER_VERSION = 5  # 5: dates checked against the calendar
+READER_VERSION = 6  # 5: dates checked against the calendar; 6: the letterhead column recognised inside text extracts
 FOOTNOTES_HEADING = "Voetnoten"
 LEAD_HEADING = "Inleiding"
 
@@ -182,7 +182,9 @@ def build_document(reading: Reading, doc_id: str, source: str, content_hash: str
         place_footnote_anchors(layout.blocks, layout.footnotes)
     else:
         head, lines = read_head(reading.lines or [])
-        layout = read_blocks(lines, reading.footnotes, head.repeats)
+        # Text an extractor left interleaves the letterhead column with the body: recognised by its form there.
+        layout = read_blocks(lines, reading.footnotes, head.is_letterhead if reading.extracted else head.repeats,
+                             reading.extracted)
         if not any(block.text for block in layout.blocks) and head.lines:
             # Nothing after the head (a one-line note, a bare table of contents): the head is the letter.
             layout = read_blocks(reading.lines or [], reading.footnotes)

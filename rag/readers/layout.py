@@ -36,6 +36,7 @@ _DANGLING = {
     "de", "het", "een", "van", "en", "of", "in", "op", "met", "voor", "aan", "te", "die", "dat",
     "door", "bij", "om", "naar", "als", "the", "and", "to", "a", "for", "with", "on",
 }
+WRAPPED = 0.85  # a line this close to the usual width was wrapped by the printer, not ended by the writer
 _VOWEL_CLASH = {"aa", "ae", "ai", "au", "ee", "ei", "eu", "ie", "ii", "oe", "oi", "oo", "ou", "ui", "uu"}
 
 
@@ -56,12 +57,12 @@ class Layout:
 
 
 def read_blocks(lines: list[Line], footnotes: list[RawFootnote] | None = None,
-                repeated: Callable[[str], bool] = lambda text: False) -> Layout:
+                repeated: Callable[[str, str], bool] = lambda text, previous: False, extracted: bool = False) -> Layout:
     """Blocks from the body's lines. `footnotes` is None when they still stand in the running text;
     `repeated` says which lines are a letterhead printed again on later pages."""
     vocabulary = vocabulary_of(lines)
     lines = list_items(lines)
-    lines = drop_noise(lines, repeated)
+    lines = drop_noise(lines, repeated, extracted)
     if footnotes is None:
         lines, footnotes = extract_footnotes(lines)
     builder = _BlockBuilder(lines, vocabulary)
@@ -122,9 +123,15 @@ class _BlockBuilder:
             return True
         following = self.lines[index + 1]
         if following.gap_before:
-            return True
+            return not self.wrapped(index)
         room = len(self.lines[index].text) + 1 + len(_first_word(following.text))
         return room < self._widths[index] * 0.92
+
+    def wrapped(self, index: int) -> bool:
+        """True for a line that runs to the usual width without ending its sentence: the sentence goes on in the
+        next line, whatever an extractor put between them (a page break, the letterhead column, a blank line)."""
+        text = self.lines[index].text
+        return len(text) >= WRAPPED * self._widths[index] and not _ends_sentence(text) and not text.endswith(":")
 
     def build(self) -> list[Block]:
         index = 0
@@ -214,7 +221,7 @@ class _BlockBuilder:
         if line.gap_before:
             continues = not _ends_sentence(previous) and not previous.endswith(":") and (
                 line.text[0].islower() or previous.endswith((",", "(", "-"))
-                or _first_word(previous.split()[-1]).lower() in _DANGLING
+                or _first_word(previous.split()[-1]).lower() in _DANGLING or self.wrapped(index - 1)
             )
             return not continues
         if line.indented and (_ends_sentence(previous) or previous.endswith(":")):

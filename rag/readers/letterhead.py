@@ -13,6 +13,7 @@ the body starts; the lines of the head are dropped again wherever they repeat on
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, field
 
 from rag.language import MONTH_ALTERNATION
@@ -25,7 +26,8 @@ _LABELS = {
     "uw referentie": "uw kenmerk", "uw brief": "uw brief", "uw brief van": "uw brief", "bijlage(n)": "bijlagen",
     "bijlagen": "bijlagen", "bijlage": "bijlagen", "contactpersoon": "contact", "inlichtingen": "contact",
     "doorkiesnummer": "contact", "telefoon": "contact", "e-mail": "contact", "retouradres": "retouradres",
-    "projectnaam": "project", "ons nummer": "kenmerk", "aan": "aan",
+    "projectnaam": "project", "ons nummer": "kenmerk", "aan": "aan", "dat um": "datum", "afschrift aan": "afschrift",
+    "kopie aan": "afschrift", "onze ref": "kenmerk", "uw ref": "uw kenmerk",
 }
 _LABEL = re.compile(
     r"^>?\s*(" + "|".join(re.escape(label) for label in sorted(_LABELS, key=len, reverse=True)) + r")\b[:.]?\s*(.*)$",
@@ -33,7 +35,7 @@ _LABEL = re.compile(
 )
 _SALUTATION = re.compile(r"^(?:Geachte|Hooggeachte|Zeer geachte|Mevrouw de [Vv]oorzitter|Mijnheer de [Vv]oorzitter)\b")
 _ADDRESS = re.compile(
-    r"^(?:>\s*)?(?:postbus\s*\d|\d{4}\s?[A-Z]{2}\b|[TF]\s*[+\d(][\d ()-]{7,}$|(?:tel|fax)\.?\s*[+\d(]|www\.|https?://|"
+    r"^(?:>\s*)?(?:postbus\s*\d|(?-i:\d{4}\s?[A-Z]{2})\b|[TF]\s*[+\d(][\d ()-]{7,}$|(?:tel|fax)\.?\s*[+\d(]|www\.|https?://|"
     r"\S+@\S+\.\w+$|(?:den haag|'s-gravenhage|’s-gravenhage|the hague)$|"
     r"[A-Z][\w.’'-]+(?:straat|weg|plein|laan|kade|haven|hof|gracht|plantsoen|dijk|singel|park)\s+\d+\w?$)",
     re.IGNORECASE,
@@ -43,6 +45,11 @@ _ADDRESSEE = re.compile(
     r"^(?:tweede|eerste) kamer der staten-generaal$",
     re.IGNORECASE,
 )
+# A street and its number without a telling suffix ("Plein 4", "Korte Voorhout 7", "Turfmarkt 147"); not a heading
+# that counts ("Vraag 3", "Artikel 5").
+_STREET = re.compile(r"^(?!(?:vraag|vragen|antwoord|antwoorden|artikel|hoofdstuk|bijlage|paragraaf|stap|fase|nr|nummer|"
+                     r"deel|sessie|pagina|tabel|figuur|onderdeel|punt)\b)[A-Z][\w.’'-]*(?:\s[A-Z][\w.’'-]*){0,2}\s\d{1,4}\s?[a-zA-Z]?$",
+                     re.IGNORECASE)
 _ORGANISATION = re.compile(r"^(?:ministerie|directoraat|directie|dienst|inspectie|agentschap|programma)\b", re.IGNORECASE)
 _VERGADERJAAR = re.compile(r"^(?:vergaderjaar|zitting)\s+(\d{4})\s*[-–]\s*(\d{2,4})(?:\s*[-–]\s*(\d{4,5}))?\b", re.IGNORECASE)
 _DOSSIER = re.compile(r"^(\d{2}\s?\d{3})(?:\s*[-–]?\s*([A-Z]{1,4}|[IVXL]+\d*))?(?:\s*\(R\s*\d+\))?$")
@@ -53,6 +60,22 @@ _BARE_NUMBER = re.compile(r"^[\d\s/.-]{1,12}$")
 _PUBLICATION = re.compile(r"^(?:Aanhangsel van de Handelingen|Handelingen|Kamerstukken|(?:Tweede|Eerste) Kamer der Staten-Generaal)$",
                           re.IGNORECASE)
 _QUESTIONS_MASTHEAD = re.compile(r"^Vragen gesteld door de leden der Kamer\b", re.IGNORECASE)
+# The standard sentences of the Rijkshuisstijl letter head, which every ministry prints: a line that is a piece of
+# one of them is letterhead wherever an extractor put it (inside the subject, between two halves of a sentence).
+_BOILERPLATE = (
+    "correspondentie uitsluitend richten aan het retouradres met vermelding van de datum en het kenmerk van deze brief",
+    "bij beantwoording de datum en ons kenmerk vermelden",
+    "bij beantwoording datum onze referentie en betreft vermelden",
+    "bij beantwoording datum onze referentie en onderwerp vermelden",
+    "wilt u slechts een zaak in uw brief behandelen",
+    "aan de voorzitter van de tweede kamer der staten generaal",
+    "de voorzitter van de eerste kamer der staten generaal",
+    "afschrift aan", "kopie aan", "retouradres",
+)
+# A kenmerk standing alone: "BS2022007280", "2019-0000087786", "2019Z07430/2019D17244", "IENW/BSK-2019/12345".
+_REFERENCE = re.compile(r"^(?=(?:\D*\d){6})[A-Z]{0,6}[/-]?[A-Z0-9]+(?:[/.-][A-Z0-9]+)*$")
+_LONE_DATE = re.compile(rf"^(?:\d{{1,2}}[-/.]\d{{1,2}}[-/.]\d{{4}}|\d{{1,2}}\s+(?:{MONTH_ALTERNATION})\s+\d{{4}})\.?$", re.IGNORECASE)
+_PAGE = re.compile(r"^(?:pagina|page|blad)\s*\d+\s*(?:(?:van|of|/)\s*\d+)?$", re.IGNORECASE)
 HEAD_LINES = 80  # the head is on the first page: look no further than this
 HEAD_LINE_WORDS = 20  # a head's lines are shorter, but for a dossier's title, which states no sentence
 _SENTENCE_END = re.compile(r"[.!?:;]$|[.!?]\s+[A-Z]")
@@ -70,9 +93,53 @@ class Head:
     facts: dict[str, str] = field(default_factory=dict)
     lines: list[str] = field(default_factory=list)
 
-    def repeats(self, text: str) -> bool:
+    def repeats(self, text: str, _previous: str = "") -> bool:
         """True for a line of the head printed again on a later page (the letterhead column)."""
         return _key(text) in {_key(line) for line in self.lines if len(line.split()) <= 8}
+
+    def is_letterhead(self, text: str, previous: str = "") -> bool:
+        """True for a line of the letterhead column wherever it stands: a line of this head printed again, a label
+        with its value, an address, a kenmerk, a date or page number alone, a piece of the standard head sentences
+        (`previous`: the line before it, when that one was letterhead too)."""
+        return self.repeats(text) or is_letterhead_line(text, previous)
+
+
+def is_letterhead_line(text: str, previous: str = "") -> bool:
+    """A line that is letterhead by its form alone, whatever letter it is in (`previous`: the letterhead line
+    before it, whose standard sentence it may finish: "onze referentie en betreft" / "vermelden.")."""
+    text = text.strip().strip(">").strip()
+    if not text:
+        return False
+    label = _LABEL.match(text)
+    if label and _LABELS[label.group(1).lower()] not in ("aan", "betreft"):
+        value = label.group(2).strip(" :")
+        if not value or len(value.split()) <= 4 and (_REFERENCE.match(value) or _DATE.search(value) or _LONE_DATE.match(value)
+                                                     or _BARE_NUMBER.match(value)):
+            return True
+    if label and _LABELS[label.group(1).lower()] == "betreft" and not label.group(2).strip():
+        return True
+    if is_boilerplate(text, previous) or _REFERENCE.match(text) or _LONE_DATE.match(text) or _PAGE.match(text):
+        return True
+    # An address or addressee is a short line that ends no sentence ("leden van de Eerste Kamer." in a letter is prose).
+    return (bool(_ADDRESS.match(text) or _ADDRESSEE.match(text)) and len(text.split()) <= 8
+            and not re.search(r"[.!?;]$", text))
+
+
+def is_boilerplate(text: str, previous: str = "") -> bool:
+    """A piece (two words or more, or the last words of one begun on the line before) of one of the standard
+    sentences of a government letter head."""
+    words = _plain_words(text)
+    if len(words.split()) >= 2 and any(words in phrase for phrase in _BOILERPLATE):
+        return True
+    joined = _plain_words(f"{previous} {text}")
+    return bool(previous and words) and is_boilerplate(previous) and any(joined in phrase for phrase in _BOILERPLATE)
+
+
+def _plain_words(text: str) -> str:
+    """Lower case letters and single spaces: "Bij beantwoording datum," -> "bij beantwoording datum"."""
+    folded = unicodedata.normalize("NFKD", text.lower())
+    letters = "".join(c if c.isalpha() else " " for c in folded if not unicodedata.combining(c))
+    return " ".join(letters.split())
 
 
 def _key(text: str) -> str:
@@ -91,8 +158,13 @@ def read_head(lines: list[Line]) -> tuple[Head, list[Line]]:
     salutation = next((i for i, line in enumerate(lines[:HEAD_LINES]) if _SALUTATION.match(line.text.strip())), None)
     pending: list[str] = []  # labels that stood alone, waiting for their values ("Datum", "Betreft")
     index = 0
+    before_subject = ""  # the first part of a subject printed before its "Betreft" label
     while index < (salutation if salutation is not None else min(len(lines), HEAD_LINES)):
         text = lines[index].text.strip()
+        if is_boilerplate(text, head.lines[-1] if head.lines else "") or _PAGE.match(text):
+            head.lines.append(text)
+            index += 1
+            continue
         label = _LABEL.match(text)
         if label and _LABELS[label.group(1).lower()] != "aan":
             name, value = _LABELS[label.group(1).lower()], label.group(2).strip(" :")
@@ -100,20 +172,28 @@ def read_head(lines: list[Line]) -> tuple[Head, list[Line]]:
             index += 1
             if name == "betreft" and value:
                 value, index = _subject(value, lines, index, head)
+            elif name == "betreft" and head.lines[:-1] and _subject_like(head.lines[-2]) and "betreft" not in head.facts:
+                before_subject = head.lines[-2]  # "Jaarverslag 2021 Kustwacht ... in" / "Betreft" / "het Caribisch gebied"
             if value:
                 head.facts.setdefault(name, value)
+            elif before_subject and name == "betreft" and not _continues_subject(lines, index):
+                head.facts.setdefault("betreft", before_subject)
             else:
                 pending.append(name)
             continue
         fitting = next((name for name in pending if _fits(name, text)), None)
-        if fitting is not None and not _ADDRESS.match(text) and not _ORGANISATION.match(text):
+        if fitting is not None and not _ADDRESS.match(text) and not _ORGANISATION.match(text) and not _STREET.match(text):
             pending.remove(fitting)
             name, value = fitting, text
             head.lines.append(text)
             index += 1
             if name == "betreft":
-                value, index = _subject(value, lines, index, head)
+                value, index = _subject(" ".join(part for part in (before_subject, value) if part), lines, index, head)
             head.facts.setdefault(name, value)
+            continue
+        if _subject_before_label(lines, index):
+            head.lines.append(text)  # the subject, printed before its label: taken when the label comes
+            index += 1
             continue
         consumed = 0 if _is_prose(text) else _kamerstuk_head(lines, index, head) or _letterhead_line(lines, index, head)
         if not consumed and salutation is not None:
@@ -127,7 +207,7 @@ def read_head(lines: list[Line]) -> tuple[Head, list[Line]]:
     return head, lines[index:]
 
 
-_DATE = re.compile(rf"\b\d{{1,2}}\s*(?:{MONTH_ALTERNATION})\s+\d{{4}}\b", re.IGNORECASE)
+_DATE = re.compile(rf"\b\d{{1,2}}\s*(?:{MONTH_ALTERNATION})\s+\d{{4}}\b|\b\d{{1,2}}-\d{{1,2}}-\d{{4}}\b", re.IGNORECASE)
 
 
 def _fits(name: str, text: str) -> bool:
@@ -147,15 +227,49 @@ def _fits(name: str, text: str) -> bool:
 
 
 def _subject(value: str, lines: list[Line], index: int, head: Head) -> tuple[str, int]:
-    """A subject runs on for a line or two, until a gap, a label, the salutation or a sentence end."""
+    """A subject runs on for a line or two, until a gap, a label, the salutation or a sentence end; the letterhead
+    column's lines printed between its parts (an address, a piece of the standard sentences) are passed over."""
     parts = [value]
     while (index < len(lines) and len(parts) < 3 and not lines[index].gap_before
            and not _LABEL.match(lines[index].text) and not _SALUTATION.match(lines[index].text)
-           and not SENTENCE_END.search(parts[-1]) and len(lines[index].text.split()) <= 12):
-        parts.append(lines[index].text.strip())
-        head.lines.append(parts[-1])
+           and not SENTENCE_END.search(parts[-1]) and len(lines[index].text.split()) <= 12
+           and not _opens_prose(lines[index].text)):
+        text = lines[index].text.strip()
+        head.lines.append(text)
         index += 1
+        if not is_letterhead_line(text, head.lines[-2]) and not _STREET.match(text) and len(text) > 2:
+            parts.append(text)  # ("e", the raised ordinal of "110e", printed on a line of its own, is no part)
     return " ".join(parts), index
+
+
+def _opens_prose(text: str) -> bool:
+    """A long line opening with a capital: the body's first sentence, not the rest of a subject."""
+    return len(text.split()) >= 8 and text.strip()[:1].isupper()
+
+
+def _subject_like(text: str) -> bool:
+    """A line that can be (part of) a subject: words, not an address, a label, a kenmerk or a piece of the head's
+    standard sentences."""
+    return (bool(re.search(r"[^\W\d_]{3}", text)) and not is_letterhead_line(text) and not _STREET.match(text)
+            and not _ORGANISATION.match(text) and not _LABEL.match(text) and not _SALUTATION.match(text))
+
+
+def _subject_before_label(lines: list[Line], index: int) -> bool:
+    """A subject-like line directly before a "Betreft" label that stands alone (printed in that order)."""
+    following = lines[index + 1].text.strip() if index + 1 < len(lines) else ""
+    label = _LABEL.match(following)
+    return (_subject_like(lines[index].text) and label is not None and _LABELS[label.group(1).lower()] == "betreft"
+            and not label.group(2).strip() and len(lines[index].text.split()) <= 16)
+
+
+def _continues_subject(lines: list[Line], index: int) -> bool:
+    """Whether a subject-like line follows the label soon (after the letterhead column's lines between them)."""
+    for line in lines[index:index + 3]:
+        if line.gap_before:
+            return False
+        if _subject_like(line.text) and len(line.text.split()) <= 12:
+            return True
+    return False
 
 
 def _kamerstuk_head(lines: list[Line], index: int, head: Head) -> int:
@@ -232,7 +346,7 @@ def _letterhead_line(lines: list[Line], index: int, head: Head) -> int:
         return taken
     # Before the subject, a short line is the letterhead column's; after it, it may be the first heading.
     short = len(text.split()) <= 7 and not SENTENCE_END.search(text) and "betreft" not in head.facts
-    if _ADDRESS.match(text) or _ADDRESSEE.match(text) or _BARE_NUMBER.match(text) or short:
+    if _ADDRESS.match(text) or _ADDRESSEE.match(text) or _BARE_NUMBER.match(text) or _STREET.match(text) or short:
         head.lines.append(text)
         return 1
     return 0

@@ -13,6 +13,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Callable
 
+from rag.language import is_word
+
 SENTENCE_END = re.compile(r"[.!?][”\"’'»)\]\ue000-\ue0ff]*$")  # a footnote marker may follow the full stop
 _PLACEHOLDER = re.compile(r"(?:\[[^\]]{1,60}\]\s*)+")
 # The printer's line and footer of a typeset Kamerstuk: "ISSN 0921-7371", "Tweede Kamer, vergaderjaar 1992-1993, 22 818, nr. 3".
@@ -112,21 +114,36 @@ def list_items(lines: list[Line]) -> list[Line]:
     return kept
 
 
-def drop_noise(lines: list[Line], repeated: Callable[[str], bool]) -> list[Line]:
+def drop_noise(lines: list[Line], repeated: Callable[[str, str], bool], extracted: bool = False) -> list[Line]:
     """Remove signature placeholders, page numbers, running headers and a letterhead printed again
-    on later pages, keeping the gaps they made."""
+    on later pages, keeping the gaps they made. In text an extractor left (`extracted`), also a page
+    printed twice (a line of the letter again, word for word) and a copy garbled by an overlaid text
+    layer (lines mostly of "words" that are no words: "Ministerie vMinisterie van an BinnenBinnenllaandse")."""
     furniture = Counter(re.sub(r"\d+", "#", line.text) for line in lines if len(line.text) >= 12)
+    vocabulary = vocabulary_of(lines) if extracted else Counter()
+    seen: set[str] = set()
     kept: list[Line] = []
     pending_gap = False
+    dropped = ""  # the line just removed: a standard sentence of the letter head may end on this one
     for line in lines:
+        if extracted:
+            line.text = _GLUED_REFERENCE.sub("", line.text)
         key = re.sub(r"\d+", "#", line.text)
+        # A sentence-long line printed again is a page printed twice (its first copy stays); a short one on three
+        # pages or more is a running head or footer (every copy goes).
+        long = len(line.text) >= REPEATED_LINE and len(line.text.split()) >= 5
+        again = long and key in seen and (extracted or furniture[key] >= 3)
         noise = (
             _PLACEHOLDER.fullmatch(line.text)
             or _PAGE_NUMBER.fullmatch(line.text)
             or _PUBLICATION_FOOTER.search(line.text)
-            or (len(line.text) >= 12 and furniture[key] >= 3)
-            or repeated(line.text)
+            or (not long and len(line.text) >= 12 and furniture[key] >= 3)
+            or repeated(line.text, dropped)
+            or again
+            or (extracted and _garbled(line.text, vocabulary))
         )
+        seen.add(key)
+        dropped = line.text if noise else ""
         if noise:
             pending_gap = True
             continue
@@ -135,6 +152,20 @@ def drop_noise(lines: list[Line], repeated: Callable[[str], bool]) -> list[Line]
             pending_gap = False
         kept.append(line)
     return kept
+
+
+# A kenmerk of the letterhead column glued to the end of a body line: "... (FOL) BS2021027543".
+_GLUED_REFERENCE = re.compile(r"(?<=\S)\s+(?:[A-Z]{2,5}\d{8,}|\d{4}-\d{8,}|\d{4}Z\d{5}(?:/\d{4}D\d{5})?)\s*$")
+REPEATED_LINE = 30  # characters: a line this long printed again word for word is a page printed twice
+GARBLED_SHARE = 0.5  # of a line's words (of four letters or more), no words of Dutch or English, nor of the letter
+
+
+def _garbled(text: str, vocabulary: Counter[str]) -> bool:
+    words = re.findall(r"[^\W\d_]{4,}", text)
+    if len(words) < 3:
+        return False
+    unknown = [word for word in words if vocabulary[word.lower()] <= 1 and not is_word(word)]
+    return len(unknown) >= GARBLED_SHARE * len(words)
 
 
 def extract_footnotes(lines: list[Line]) -> tuple[list[Line], list[RawFootnote]]:

@@ -19,6 +19,7 @@ DATE_PATTERN = re.compile(
     re.IGNORECASE,
 )
 _YEAR = re.compile(r"\b(19[5-9]\d|20\d\d)\b")
+_NUMERIC_DATE = re.compile(r"\b(\d{1,2})-(\d{1,2})-((?:19|20)\d\d)\b")  # "22-01-2019", as a letter head may print it
 
 
 _ENUMERATED_TITLE = re.compile(r"^(?:\d+(?:\.\d+)*\.?|[a-z]\))\s")  # "1. Inleiding" is a section, not the title
@@ -103,6 +104,12 @@ def _first_date(candidate: str, text: str) -> tuple[str | None, str | None]:
     """The first date in `candidate`; a date without a year takes the latest year the letter names (a warning).
     A date the calendar does not have ("31 februari 2021") is passed over, with a warning when nothing follows."""
     impossible = None
+    numeric = _NUMERIC_DATE.search(candidate)
+    if numeric and (DATE_PATTERN.search(candidate) is None or numeric.start() < DATE_PATTERN.search(candidate).start()):
+        found = calendar_date(int(numeric.group(3)), int(numeric.group(2)), int(numeric.group(1)))
+        if found:
+            return found, None
+        impossible = numeric.group(0)
     for match in DATE_PATTERN.finditer(candidate):
         day, month, year = int(match.group(2)), MONTHS[match.group(3).lower()], match.group(4)
         warning = None

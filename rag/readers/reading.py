@@ -38,3 +38,4 @@ class Reading:
     footnotes: list[RawFootnote] | None = None
     ocr: bool = False
     warnings: list[str] = field(default_factory=list)
+    extracted: bool = False  # text a PDF-to-text tool (or OCR) left: the letterhead column interleaved with the body

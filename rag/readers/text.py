@@ -35,7 +35,7 @@ def read_text(path: Path, most_bytes: int = ReaderSettings.max_text_bytes) -> Re
 
 
 def reading_of_text(text: str, warnings: list[str] | None = None) -> Reading:
-    return Reading(lines=prepare_lines(text), warnings=list(warnings or []))
+    return Reading(lines=prepare_lines(text), warnings=list(warnings or []), extracted=True)
 
 
 def _is_utf16(data: bytes) -> bool:

@@ -2,9 +2,10 @@
 
 Filters are applied before ranking, so k results still come back; they are resolved with
 arrays built at load (a day number and a letter per passage), so their cost does not grow in
-Python with the corpus. A question that names a time ("in 2020", "in maart 2021") is
-restricted to letters of that time, but a letter whose date the reader is not sure of is
-never dropped by it; "in de laatste brief over X" takes the latest of the letters that speak
+Python with the corpus. A question that names the letter by its time ("in de brief van maart
+2021", "wat schreef de minister in 2020") is restricted to letters of that time, but a letter
+whose date the reader is not sure of is never dropped by it; a time the question asks about
+("per 1 juli 2020", "tussen april en augustus 2020") filters nothing; "in de laatste brief over X" takes the latest of the letters that speak
 about X. A hit is one passage of citation size: its offsets and score are those of the
 passage that matched. Follow-ups arrive already resolved (`rag.search.conversation`).
 """
@@ -87,23 +88,34 @@ class Query:
 
 # --- reading the question ----------------------------------------------------------------
 
-_MONTH_YEAR = re.compile(rf"\b({MONTH_ALTERNATION})\s+((?:19|20)\d\d)\b", re.IGNORECASE)
-_YEAR = re.compile(r"\b(?:in|uit|van|sinds|during|from|of)\s+(?:het jaar\s+)?((?:19|20)\d\d)\b", re.IGNORECASE)
+_TIME = rf"(?:(?:\d{{1,2}}\s+)?({MONTH_ALTERNATION})\s+)?((?:19|20)\d\d)"
+# A time that names the letter itself, not something the letter is about: "in de brief van maart 2021", "het verslag
+# uit 2020", "wat schreef de minister in 2020", "wat zei Nederland in maart 2021", "the letter of March 2021".
+_LETTER_TIME = re.compile(
+    rf"\b(?:brief|brieven|kamerbrief|\w+brief|verslag|antwoorden|beantwoording|nota|letter|letters|report)\s+"
+    rf"(?:van|uit|of|from|dated|d\.d\.)\s+{_TIME}\b"
+    rf"|\b(?:schreef|schreven|schrijft|meldde|meldden|stuurde|stuurden|zei|zeiden|liet weten|wrote|said|reported)\b"
+    rf"(?:\s+[\w’'-]+){{0,4}}?\s+(?:in|op|during|on)\s+{_TIME}\b",
+    re.IGNORECASE)
 _LATEST = re.compile(r"\b(laatste|meest recente|recentste|nieuwste|latest|most recent|last)\s+(brief|brieven|verslag|bijeenkomst|vergadering|agenda|letter|meeting|report)\b", re.IGNORECASE)
 _EARLIEST = re.compile(r"\b(eerste|oudste|vroegste|first|earliest|oldest)\s+(brief|verslag|bijeenkomst|vergadering|letter|meeting|report)\b", re.IGNORECASE)
 
 
 def named_time(text: str) -> tuple[Filters, str | None, str | None]:
-    """The time a question names: a date filter (for sure dates only), or which letter of the topic to take."""
-    month = _MONTH_YEAR.search(text)
-    if month:
-        year, number = int(month.group(2)), MONTHS[month.group(1).lower()]
-        last_day = (date(year + number // 12, number % 12 + 1, 1) - date.resolution).day
-        return (Filters(since=f"{year}-{number:02d}-01", until=f"{year}-{number:02d}-{last_day:02d}", keep_unsure_dates=True),
-                f"{month.group(1)} {year}", None)
-    year = _YEAR.search(text)
-    if year:
-        return Filters(since=f"{year.group(1)}-01-01", until=f"{year.group(1)}-12-31", keep_unsure_dates=True), year.group(1), None
+    """The time a question names the letter by: a date filter (for sure dates only), or which letter of the topic
+    to take. A time the question asks about ("welke regel gaat per 1 juli 2020 in?", "hoeveel hulp tussen april en
+    augustus 2020?") names what happened, often before the letter was written: it filters nothing."""
+    named = _LETTER_TIME.search(text)
+    if named:
+        groups = [group for group in named.groups()]
+        month_name, year = (groups[0], groups[1]) if groups[1] else (groups[2], groups[3])
+        year = int(year)
+        if month_name:
+            number = MONTHS[month_name.lower()]
+            last_day = (date(year + number // 12, number % 12 + 1, 1) - date.resolution).day
+            return (Filters(since=f"{year}-{number:02d}-01", until=f"{year}-{number:02d}-{last_day:02d}",
+                            keep_unsure_dates=True), f"{month_name} {year}", None)
+        return Filters(since=f"{year}-01-01", until=f"{year}-12-31", keep_unsure_dates=True), str(year), None
     if _LATEST.search(text):
         return Filters(), None, "latest"
     if _EARLIEST.search(text):

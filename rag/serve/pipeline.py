@@ -86,7 +86,7 @@ def run_ingest(
         return (embedder or load_embedder(settings.model)).passage_batches(texts, sentence_spans, progress=progress)
 
     return ingest(files, Path(index_dir), settings.model.name, fingerprint, embed, settings.chunking, settings.index,
-                  settings.fault)
+                  settings.fault, lexical_settings=settings.lexical)
 
 
 @dataclass
@@ -199,7 +199,8 @@ class Pipeline:
         fingerprint = self.embedder.fingerprint
         summary = ingest(None, self.index_dir, self.embedder.name, fingerprint,
                          lambda texts, spans: self.embedder.passage_batches(texts, spans, progress=progress),
-                         settings.chunking, settings.index, settings.fault, exclude=exclude, wait=True)
+                         settings.chunking, settings.index, settings.fault, exclude=exclude, wait=True,
+                         lexical_settings=settings.lexical)
         self._switch()
         return summary
 
@@ -229,7 +230,7 @@ class Pipeline:
 
     def _load(self) -> Generation:
         return load_index(self.index_dir, self.embedder.name, self.embedder.fingerprint, self.settings.chunking,
-                          self.settings.index)
+                          self.settings.index, self.settings.lexical)
 
     def watch(self) -> threading.Event:
         """Check for a new generation every `watch_interval_s` in the background (once per pipeline); set the
@@ -269,7 +270,7 @@ def open_pipeline(
     index_dir = Path(index_dir)
     manifest = read_manifest(index_dir)
     if manifest is not None:  # a foreign index is refused before the model is loaded
-        check_compatible(manifest, index_dir, settings.model.name, None, settings.chunking)
+        check_compatible(manifest, index_dir, settings.model.name, None, settings.chunking, settings.lexical)
     # Questions are embedded one at a time: one thread each, as many at once as the server allows.
     embedder = load_embedder(settings.model, threads=settings.model.query_threads)
     notes = []
@@ -277,5 +278,6 @@ def open_pipeline(
         summary = run_ingest([DEFAULT_SEEDS], index_dir, settings)
         notes.append(f"no index in {index_dir}; built one from seeds/: {summary.line()}")
         print(f"rag: {notes[-1]}", file=sys.stderr)
-    generation = load_index(index_dir, settings.model.name, embedder.fingerprint, settings.chunking, settings.index)
+    generation = load_index(index_dir, settings.model.name, embedder.fingerprint, settings.chunking, settings.index,
+                            settings.lexical)
     return Pipeline(embedder, generation, index_dir, settings, notes)
