@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from rag.errors import InputError, RagError
-from rag.settings import (DEFAULT_DATA, DEFAULT_INDEX, DEFAULT_MODEL, DEFAULT_SEEDS, EVAL_BASELINE,
+from rag.settings import (DEFAULT_CORPUS, DEFAULT_DATA, DEFAULT_INDEX, DEFAULT_MODEL, DEFAULT_SEEDS, EVAL_BASELINE,
                           EVAL_INDEX, EVAL_QUESTIONS, REPORT_DIR, Settings, display_path, from_environment)
 
 
@@ -319,6 +319,30 @@ def evaluate_command(questions_path: Path, split: str, k: int, as_json: bool, ba
             click.echo("\n" + ("baseline: nothing moved the wrong way" if not drops else "baseline: DROPPED\n  " + "\n  ".join(drops)))
     if drops:
         sys.exit(1)
+
+
+@cli.command()
+@click.option("--corpus", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=DEFAULT_CORPUS,
+              show_default="../shared/corpora/statengeneraal-digitaal-20k.jsonl.gz",
+              help="JSON lines of URL and Content (.gz too) whose answers to Kamervragen are the training pairs.")
+@click.option("--limit", type=int, default=None, help="Only the first N answers to Kamervragen of the corpus.")
+@click.option("--work-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Keep the training letters and index here (reused by the next run); a temporary folder otherwise.")
+@_model_options
+def train(corpus: Path, limit: int | None, work_dir: Path | None, model_name: str | None, model_dir: Path | None) -> None:
+    """Train the learned answer scorer on question-answer pairs that are not the eval; stores it in rag/answer/scorer.json."""
+    import tempfile
+
+    from rag.evaluation.train import train_answer_scorer
+
+    settings = _settings(model_name, model_dir)
+    with tempfile.TemporaryDirectory(prefix="rag-train-") as temporary:
+        record = train_answer_scorer(corpus, Path(work_dir or temporary), settings, limit)
+    trained, metrics = record["trained_on"], record["metrics_held_out"]
+    click.echo(f"trained on {trained['pairs']} question-answer pairs and {trained['off_topic']} off-topic questions "
+               f"({trained['sentence_rows']} sentences); held-out letters: sentence AUC {metrics['sentence_auc']}, "
+               f"best sentence answers {metrics['best_sentence_answers']}, answerable AUC {metrics['answerable_auc']} "
+               f"(written to {display_path(settings.answer.scorer_file)}; run `rag eval --calibrate` next)")
 
 
 @cli.command()

@@ -33,7 +33,10 @@ EVAL_EXTRACTS = PROJECT_ROOT / "eval" / "extracts"  # Kamerstukken of 2019 and 2
 EVAL_INDEX = PROJECT_ROOT / "eval" / "index"  # the seeds, eval/letters and eval/extracts together, built by `rag eval`
 REPORT_DIR = PROJECT_ROOT / "eval" / "report"
 CALIBRATION_FILE = PROJECT_ROOT / "rag" / "answer" / "calibration.json"  # abstention thresholds per model
+SCORER_FILE = PROJECT_ROOT / "rag" / "answer" / "scorer.json"  # the learned answer scorer per model (`rag train`)
 DEFAULT_MODEL = "intfloat/multilingual-e5-small"
+# Real parliamentary text at scale, beside the project (never needed at run time): `rag train` and `rag bench --corpus`.
+DEFAULT_CORPUS = PROJECT_ROOT.parent / "shared" / "corpora" / "statengeneraal-digitaal-20k.jsonl.gz"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
@@ -167,7 +170,12 @@ class AnswerSettings:
     rank_weight: float = 0.006  # a sentence from a better-ranked passage is preferred, a little
     quote_margin: float = 0.03  # quote further sentences scoring within this of the best one
     timeline_margin: float = 0.06  # in a timeline, a letter's best sentence within this of the best one is quoted
+    # The learned scorer gives probabilities: quote further sentences (or letters' best) within these of the best.
+    learned_quote_margin: float = 0.15
+    learned_timeline_margin: float = 0.3
+    scorer: str = "learned"  # "learned" (`rag train`, falls back to "hand-set" for a model without one) or "hand-set"
     calibration_file: Path = CALIBRATION_FILE
+    scorer_file: Path = SCORER_FILE
 
 
 @dataclass(frozen=True)

@@ -38,13 +38,16 @@ def notes_markdown(answer: Answer) -> str:
     return "\n".join(f"_{as_markdown_text(note)}_" for note in answer.notes)
 
 
-def _highlighted_passage(citation: Citation) -> str:
-    """The passage with the quoted sentences marked; offsets are into the letter, `hit.text` starts at hit.start."""
-    hit = citation.hit
-    start, end = citation.start - hit.start, citation.end - hit.start
-    return (
-        html.escape(hit.text[:start]) + f"<mark>{html.escape(hit.text[start:end])}</mark>" + html.escape(hit.text[end:])
-    )
+def _highlighted_passage(citations: list[Citation]) -> str:
+    """The passage with every quoted sentence of it marked; offsets are into the letter, `hit.text` starts at
+    hit.start (the citations of one card share their passage)."""
+    hit = citations[0].hit
+    parts, cursor = [], 0
+    for citation in sorted(citations, key=lambda c: c.start):
+        start, end = max(cursor, citation.start - hit.start), citation.end - hit.start
+        parts.append(html.escape(hit.text[cursor:start]) + f"<mark>{html.escape(hit.text[start:end])}</mark>")
+        cursor = end
+    return "".join(parts) + html.escape(hit.text[cursor:])
 
 
 def sources_html(answer: Answer | None) -> str:
@@ -57,16 +60,22 @@ def sources_html(answer: Answer | None) -> str:
             for h in answer.related
         ]
         return f"<div class='sources' {_asked(answer)}><h3>Mogelijk relevant</h3><p class='hint'>Geen antwoord gevonden; deze passages liggen het dichtst bij de vraag.</p>" + "".join(cards) + "</div>"
-    cards = []
+    # Two quotes from one passage are one card, with both sentences marked.
+    by_passage: dict[tuple[str, int, int], list[Citation]] = {}
     for citation in answer.citations:
-        hit = citation.hit
+        by_passage.setdefault((citation.hit.doc_id, citation.hit.start, citation.hit.end), []).append(citation)
+    cards = []
+    for citations in by_passage.values():
+        hit = citations[0].hit
+        links = " ".join(f"<a href='#cite-{c.n}' class='cite'>[{c.n}]</a>" for c in citations)
+        where = ", ".join(f"{html.escape(hit.doc_id)}:{c.start}-{c.end}" for c in citations)
         cards.append(
-            f"<div class='source' id='source-{citation.n}'>"
-            f"<div class='meta'><a href='#cite-{citation.n}' class='cite'>[{citation.n}]</a> "
+            f"<div class='source' id='source-{citations[0].n}'>"
+            f"<div class='meta'>{links} "
             f"{html.escape(hit.title or hit.doc_id)} · {shown_date(hit.date)} · {html.escape(hit.section)}"
             f"{_origin(hit)}</div>"
-            f"<div class='passage'>{_highlighted_passage(citation)}</div>"
-            f"<div class='where'>{html.escape(hit.doc_id)}:{citation.start}-{citation.end}</div></div>"
+            f"<div class='passage'>{_highlighted_passage(citations)}</div>"
+            f"<div class='where'>{where}</div></div>"
         )
     return f"<div class='sources' {_asked(answer)}><h3>Bronnen</h3>" + "".join(cards) + "</div>"
 

@@ -23,31 +23,35 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from rag.language import MONTH_ALTERNATION, shown_date
-from rag.readers.document import FOOTNOTES_HEADING
+from rag.answer.scorer import LearnedScorer
 from rag.index.lexical import tokenize
-from rag.language import ANSWER_HEADING_IN_TEXT, QUESTION_WORDS, REPORTING_VERBS, fold, is_english, stopwords
-from rag.search.retrieval import Hit
 from rag.index.store import Generation
+from rag.language import (ANSWER_HEADING_IN_TEXT, MONTH_ALTERNATION, QUESTION_WORDS, REPORTING_VERBS, fold, frequency,
+                          is_english, shown_date, stopwords)
+from rag.readers.document import FOOTNOTES_HEADING
+from rag.search.retrieval import Hit
 from rag.settings import AnswerSettings
 
-ABSTAIN_NL = "Daarover vind ik niets in de brieven."
-ABSTAIN_EN = "I find nothing about that in the letters."
+ABSTAIN_NL = "Daarover vind ik geen antwoord in de brieven."
+ABSTAIN_EN = "I find no answer to that in the letters."
 
 
 @dataclass(frozen=True)
 class Calibration:
     """When to abstain, for one model: fitted on the dev split (`rag eval --calibrate`)."""
 
-    weak_evidence: float  # the best sentence's similarity below this: no answer
-    key_terms: float  # share of the question's key terms the quoted passages must hold
+    weak_evidence: float  # the hand-set scorer: the best sentence's similarity below this, no answer
+    key_terms: float  # the hand-set scorer: share of the question's key terms the quoted passages must hold
     calibrated: bool = True
+    answerable: float | None = None  # the learned scorer: P(the letters answer) below this, no answer
 
     @classmethod
     def for_model(cls, model_name: str, settings: AnswerSettings) -> "Calibration":
         try:
             stored = json.loads(settings.calibration_file.read_text())[model_name]
-            return cls(float(stored["weak_evidence"]), float(stored["key_terms"]))
+            answerable = stored.get("answerable")
+            return cls(float(stored["weak_evidence"]), float(stored["key_terms"]),
+                       answerable=float(answerable) if answerable is not None else None)
         except (OSError, ValueError, KeyError, TypeError):
             # A model without calibration: a conservative rule; `rag eval` says the model is uncalibrated.
             return cls(weak_evidence=0.0, key_terms=1.0, calibrated=False)
@@ -124,11 +128,15 @@ def _asks_for(question: str):
     return None
 
 
+def key_words(question: str) -> list[str]:
+    """The words that carry the question's topic (names, places, rare words), without question words, stop words
+    and the generic words of a letter about policy."""
+    return [w for w in re.findall(r"[\w’'-]+", question) if fold(w) not in stopwords() and fold(w) not in _GENERIC]
+
+
 def key_terms(question: str, tokenize=tokenize) -> list[str]:
-    """The question's key terms, stemmed: the words that carry its topic (names, places, rare words),
-    without question words, stop words and the generic words of a letter about policy."""
-    words = [w for w in re.findall(r"[\w’'-]+", question) if fold(w) not in stopwords() and fold(w) not in _GENERIC]
-    return list(dict.fromkeys(tokenize(" ".join(words))))
+    """The question's key terms, stemmed as the index stems them."""
+    return list(dict.fromkeys(tokenize(" ".join(key_words(question)))))
 
 
 # Words every letter to parliament uses: they say nothing about whether these letters answer.
@@ -148,47 +156,64 @@ class ScoredSentence:
     start: int
     end: int
     dense: float
-    score: float
+    score: float  # the learned scorer's P(it answers), or the hand-set score
     position: int  # the sentence's place in its passage
+    features: tuple[float, ...] = ()  # `scorer.SENTENCE_FEATURES`
 
 
 @dataclass(frozen=True)
 class Evidence:
-    """What the abstention rule looks at: how similar the best sentence is, and how many of the
-    question's key terms the passages it would quote from hold."""
+    """What the abstention rule looks at: how similar the best sentence is, how many of the question's key terms
+    the passages it would quote from hold, which key words no letter holds, and the learned P(answerable)."""
 
     best_dense: float
     key_terms_found: float
+    absent: tuple[str, ...] = ()  # key words of the question that no letter searched holds, rarest first
+    features: tuple[float, ...] = ()  # `scorer.QUESTION_FEATURES`
+    answerable: float | None = None
 
 
 def score_sentences(question: str, hits: list[Hit], index: Generation, query_vector: np.ndarray,
-                    settings: AnswerSettings) -> list[ScoredSentence]:
-    terms = key_terms(question, index.lexical.tokenize)
-    weights = {term: weight for term, weight in zip(terms, index.lexical.idf(terms))}
+                    settings: AnswerSettings, scorer: LearnedScorer | None = None) -> list[ScoredSentence]:
+    """The candidate sentences of the best passages, best first: scored by the learned scorer when there is one,
+    else by similarity plus small hand-set bonuses (the question's terms, what it asks for, the passage's rank)."""
+    weights = dict(zip(terms := key_terms(question, index.lexical.tokenize), index.lexical.idf(terms)))
     total = sum(weights.values()) or 1.0
+    share = lambda held: sum(weight for term, weight in weights.items() if term in held) / total  # noqa: E731
     wanted = _asks_for(question)
-    scored = []
+    english = float(is_english(question))
+    found = []
     for hit in hits[:settings.passages_read]:
         starts, ends, vectors = index.sentences_of(hit.row)
         if not len(starts) or hit.section == FOOTNOTES_HEADING:
             continue  # footnotes are references, not what a letter says
         text = index.document_at(index.letter(hit.doc_id).row).text
         answers_from = _answer_start(hit)
-        similarity = np.asarray(vectors, dtype=np.float32) @ query_vector
-        for position, (start, end, dense) in enumerate(zip(starts.tolist(), ends.tolist(), similarity.tolist())):
+        similarity = (np.asarray(vectors, dtype=np.float32) @ query_vector).tolist()
+        passage_dense = float(np.asarray(index.vectors[hit.row], dtype=np.float32) @ query_vector)
+        held = [set(index.lexical.tokenize(text[start:end])) for start, end in zip(starts.tolist(), ends.tolist())]
+        for position, (start, end) in enumerate(zip(starts.tolist(), ends.tolist())):
             sentence = text[start:end]
             # A question in a letter (an MP's "Vraag", a rhetorical one) is asked there, not answered.
             if end - start < settings.shortest_sentence or start < answers_from or sentence.rstrip(" ”’\"»)").endswith("?"):
                 continue
-            held = set(index.lexical.tokenize(sentence))
-            lexical = sum(weight for term, weight in weights.items() if term in held) / total
+            nearby = set().union(*held[max(0, position - 1):position + 2])
             asked = 1.0 if wanted is not None and wanted.search(sentence) else 0.0
-            score = (dense + settings.lexical_weight * lexical + settings.type_weight * asked
+            found.append((hit, start, end, similarity[position], position, (
+                similarity[position], 0.0, passage_dense, 1.0 / hit.rank, share(held[position]), share(nearby), asked,
+                float(wanted is not None), float(position == 0), float(np.log(end - start)),
+                float(bool(_LEANS_BACK.match(sentence))), english)))
+    best = max((dense for _hit, _start, _end, dense, _position, _features in found), default=0.0)
+    scored = []
+    for hit, start, end, dense, position, features in found:
+        features = (features[0], dense - best, *features[2:])
+        if scorer is not None:
+            score = float(scorer.sentence.probability(features)[0])
+        else:
+            score = (dense + settings.lexical_weight * features[4] + settings.type_weight * features[6]
                      + settings.rank_weight * (settings.passages_read - hit.rank))
-            scored.append(ScoredSentence(hit, start, end, dense, score, position))
+        scored.append(ScoredSentence(hit, start, end, dense, score, position, features))
     return sorted(scored, key=lambda s: -s.score)
-
-
 
 
 def _answer_start(hit: Hit) -> int:
@@ -199,17 +224,44 @@ def _answer_start(hit: Hit) -> int:
     return hit.start + found.start() if found else -1  # without the heading: a later piece of the answer
 
 
-def weigh_evidence(question: str, scored: list[ScoredSentence], index: Generation) -> Evidence:
+def weigh_evidence(question: str, scored: list[ScoredSentence], index: Generation, scorer: LearnedScorer | None = None,
+                   allowed: np.ndarray | None = None) -> Evidence:
+    """How well the letters searched (`allowed`: a mask over the passages, None for all) answer the question."""
     best_dense = max((s.dense for s in scored), default=0.0)
+    words = list(dict.fromkeys(key_words(question)))
     terms = key_terms(question, index.lexical.tokenize)
-    if not scored or not terms:
-        return Evidence(best_dense, 1.0 if scored else 0.0)
-    near = {s.hit.row: s.hit for s in scored[:3]}  # the passages the best sentences stand in
-    held = set(index.lexical.tokenize(" ".join(hit.title + " " + hit.section + " " + hit.text for hit in near.values())))
-    return Evidence(best_dense, sum(term in held for term in terms) / len(terms))
+    absent = [word for word in words if not any(_held_anywhere(index, term, allowed) for term in index.lexical.tokenize(word))]
+    absent.sort(key=frequency)
+    weights = dict(zip(terms, index.lexical.idf(terms)))
+    absent_terms = set(index.lexical.tokenize(" ".join(absent)))
+    absent_share = sum(w for t, w in weights.items() if t in absent_terms) / (sum(weights.values()) or 1.0)
+    rarest = max((1.0 - frequency(word) / 7.0 for word in absent), default=0.0)
+    near_share = 1.0 if scored else 0.0
+    if scored and terms:
+        near = {s.hit.row: s.hit for s in scored[:3]}  # the passages the best sentences stand in
+        held = set(index.lexical.tokenize(" ".join(hit.title + " " + hit.section + " " + hit.text for hit in near.values())))
+        near_share = sum(term in held for term in terms) / len(terms)
+    elsewhere = max((s.dense for s in scored if scored and s.hit.row != scored[0].hit.row), default=0.0)
+    letters = len({s.hit.doc_id for s in scored[:5]}) / 5.0
+    features = (scored[0].score if scored else 0.0, best_dense, best_dense - elsewhere, absent_share, rarest, near_share,
+                float(np.log1p(len(terms))), float(is_english(question)), letters)
+    answerable = float(scorer.answerable.probability(features)[0]) if scorer is not None and scored else None
+    return Evidence(best_dense, near_share, tuple(absent), features, answerable if scored else 0.0 if scorer else None)
+
+
+def _held_anywhere(index: Generation, term: str, allowed: np.ndarray | None) -> bool:
+    number = index.lexical.vocabulary.get(term)
+    if number is None:
+        return False
+    if allowed is None:
+        return True
+    rows = index.lexical.indices[int(index.lexical.indptr[number]):int(index.lexical.indptr[number + 1])]
+    return bool(allowed[rows].any())
 
 
 def abstains(evidence: Evidence, calibration: Calibration, english: bool) -> bool:
+    if evidence.answerable is not None and calibration.answerable is not None:
+        return evidence.answerable < calibration.answerable
     if evidence.best_dense < calibration.weak_evidence:
         return True
     # An English question about Dutch letters shares few words with them: its key terms do not decide.
@@ -217,11 +269,18 @@ def abstains(evidence: Evidence, calibration: Calibration, english: bool) -> boo
 
 
 def extractive_answer(question: str, hits: list[Hit], index: Generation, query_vector: np.ndarray,
-                      calibration: Calibration, settings: AnswerSettings, notes: tuple[str, ...] = ()) -> Answer:
+                      calibration: Calibration, settings: AnswerSettings, notes: tuple[str, ...] = (),
+                      scorer: LearnedScorer | None = None, allowed: np.ndarray | None = None) -> Answer:
     english = is_english(question)
-    scored = score_sentences(question, hits, index, query_vector, settings)
-    if not scored or abstains(weigh_evidence(question, scored, index), calibration, english):
-        return Answer(question, ABSTAIN_EN if english else ABSTAIN_NL, True, (), tuple(hits[:3]), notes=notes)
+    scored = score_sentences(question, hits, index, query_vector, settings, scorer)
+    evidence = weigh_evidence(question, scored, index, scorer, allowed)
+    if not scored or abstains(evidence, calibration, english):
+        missing = tuple(f"'{word}' occurs in none of the letters" if english else f"'{word}' komt in geen enkele brief voor"
+                        for word in evidence.absent[:1])
+        return Answer(question, ABSTAIN_EN if english else ABSTAIN_NL, True, (), tuple(hits[:3]), notes=notes + missing)
+    if scorer is not None:  # probabilities, not similarities: margins of their own
+        settings = replace(settings, quote_margin=settings.learned_quote_margin,
+                           timeline_margin=settings.learned_timeline_margin)
     chosen = _timeline(scored, settings) if _POSITION.search(question) else _closest(scored, settings)
     citations = _citations(_with_leaned_on(chosen, scored, index), index)
     return Answer(question, _compose(citations, english), False, tuple(citations), notes=notes)

@@ -32,7 +32,7 @@ from rag.settings import EndpointSettings
 SYSTEM_PROMPT = (
     "Je beantwoordt vragen over Nederlandse Kamerbrieven. Gebruik alleen de genummerde passages. "
     "Zet achter elke zin de nummers van de passages waarop hij steunt, zoals [1] of [2][3]. "
-    "Staat het antwoord niet in de passages, antwoord dan precies: Daarover vind ik niets in de brieven. "
+    "Staat het antwoord niet in de passages, antwoord dan precies: Daarover vind ik geen antwoord in de brieven. "
     "Antwoord in de taal van de vraag, kort en zakelijk."
 )
 

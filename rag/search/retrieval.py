@@ -35,10 +35,11 @@ class Filters:
     ministry: str | None = None  # part of the ministry's name, any case: "buitenlandse zaken"
     kind: str | None = None  # brief, antwoord op Kamervragen, verslag, ...
     keep_unsure_dates: bool = False  # a time the question names does not drop a letter with a guessed date
+    without: tuple[str, ...] = ()  # letters left out (asking as if they were not indexed: the leave-letters-out eval)
 
     @property
     def active(self) -> bool:
-        return bool(self.doc_ids or self.since or self.until or self.dossier or self.ministry or self.kind)
+        return bool(self.doc_ids or self.since or self.until or self.dossier or self.ministry or self.kind or self.without)
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,8 @@ def letter_mask(index: Generation, filters: Filters) -> np.ndarray:
         chosen = np.zeros(len(letters), dtype=bool)
         chosen[[index.letter(doc_id).row for doc_id in filters.doc_ids]] = True
         mask &= chosen
+    if filters.without:
+        mask[[index.letter(doc_id).row for doc_id in filters.without if index.letter(doc_id) is not None]] = False
     if filters.since or filters.until:
         days = index.letter_day
         dated = days != NO_DATE

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from rag.answer.extractive import Answer, Calibration, extractive_answer
+from rag.answer.scorer import LearnedScorer
 from rag.answer.generated import generated_answer, generated_answer_stream
 from rag.embed.model import Embedder, load_embedder, model_fingerprint
 from rag.errors import InputError, RagError
@@ -21,7 +22,7 @@ from rag.index.ingest import UPLOADS, IngestSummary, ingest
 from rag.index.store import Generation, load_index
 from rag.readers import letter_paths
 from rag.search.conversation import Conversation
-from rag.search.retrieval import Filters, Hit, Query, rank, understand
+from rag.search.retrieval import Filters, Hit, Query, allowed_rows, rank, understand
 from rag.serve.slots import AnswerSlots
 from rag.settings import DEFAULT_INDEX, DEFAULT_SEEDS, PROJECT_ROOT, RetrievalSettings, Settings, from_environment
 
@@ -101,9 +102,12 @@ class Pipeline:
     _refused: str | None = field(default=None, repr=False)  # a new generation that could not be loaded
     _watching: threading.Event | None = field(default=None, repr=False)
     _changing: threading.Lock = field(default_factory=threading.Lock, repr=False)  # one index change at a time
+    scorer: LearnedScorer | None = field(default=None, init=False, repr=False)  # from the answer settings
 
     def __post_init__(self) -> None:
         self.calibration = self.calibration or Calibration.for_model(self.embedder.name, self.settings.answer)
+        answer = self.settings.answer
+        self.scorer = LearnedScorer.for_model(self.embedder.name, answer.scorer_file) if answer.scorer == "learned" else None
         self.slots = self.slots or AnswerSlots(self.settings.serve.answer_slots, self.settings.serve.answer_queue)
 
     @property
@@ -157,7 +161,9 @@ class Pipeline:
         index = self.generation  # one generation for the whole answer, even when a newer one goes live meanwhile
         vector = self.embedder.encode_queries([query.text])[0]
         hits = rank(index, query, vector, check_k(k), self.retrieval)
-        answer = extractive_answer(query.text, hits, index, vector, self.calibration, self.settings.answer, notes=query.notes)
+        allowed = allowed_rows(index, query.filters) if query.filters.active else None
+        answer = extractive_answer(query.text, hits, index, vector, self.calibration, self.settings.answer,
+                                   notes=query.notes, scorer=self.scorer, allowed=allowed)
         return index, hits, answer
 
     def search_query(self, query: Query, k: int = 5) -> list[Hit]:

@@ -1,0 +1,93 @@
+"""The learned answer scorer: small logistic models over what the answer stage already knows of a question and its
+candidate sentences, trained by `rag train` on question-answer pairs that are not the eval (`rag.answer.training`).
+
+Two models, one file (`rag/answer/scorer.json`, per embedding model, with the hash of the data it was trained on
+and its metrics on held-out letters):
+- `sentence`: P(this sentence answers the question), from its similarity, the question's terms it and its
+  neighbours hold, what the question asks for against what it holds, its place and length;
+- `answerable`: P(these letters answer the question), from the best sentence's P, the margin to the next, the
+  question's terms that no letter holds (and how rare they are in Dutch at large), agreement between letters.
+When to abstain is a threshold on the second, chosen on the eval's dev split (`rag eval --calibrate`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+SENTENCE_FEATURES = (
+    "dense", "dense_behind_best", "passage_dense", "inverse_rank", "terms_held", "terms_held_nearby", "asked_held",
+    "asks_a_kind", "opens_passage", "log_length", "leans_back", "english",
+)
+QUESTION_FEATURES = (
+    "best_sentence", "best_dense", "dense_margin", "terms_absent", "rarest_absent", "terms_near", "log_terms",
+    "english", "letters_agreeing",
+)
+
+
+@dataclass(frozen=True)
+class LogisticModel:
+    """P = sigmoid(weights . (features - mean) / scale + bias)."""
+
+    features: tuple[str, ...]
+    mean: np.ndarray
+    scale: np.ndarray
+    weights: np.ndarray
+    bias: float
+
+    def probability(self, rows: np.ndarray) -> np.ndarray:
+        rows = np.atleast_2d(np.asarray(rows, dtype=np.float64))
+        return 1.0 / (1.0 + np.exp(-(((rows - self.mean) / self.scale) @ self.weights + self.bias)))
+
+    def as_json(self) -> dict:
+        return {"features": list(self.features), "mean": self.mean.tolist(), "scale": self.scale.tolist(),
+                "weights": self.weights.tolist(), "bias": self.bias}
+
+    @classmethod
+    def from_json(cls, data: dict, expected: tuple[str, ...]) -> "LogisticModel":
+        if tuple(data["features"]) != expected:
+            raise ValueError("the stored scorer was trained on other features; run `rag train`")
+        return cls(expected, np.asarray(data["mean"]), np.asarray(data["scale"]), np.asarray(data["weights"]),
+                   float(data["bias"]))
+
+    @classmethod
+    def fit(cls, rows: np.ndarray, labels: np.ndarray, features: tuple[str, ...], l2: float = 1.0,
+            steps: int = 3000) -> "LogisticModel":
+        """Regularised logistic regression by Newton's method (a few dozen features, thousands of rows: exact and
+        deterministic, no solver to install)."""
+        rows = np.asarray(rows, dtype=np.float64)
+        labels = np.asarray(labels, dtype=np.float64)
+        mean, scale = rows.mean(axis=0), rows.std(axis=0)
+        scale[scale < 1e-9] = 1.0
+        x = np.hstack([(rows - mean) / scale, np.ones((len(rows), 1))])
+        w = np.zeros(x.shape[1])
+        penalty = np.full(x.shape[1], l2 / max(len(rows), 1))
+        penalty[-1] = 0.0  # no penalty on the bias
+        for _ in range(min(steps, 100)):
+            p = 1.0 / (1.0 + np.exp(-x @ w))
+            gradient = x.T @ (p - labels) / len(rows) + penalty * w
+            hessian = (x * (p * (1 - p))[:, None]).T @ x / len(rows) + np.diag(penalty + 1e-9)
+            step = np.linalg.solve(hessian, gradient)
+            w -= step
+            if np.abs(step).max() < 1e-8:
+                break
+        return cls(features, mean, scale, w[:-1], float(w[-1]))
+
+
+@dataclass(frozen=True)
+class LearnedScorer:
+    sentence: LogisticModel
+    answerable: LogisticModel
+
+    @classmethod
+    def for_model(cls, model_name: str, path: Path) -> "LearnedScorer | None":
+        """The scorer trained for this embedding model; None when there is none (the hand-set scorer stands in)."""
+        try:
+            stored = json.loads(path.read_text())[model_name]
+            return cls(LogisticModel.from_json(stored["sentence"], SENTENCE_FEATURES),
+                       LogisticModel.from_json(stored["answerable"], QUESTION_FEATURES))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None

@@ -1,0 +1,224 @@
+"""`rag train`: the learned answer scorer, trained on question-answer pairs that are not the eval.
+
+The pairs are the answers to Kamervragen in the Staten-Generaal corpus (`../shared/corpora/`, given with
+`--corpus`): each MP's question with the minister's answer to it, parsed from the Aanhangsel as printed
+("Vragen van het lid ... (Ingezonden ...)", numbered questions, "Antwoord van ... (Ontvangen ...)",
+numbered answers) or from "Vraag N"/"Antwoord N" headings. They are indexed with the real model, and each
+question is answered as the pipeline answers: its candidate sentences, labelled by whether they stand in the
+minister's answer, are the sentence model's rows; the question, answerable, is a row of the answerable
+model. Asked again with its own letter left out, the same question becomes a near-topic question these
+letters cannot answer (every candidate is a negative, the question unanswerable); a fixed list of off-topic
+questions adds the far ones. A fifth of the letters is held out to report the models' quality. The weights,
+the hash of the data and the metrics go to `rag/answer/scorer.json`; thresholds are chosen on the eval's dev
+split by `rag eval --calibrate`, never here.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import re
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from rag.answer.extractive import score_sentences, weigh_evidence
+from rag.answer.scorer import QUESTION_FEATURES, SENTENCE_FEATURES, LogisticModel
+from rag.index.chunking import split_sentences
+from rag.readers.document import Document
+from rag.search.retrieval import Filters
+
+HELD_OUT = 5  # every fifth letter is held out to measure the models
+QUOTED = 0.5  # a sentence is a positive when this share of it lies in the minister's answer
+# Questions no letter to parliament answers, in the shapes people type (not the eval's off-topic questions).
+OFF_TOPIC = (
+    "Hoe lang moet een ei koken voor een zachtgekookt ei?", "Wie won de Elfstedentocht van 1997?",
+    "Hoe maak ik een zuurdesemstarter?", "Wat is de hoofdstad van Mongolië?", "Hoe installeer ik Python op Windows?",
+    "Welke band schreef het nummer Bohemian Rhapsody?", "Hoeveel calorieën zitten er in een banaan?",
+    "Wat is het recept voor erwtensoep?", "Wie speelde de hoofdrol in de film Titanic?",
+    "Hoe verwijder ik een rode wijnvlek uit een tapijt?", "Wat is de snelste landdier ter wereld?",
+    "Welke kleur krijg je als je blauw en geel mengt?", "How do I reset my router?",
+    "Who won the football world cup in 2010?", "What is the boiling point of water on Mount Everest?",
+    "Hoe schrijf je een for-loop in JavaScript?", "Wanneer bloeien tulpen in de Keukenhof?",
+    "Hoe vaak moet ik mijn cactus water geven?", "Wat is de langste rivier van Afrika?",
+    "Welke schaakopening is het best voor beginners?", "How many legs does a spider have?",
+    "Wat kost een ticket voor een concert van Taylor Swift?", "Hoe bereid ik sushirijst?",
+    "Wie schilderde de Nachtwacht?", "Wat is de formule voor de oppervlakte van een cirkel?",
+    "Hoe kan ik mijn fietsband plakken?", "Which planet has the most moons?", "Wat eten pinguïns?",
+    "Hoe zet ik een screenshot op een Mac?", "Welke wijn past bij kaasfondue?",
+)
+
+
+# --- the pairs ---------------------------------------------------------------------------
+
+def corpus_letters(corpus: Path, folder: Path, limit: int | None) -> list[Path]:
+    """The corpus's answers to Kamervragen (distinct documents holding questions and an answer) as letter files."""
+    folder.mkdir(parents=True, exist_ok=True)
+    opener = gzip.open if corpus.suffix == ".gz" else open
+    seen, files = set(), []
+    with opener(corpus, "rt", encoding="utf-8") as lines:
+        for line in lines:
+            record = json.loads(line)
+            url, content = record.get("URL", ""), record.get("Content", "")
+            if url in seen or "Ingezonden" not in content or not re.search(r"\bAntwoord\b", content):
+                continue
+            seen.add(url)
+            path = folder / f"kv-{hashlib.sha1(url.encode()).hexdigest()[:12]}.txt"
+            path.write_text(content, encoding="utf-8")
+            files.append(path)
+            if limit is not None and len(files) >= limit:
+                break
+    return files
+
+
+_ANSWER_MARK = re.compile(r"\bAntwoord(?:en)?\b[^\n]{0,240}?\(\s*[Oo]ntvangen[^)]*\)\.?|^\s*Antwoord(?:en)?\b.*$", re.MULTILINE)
+_ITEM = re.compile(r"(?:^|(?<=[.?!)\]}:]\s)|(?<=\n))\s*(?:Vraag\s+|Antwoord\s+)?(\d{1,2})[.)]?\s+(?=[A-Z])", re.MULTILINE)
+
+
+def qa_pairs(document: Document) -> list[tuple[str, int, int]]:
+    """(question, start, end of the answer in the stored text) for each question the letter answers."""
+    text = document.text
+    mark = _ANSWER_MARK.search(text)
+    if mark is None:
+        return []
+    asked, answered = _items(text, 0, mark.start()), _items(text, mark.end(), len(text))
+    if not asked or not answered:
+        return []
+    if set(asked) & set(answered) and len(asked) > 1:
+        pairs = [(asked[number], answered[number]) for number in asked if number in answered]
+    else:  # unnumbered: the questions together, the answer together
+        pairs = [((min(s for s, _e in asked.values()), max(e for _s, e in asked.values())),
+                  (min(s for s, _e in answered.values()), max(e for _s, e in answered.values())))]
+    found = []
+    for (ask_start, ask_end), (start, end) in pairs:
+        question = _question_sentence(text[ask_start:ask_end])
+        if question and end - start >= 40:
+            found.append((question, start, end))
+    return found
+
+
+def _items(text: str, start: int, end: int) -> dict[str, tuple[int, int]]:
+    """Numbered items (questions or answers) in text[start:end], by number: marks "1", "2", ... in sequence, at a
+    line's start or after a sentence ("... januari 1980) 1 Is het waar ..."); the whole stretch as "1" without."""
+    marks, expected = [], 1
+    for match in _ITEM.finditer(text, start, end):
+        if int(match.group(1)) == expected:
+            marks.append(match)
+            expected += 1
+    if len(marks) < 2:
+        stripped = text[start:end].strip()
+        return {"1": (start, end)} if stripped else {}
+    return {match.group(1): (match.end(), marks[n + 1].start() if n + 1 < len(marks) else end)
+            for n, match in enumerate(marks)}
+
+
+def _question_sentence(asked: str) -> str:
+    """The question as a user would type it: the longest sentence that asks something, else the first."""
+    asked = re.sub(r"\((?:[Ii]ngezonden|[Oo]ntvangen)[^)]*[)}]", " ", asked)
+    sentences = [re.sub(r"^\d{1,2}[.)]?\s+", "", " ".join(asked[s:e].split())) for s, e in split_sentences(asked)]
+    questions = [sentence for sentence in sentences if sentence.endswith("?") and len(sentence) <= 400]
+    chosen = max(questions, key=len) if questions else (sentences[0] if sentences else "")
+    return chosen if 15 <= len(chosen) <= 400 else ""
+
+
+# --- rows --------------------------------------------------------------------------------
+
+def examples(pipeline, pairs: list[tuple[str, str, int, int]]) -> dict[str, list]:
+    """Sentence rows (features, label, group) and question rows (sentence P from `score` later), from the pairs
+    (doc_id, question, answer start, answer end), each asked with its letter and again without it, and the
+    off-topic questions."""
+    data = {"sentences": [], "labels": [], "groups": [], "questions": []}  # questions: (group, answerable, doc_id)
+    index = pipeline.generation
+
+    def add(question: str, filters: Filters, gold: tuple[str, int, int] | None, doc_id: str) -> None:
+        query = pipeline.query(question, filters)
+        vector = pipeline.embedder.encode_queries([query.text])[0]
+        from rag.search.retrieval import rank
+
+        hits = rank(index, query, vector, 6, pipeline.retrieval)
+        scored = score_sentences(query.text, hits, index, vector, pipeline.settings.answer)
+        labels = [float(gold is not None and s.hit.doc_id == gold[0]
+                        and max(0, min(s.end, gold[2]) - max(s.start, gold[1])) >= QUOTED * (s.end - s.start))
+                  for s in scored]
+        if gold is not None and not any(labels):
+            return  # the letter answers, but retrieval did not bring the answer: no row says anything true
+        group = len(data["questions"])
+        for sentence, label in zip(scored, labels):
+            data["sentences"].append(sentence.features)
+            data["labels"].append(label)
+            data["groups"].append(group)
+        allowed = None
+        if filters.without:
+            from rag.search.retrieval import allowed_rows
+
+            allowed = allowed_rows(index, filters)
+        data["questions"].append((group, float(gold is not None), doc_id, query.text, scored, allowed))
+
+    for doc_id, question, start, end in pairs:
+        add(question, Filters(), (doc_id, start, end), doc_id)
+        add(question, Filters(without=(doc_id,)), None, doc_id)  # near-topic: its own letter left out
+    for question in OFF_TOPIC:
+        add(question, Filters(), None, "")
+    return data
+
+
+def _auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    positives, negatives = scores[labels == 1], scores[labels == 0]
+    if not len(positives) or not len(negatives):
+        return float("nan")
+    order = np.argsort(np.concatenate([positives, negatives]), kind="stable")
+    ranks = np.empty(len(order))
+    ranks[order] = np.arange(1, len(order) + 1)
+    return float((ranks[: len(positives)].sum() - len(positives) * (len(positives) + 1) / 2) / (len(positives) * len(negatives)))
+
+
+def train(pipeline, pairs: list[tuple[str, str, int, int]], corpus_sha256: str) -> dict:
+    """Fit both models on the letters not held out; their metrics on the held-out ones; the record to store."""
+    data = examples(pipeline, pairs)
+    letters = sorted({doc_id for _group, _a, doc_id, *_ in data["questions"] if doc_id})
+    held = {doc_id for number, doc_id in enumerate(letters) if number % HELD_OUT == 0}
+    held_group = np.array([data["questions"][group][2] in held or (not data["questions"][group][2] and group % HELD_OUT == 0)
+                           for group in data["groups"]], dtype=bool)
+    rows, labels = np.asarray(data["sentences"]), np.asarray(data["labels"])
+    sentence = LogisticModel.fit(rows[~held_group], labels[~held_group], SENTENCE_FEATURES)
+    question_rows, question_labels, question_held = [], [], []
+    for group, answerable, doc_id, text, scored, allowed in data["questions"]:
+        rescored = sorted((replace(s, score=float(sentence.probability(s.features)[0])) for s in scored), key=lambda s: -s.score)
+        evidence = weigh_evidence(text, rescored, pipeline.generation, None, allowed)
+        question_rows.append(evidence.features)
+        question_labels.append(answerable)
+        question_held.append(doc_id in held or (not doc_id and group % HELD_OUT == 0))
+    question_rows, question_labels = np.asarray(question_rows), np.asarray(question_labels)
+    question_held = np.asarray(question_held)
+    answerable = LogisticModel.fit(question_rows[~question_held], question_labels[~question_held], QUESTION_FEATURES)
+    metrics = _metrics(sentence, answerable, rows, labels, np.asarray(data["groups"]), held_group, question_rows,
+                       question_labels, question_held)
+    digest = hashlib.sha256(json.dumps([corpus_sha256, pairs, OFF_TOPIC], ensure_ascii=False).encode()).hexdigest()
+    return {"sentence": sentence.as_json(), "answerable": answerable.as_json(), "data_sha256": digest,
+            "trained_on": {"corpus_sha256": corpus_sha256, "pairs": len(pairs), "off_topic": len(OFF_TOPIC),
+                           "sentence_rows": int(len(rows)), "question_rows": int(len(question_rows)),
+                           "held_out_letters": len(held)},
+            "metrics_held_out": metrics, "date": time.strftime("%Y-%m-%d")}
+
+
+def _metrics(sentence, answerable, rows, labels, groups, held_group, question_rows, question_labels, question_held) -> dict:
+    p = sentence.probability(rows[held_group])
+    top_right = []
+    for group in np.unique(groups[held_group]):
+        members = np.flatnonzero((groups == group) & held_group)
+        if labels[members].any():
+            top_right.append(labels[members[np.argmax(sentence.probability(rows[members]))]])
+    q = answerable.probability(question_rows[question_held])
+    return {"sentence_auc": round(_auc(p, labels[held_group]), 4),
+            "best_sentence_answers": round(float(np.mean(top_right)), 4) if top_right else None,
+            "answerable_auc": round(_auc(q, question_labels[question_held]), 4),
+            "questions_held_out": int(question_held.sum())}
+
+
+def write_scorer(model_name: str, record: dict, path: Path) -> None:
+    stored = json.loads(path.read_text()) if path.exists() else {}
+    stored[model_name] = record
+    path.write_text(json.dumps(stored, indent=1) + "\n")
