@@ -289,10 +289,14 @@ def evaluate_command(questions_path: Path, split: str, k: int, as_json: bool, ba
     settings = _settings(model_name, model_dir)
     if calibrate:
         pipeline = evaluation.open_eval_pipeline(settings, index_dir)
-        calibration, effect = calibration_fit.calibrate(pipeline, load_questions(questions_path, "dev"))
+        calibration, effect = calibration_fit.calibrate(pipeline, load_questions(questions_path, "dev"),
+                                                        settings.evaluation.false_abstention_budget)
         calibration_fit.write_calibration(pipeline.embedder.name, calibration, settings.answer.calibration_file)
-        click.echo(f"calibrated {pipeline.embedder.name} on the dev split: abstain below a best-sentence similarity of "
-                   f"{calibration.weak_evidence} or with under {calibration.key_terms:.0%} of the key terms; on dev "
+        rule = (f"abstain below a P(answerable) of {calibration.answerable} ({calibration.answerable_english} for "
+                f"English questions)" if calibration.answerable is not None else
+                f"abstain below a best-sentence similarity of {calibration.weak_evidence} or with under "
+                f"{calibration.key_terms:.0%} of the key terms")
+        click.echo(f"calibrated {pipeline.embedder.name} on the dev split: {rule}; on dev "
                    f"{effect['false_abstention']:.1%} wrong abstentions, {effect['abstention_unanswerable']:.1%} of the "
                    f"unanswerable refused (written to {display_path(settings.answer.calibration_file)})")
         return

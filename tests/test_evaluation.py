@@ -19,10 +19,9 @@ BASELINE = project.EVAL_BASELINE
 
 
 @pytest.fixture(scope="module")
-def letter_texts():
-    from rag.readers.document import read_documents
-
-    return {d.doc_id: d.text for d in read_documents([project.DEFAULT_SEEDS, project.EVAL_LETTERS, project.EVAL_EXTRACTS])}
+def letter_texts(eval_pipeline):
+    """The letters' text as the eval index stores it: what the evidence is located in."""
+    return {doc_id: document.text for doc_id, document in eval_pipeline.generation.documents.items()}
 
 
 def test_every_evidence_is_found_once_in_its_stored_letter(eval_questions, letter_texts):
@@ -37,8 +36,9 @@ def test_every_evidence_is_found_once_in_its_stored_letter(eval_questions, lette
 def test_the_set_covers_two_corpora_split_into_dev_and_test(eval_questions):
     real = [q for q in eval_questions if q.corpus == "real"]
     assert len(real) >= 60 and len({doc for q in real for doc, _ in q.gold}) >= 20
-    unanswerable = [q for q in eval_questions if not q.gold]
+    unanswerable = [q for q in eval_questions if not q.gold and q.kind != "offtopic"]
     assert len(unanswerable) >= 20 and all(q.kind == "unanswerable" for q in unanswerable)
+    assert sum(q.kind == "offtopic" and not q.gold for q in eval_questions) >= 12
     for corpus in ("seeds", "real"):
         for split in ("dev", "test"):
             assert sum(q.corpus == corpus and q.split == split for q in eval_questions) >= 30, (corpus, split)

@@ -9,10 +9,14 @@ leans on the one before it ("Dit ...", "Daarbij ...") brings that one along. A q
 about a position across letters ("Wat zei Nederland over X?") gets one quote per letter,
 ordered by date, so the answer reads as a short timeline.
 
-It abstains ("Daarover vind ik niets in de brieven.") when the best sentence is not similar
-enough (a threshold calibrated on the eval's dev split for the model in use, stored in
-`rag/answer/calibration.json`) or when a key term of the question (a name, a place, a rare word)
-occurs nowhere in the passages it would quote from.
+It abstains ("Daarover vind ik geen antwoord in de brieven.", with the nearest passages as
+possibly relevant) when the learned scorer (`rag.answer.scorer`) gives the letters searched a
+P(they answer) below the threshold chosen on the eval's dev split (`rag/answer/calibration.json`).
+Among its signals: key words of the question that no letter holds, not even inside a compound
+("vangst" in "bijvangst") or as one ("bronheffingstarief"), weighted by how rare they are in
+Dutch at large; the first such word is named ("'Arctische' komt in geen enkele brief voor").
+Without a scorer for the model, the rule before it: the best sentence's similarity and the share
+of key terms the quoted passages hold.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from rag.answer.scorer import LearnedScorer
+from rag.answer.scorer import QUESTION_FEATURES, SENTENCE_FEATURES, LearnedScorer, english_view
 from rag.index.lexical import tokenize
 from rag.index.store import Generation
 from rag.language import (ANSWER_HEADING_IN_TEXT, MONTH_ALTERNATION, QUESTION_WORDS, REPORTING_VERBS, fold, frequency,
@@ -32,6 +36,7 @@ from rag.readers.document import FOOTNOTES_HEADING
 from rag.search.retrieval import Hit
 from rag.settings import AnswerSettings
 
+RARE = 4.0  # Zipf frequency below which an absent key word counts as rare (4: about one in ten thousand words)
 ABSTAIN_NL = "Daarover vind ik geen antwoord in de brieven."
 ABSTAIN_EN = "I find no answer to that in the letters."
 
@@ -44,14 +49,18 @@ class Calibration:
     key_terms: float  # the hand-set scorer: share of the question's key terms the quoted passages must hold
     calibrated: bool = True
     answerable: float | None = None  # the learned scorer: P(the letters answer) below this, no answer
+    # An English question shares no words with Dutch letters: its P rests on similarity alone and is lower for
+    # the same evidence, so it has a threshold of its own.
+    answerable_english: float | None = None
 
     @classmethod
     def for_model(cls, model_name: str, settings: AnswerSettings) -> "Calibration":
         try:
             stored = json.loads(settings.calibration_file.read_text())[model_name]
-            answerable = stored.get("answerable")
+            answerable, english = stored.get("answerable"), stored.get("answerable_english", stored.get("answerable"))
             return cls(float(stored["weak_evidence"]), float(stored["key_terms"]),
-                       answerable=float(answerable) if answerable is not None else None)
+                       answerable=float(answerable) if answerable is not None else None,
+                       answerable_english=float(english) if english is not None else None)
         except (OSError, ValueError, KeyError, TypeError):
             # A model without calibration: a conservative rule; `rag eval` says the model is uncalibrated.
             return cls(weak_evidence=0.0, key_terms=1.0, calibrated=False)
@@ -156,9 +165,10 @@ class ScoredSentence:
     start: int
     end: int
     dense: float
-    score: float  # the learned scorer's P(it answers), or the hand-set score
+    score: float  # similarity plus small hand-set bonuses: what is quoted
     position: int  # the sentence's place in its passage
     features: tuple[float, ...] = ()  # `scorer.SENTENCE_FEATURES`
+    answers: float | None = None  # the learned scorer's P(it answers)
 
 
 @dataclass(frozen=True)
@@ -207,12 +217,12 @@ def score_sentences(question: str, hits: list[Hit], index: Generation, query_vec
     scored = []
     for hit, start, end, dense, position, features in found:
         features = (features[0], dense - best, *features[2:])
+        score = (dense + settings.lexical_weight * features[4] + settings.type_weight * features[6]
+                 + settings.rank_weight * (settings.passages_read - hit.rank))
+        answers = None
         if scorer is not None:
-            score = float(scorer.sentence.probability(features)[0])
-        else:
-            score = (dense + settings.lexical_weight * features[4] + settings.type_weight * features[6]
-                     + settings.rank_weight * (settings.passages_read - hit.rank))
-        scored.append(ScoredSentence(hit, start, end, dense, score, position, features))
+            answers = float(scorer.sentence.probability(english_view(features, SENTENCE_FEATURES) if english else features)[0])
+        scored.append(ScoredSentence(hit, start, end, dense, score, position, features, answers))
     return sorted(scored, key=lambda s: -s.score)
 
 
@@ -224,44 +234,82 @@ def _answer_start(hit: Hit) -> int:
     return hit.start + found.start() if found else -1  # without the heading: a later piece of the answer
 
 
-def weigh_evidence(question: str, scored: list[ScoredSentence], index: Generation, scorer: LearnedScorer | None = None,
-                   allowed: np.ndarray | None = None) -> Evidence:
-    """How well the letters searched (`allowed`: a mask over the passages, None for all) answer the question."""
+def weigh_evidence(question: str, scored: list[ScoredSentence], index: Generation, query_vector: np.ndarray,
+                   scorer: LearnedScorer | None = None, allowed: np.ndarray | None = None,
+                   background: np.ndarray | None = None) -> Evidence:
+    """How well the letters searched (`allowed`: a mask over the passages, None for all) answer the question;
+    `background`: passages to set the best similarity against (the scorer's when not given)."""
     best_dense = max((s.dense for s in scored), default=0.0)
+    # How far the best sentence stands above what a passage of parliamentary letters scores for this question: a
+    # measure that an English question, whose similarities to Dutch text all run lower, shares with a Dutch one.
+    background = background if background is not None else scorer.background if scorer is not None else None
+    contrast = 0.0
+    if scored and background is not None:
+        similarities = background @ np.asarray(query_vector, dtype=np.float32)
+        contrast = (best_dense - float(similarities.mean())) / (float(similarities.std()) + 1e-3) / 10.0
     words = list(dict.fromkeys(key_words(question)))
     terms = key_terms(question, index.lexical.tokenize)
-    absent = [word for word in words if not any(_held_anywhere(index, term, allowed) for term in index.lexical.tokenize(word))]
-    absent.sort(key=frequency)
+    absent = sorted((word for word in words if not _held(index, word, allowed)), key=frequency)
+    # A rare word no letter holds ("Arctische") says the letters do not answer; a common one is often a synonym of
+    # what they do say, and says little.
+    rare = [word for word in absent if frequency(word) < RARE]
     weights = dict(zip(terms, index.lexical.idf(terms)))
-    absent_terms = set(index.lexical.tokenize(" ".join(absent)))
-    absent_share = sum(w for t, w in weights.items() if t in absent_terms) / (sum(weights.values()) or 1.0)
+    rare_terms = set(index.lexical.tokenize(" ".join(rare)))
+    absent_share = sum(w for t, w in weights.items() if t in rare_terms) / (sum(weights.values()) or 1.0)
     rarest = max((1.0 - frequency(word) / 7.0 for word in absent), default=0.0)
-    near_share = 1.0 if scored else 0.0
+    near_share = weighted_near = 1.0 if scored else 0.0
     if scored and terms:
         near = {s.hit.row: s.hit for s in scored[:3]}  # the passages the best sentences stand in
         held = set(index.lexical.tokenize(" ".join(hit.title + " " + hit.section + " " + hit.text for hit in near.values())))
         near_share = sum(term in held for term in terms) / len(terms)
+        weighted_near = sum(w for t, w in weights.items() if t in held) / (sum(weights.values()) or 1.0)
     elsewhere = max((s.dense for s in scored if scored and s.hit.row != scored[0].hit.row), default=0.0)
     letters = len({s.hit.doc_id for s in scored[:5]}) / 5.0
-    features = (scored[0].score if scored else 0.0, best_dense, best_dense - elsewhere, absent_share, rarest, near_share,
-                float(np.log1p(len(terms))), float(is_english(question)), letters)
+    best_sentence = max((s.answers or 0.0 for s in scored), default=0.0)
+    features = (best_sentence, best_dense, best_dense - elsewhere, absent_share, rarest, near_share,
+                float(np.log1p(len(terms))), 0.0, letters, weighted_near, scored[0].features[5] if scored else 0.0, contrast)
+    if is_english(question):
+        features = english_view(features, QUESTION_FEATURES)
     answerable = float(scorer.answerable.probability(features)[0]) if scorer is not None and scored else None
     return Evidence(best_dense, near_share, tuple(absent), features, answerable if scored else 0.0 if scorer else None)
 
 
-def _held_anywhere(index: Generation, term: str, allowed: np.ndarray | None) -> bool:
-    number = index.lexical.vocabulary.get(term)
+def _held(index: Generation, word: str, allowed: np.ndarray | None) -> bool:
+    """Whether a letter searched (`allowed`, None for all) holds the word: as a term, inside a compound of theirs
+    ("vangst" in "bijvangst") or as a compound of two terms they hold ("bronheffingstarief": bronheffing, tarief)."""
+    lexical = index.lexical
+    terms = lexical.tokenize(word)
+    if not terms:
+        return True  # nothing left to look for (a number, a stop word)
+    for term in terms:
+        numbers = [lexical.vocabulary[term]] if term in lexical.vocabulary else []
+        if len(term) >= 5:
+            numbers += lexical.compounds_with(term)
+        if any(_admitted(lexical, number, allowed) for number in numbers):
+            return True
+    folded = fold(word)
+    for cut in range(4, len(folded) - 3):
+        left, right = folded[:cut], folded[cut:]
+        for link in ("", "s", "e", "en"):
+            base = left[:len(left) - len(link)] if left.endswith(link) else ""
+            parts = (lexical.tokenize(base), lexical.tokenize(right)) if len(base) >= 4 else ((), ())
+            if all(parts) and all(_admitted(lexical, lexical.vocabulary.get(term), allowed)
+                                  for part in parts for term in part):
+                return True
+    return False
+
+
+def _admitted(lexical, number: int | None, allowed: np.ndarray | None) -> bool:
     if number is None:
         return False
-    if allowed is None:
-        return True
-    rows = index.lexical.indices[int(index.lexical.indptr[number]):int(index.lexical.indptr[number + 1])]
-    return bool(allowed[rows].any())
+    return allowed is None or bool(allowed[lexical.passages_holding(number)].any())
 
 
 def abstains(evidence: Evidence, calibration: Calibration, english: bool) -> bool:
     if evidence.answerable is not None and calibration.answerable is not None:
-        return evidence.answerable < calibration.answerable
+        threshold = calibration.answerable_english if english and calibration.answerable_english is not None \
+            else calibration.answerable
+        return evidence.answerable < threshold
     if evidence.best_dense < calibration.weak_evidence:
         return True
     # An English question about Dutch letters shares few words with them: its key terms do not decide.
@@ -273,14 +321,12 @@ def extractive_answer(question: str, hits: list[Hit], index: Generation, query_v
                       scorer: LearnedScorer | None = None, allowed: np.ndarray | None = None) -> Answer:
     english = is_english(question)
     scored = score_sentences(question, hits, index, query_vector, settings, scorer)
-    evidence = weigh_evidence(question, scored, index, scorer, allowed)
+    evidence = weigh_evidence(question, scored, index, query_vector, scorer, allowed)
     if not scored or abstains(evidence, calibration, english):
         missing = tuple(f"'{word}' occurs in none of the letters" if english else f"'{word}' komt in geen enkele brief voor"
                         for word in evidence.absent[:1])
-        return Answer(question, ABSTAIN_EN if english else ABSTAIN_NL, True, (), tuple(hits[:3]), notes=notes + missing)
-    if scorer is not None:  # probabilities, not similarities: margins of their own
-        settings = replace(settings, quote_margin=settings.learned_quote_margin,
-                           timeline_margin=settings.learned_timeline_margin)
+        nearest = tuple(hit for hit in hits if hit.section != FOOTNOTES_HEADING)[:3]  # footnotes are references
+        return Answer(question, ABSTAIN_EN if english else ABSTAIN_NL, True, (), nearest, notes=notes + missing)
     chosen = _timeline(scored, settings) if _POSITION.search(question) else _closest(scored, settings)
     citations = _citations(_with_leaned_on(chosen, scored, index), index)
     return Answer(question, _compose(citations, english), False, tuple(citations), notes=notes)

@@ -7,11 +7,15 @@ and its metrics on held-out letters):
   neighbours hold, what the question asks for against what it holds, its place and length;
 - `answerable`: P(these letters answer the question), from the best sentence's P, the margin to the next, the
   question's terms that no letter holds (and how rare they are in Dutch at large), agreement between letters.
-When to abstain is a threshold on the second, chosen on the eval's dev split (`rag eval --calibrate`).
+When to abstain is a threshold on the second, chosen on the eval's dev split (`rag eval --calibrate`). Which
+sentences to quote stays with the hand-set ranking (similarity plus small bonuses): trained on whole answers as
+positives, the sentence model tells an answer's sentences from the rest of a letter well enough to say whether
+there is one, but on the eval's dev split it chose the gold sentence less often (`rag eval --compare` shows both).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +28,18 @@ SENTENCE_FEATURES = (
 )
 QUESTION_FEATURES = (
     "best_sentence", "best_dense", "dense_margin", "terms_absent", "rarest_absent", "terms_near", "log_terms",
-    "english", "letters_agreeing",
+    "english", "letters_agreeing", "rare_terms_near", "best_terms_nearby", "dense_contrast",
 )
+
+# What an English question shares with Dutch letters, or misses in them, says nothing of whether they answer it.
+_LEXICAL = {"terms_held", "terms_held_nearby", "terms_absent", "rarest_absent", "terms_near", "rare_terms_near",
+            "best_terms_nearby"}
+
+
+def english_view(features: tuple[float, ...], names: tuple[str, ...]) -> tuple[float, ...]:
+    """The features as an English question's are read: the lexical ones zero, `english` set, the similarities as
+    they are. Dutch questions are trained on in this view too, since the corpus holds no English ones."""
+    return tuple(0.0 if name in _LEXICAL else 1.0 if name == "english" else value for name, value in zip(names, features))
 
 
 @dataclass(frozen=True)
@@ -77,10 +91,24 @@ class LogisticModel:
         return cls(features, mean, scale, w[:-1], float(w[-1]))
 
 
+BACKGROUND = 256  # passages of the training letters, the background a question's best similarity is set against
+
+
+def background_as_json(vectors: np.ndarray) -> str:
+    return base64.b64encode(np.asarray(vectors, dtype="<f2").tobytes()).decode("ascii")
+
+
+def background_from_json(text: str, dimensions: int) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(text), dtype="<f2").astype(np.float32).reshape(-1, dimensions)
+
+
 @dataclass(frozen=True)
 class LearnedScorer:
     sentence: LogisticModel
     answerable: LogisticModel
+    # Passages of the letters it was trained on: how far a question's best sentence stands above them is measured
+    # against the same background whatever letters are loaded (five letters on one topic, or a ministry's all).
+    background: np.ndarray
 
     @classmethod
     def for_model(cls, model_name: str, path: Path) -> "LearnedScorer | None":
@@ -88,6 +116,7 @@ class LearnedScorer:
         try:
             stored = json.loads(path.read_text())[model_name]
             return cls(LogisticModel.from_json(stored["sentence"], SENTENCE_FEATURES),
-                       LogisticModel.from_json(stored["answerable"], QUESTION_FEATURES))
+                       LogisticModel.from_json(stored["answerable"], QUESTION_FEATURES),
+                       background_from_json(stored["background"], int(stored["dimensions"])))
         except (OSError, ValueError, KeyError, TypeError):
             return None

@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from rag.answer.extractive import score_sentences, weigh_evidence
-from rag.answer.scorer import QUESTION_FEATURES, SENTENCE_FEATURES, LogisticModel
+from rag.answer.scorer import (BACKGROUND, QUESTION_FEATURES, SENTENCE_FEATURES, LogisticModel, background_as_json,
+                               english_view)
 from rag.index.chunking import split_sentences
 from rag.readers.document import Document
 from rag.search.retrieval import Filters
@@ -63,7 +64,7 @@ def corpus_letters(corpus: Path, folder: Path, limit: int | None) -> list[Path]:
         for line in lines:
             record = json.loads(line)
             url, content = record.get("URL", ""), record.get("Content", "")
-            if url in seen or "Ingezonden" not in content or not re.search(r"\bAntwoord\b", content):
+            if url in seen or "Ingezonden" not in content or not re.search(r"\b(?:Antwoord|ANTWOORD)\b", content):
                 continue
             seen.add(url)
             path = folder / f"kv-{hashlib.sha1(url.encode()).hexdigest()[:12]}.txt"
@@ -74,8 +75,10 @@ def corpus_letters(corpus: Path, folder: Path, limit: int | None) -> list[Path]:
     return files
 
 
-_ANSWER_MARK = re.compile(r"\bAntwoord(?:en)?\b[^\n]{0,240}?\(\s*[Oo]ntvangen[^)]*\)\.?|^\s*Antwoord(?:en)?\b.*$", re.MULTILINE)
-_ITEM = re.compile(r"(?:^|(?<=[.?!)\]}:]\s)|(?<=\n))\s*(?:Vraag\s+|Antwoord\s+)?(\d{1,2})[.)]?\s+(?=[A-Z])", re.MULTILINE)
+# "Antwoord van Minister ... (Ontvangen 8 augustus 1980)" and, before 1975, "ANTWOORD van ... (Ingezonden ...)".
+_ANSWER_MARK = re.compile(r"\b(?:Antwoord|ANTWOORD)(?:en|EN)?\b[^\n]{0,240}?\(\s*(?:[Oo]ntvangen|[Ii]ngezonden)[^)]*\)\.?"
+                          r"|^\s*Antwoord(?:en)?\b.*$", re.MULTILINE)
+_ITEM = re.compile(r"(?:^|(?<=[.?!)\]}:]\s)|(?<=\n))\s*(?:Vraag\s+|Antwoord\s+)?(\d{1,2})(?:[.)]?\s+|(?=[A-Z][a-z]))(?=[A-Z])", re.MULTILINE)
 
 
 def qa_pairs(document: Document) -> list[tuple[str, int, int]]:
@@ -116,12 +119,11 @@ def _items(text: str, start: int, end: int) -> dict[str, tuple[int, int]]:
 
 
 def _question_sentence(asked: str) -> str:
-    """The question as a user would type it: the longest sentence that asks something, else the first."""
+    """The question as a user would type it: the longest sentence that asks something."""
     asked = re.sub(r"\((?:[Ii]ngezonden|[Oo]ntvangen)[^)]*[)}]", " ", asked)
     sentences = [re.sub(r"^\d{1,2}[.)]?\s+", "", " ".join(asked[s:e].split())) for s, e in split_sentences(asked)]
-    questions = [sentence for sentence in sentences if sentence.endswith("?") and len(sentence) <= 400]
-    chosen = max(questions, key=len) if questions else (sentences[0] if sentences else "")
-    return chosen if 15 <= len(chosen) <= 400 else ""
+    questions = [sentence for sentence in sentences if sentence.endswith("?") and 15 <= len(sentence) <= 400]
+    return max(questions, key=len) if questions else ""  # no question asked: a memorandum, not Kamervragen
 
 
 # --- rows --------------------------------------------------------------------------------
@@ -155,7 +157,7 @@ def examples(pipeline, pairs: list[tuple[str, str, int, int]]) -> dict[str, list
             from rag.search.retrieval import allowed_rows
 
             allowed = allowed_rows(index, filters)
-        data["questions"].append((group, float(gold is not None), doc_id, query.text, scored, allowed))
+        data["questions"].append((group, float(gold is not None), doc_id, query.text, scored, allowed, vector))
 
     for doc_id, question, start, end in pairs:
         add(question, Filters(), (doc_id, start, end), doc_id)
@@ -183,14 +185,26 @@ def train(pipeline, pairs: list[tuple[str, str, int, int]], corpus_sha256: str) 
     held_group = np.array([data["questions"][group][2] in held or (not data["questions"][group][2] and group % HELD_OUT == 0)
                            for group in data["groups"]], dtype=bool)
     rows, labels = np.asarray(data["sentences"]), np.asarray(data["labels"])
-    sentence = LogisticModel.fit(rows[~held_group], labels[~held_group], SENTENCE_FEATURES)
+    # Every row once more as an English question's would be read (the words shared with the letters unseen): the
+    # corpus holds no English questions, and without these rows the models would not know them.
+    english_rows = np.asarray([english_view(tuple(row), SENTENCE_FEATURES) for row in rows])
+    sentence = LogisticModel.fit(np.concatenate([rows[~held_group], english_rows[~held_group]]),
+                                 np.concatenate([labels[~held_group], labels[~held_group]]), SENTENCE_FEATURES)
+    vectors = pipeline.generation.vectors
+    background = np.asarray(vectors[np.linspace(0, len(vectors) - 1, min(len(vectors), BACKGROUND)).astype(np.int64)],
+                            dtype=np.float16).astype(np.float32)  # as stored, so training reads what serving reads
     question_rows, question_labels, question_held = [], [], []
-    for group, answerable, doc_id, text, scored, allowed in data["questions"]:
-        rescored = sorted((replace(s, score=float(sentence.probability(s.features)[0])) for s in scored), key=lambda s: -s.score)
-        evidence = weigh_evidence(text, rescored, pipeline.generation, None, allowed)
-        question_rows.append(evidence.features)
-        question_labels.append(answerable)
-        question_held.append(doc_id in held or (not doc_id and group % HELD_OUT == 0))
+    for group, answerable, doc_id, text, scored, allowed, vector in data["questions"]:
+        views = set()
+        for english in (False, True):
+            read = (lambda f: english_view(f, SENTENCE_FEATURES)) if english else (lambda f: f)  # noqa: E731
+            rescored = [replace(s, answers=float(sentence.probability(read(s.features))[0])) for s in scored]
+            features = weigh_evidence(text, rescored, pipeline.generation, vector, None, allowed, background).features
+            views.add(english_view(features, QUESTION_FEATURES) if english else features)
+        for features in views:
+            question_rows.append(features)
+            question_labels.append(answerable)
+            question_held.append(doc_id in held or (not doc_id and group % HELD_OUT == 0))
     question_rows, question_labels = np.asarray(question_rows), np.asarray(question_labels)
     question_held = np.asarray(question_held)
     answerable = LogisticModel.fit(question_rows[~question_held], question_labels[~question_held], QUESTION_FEATURES)
@@ -198,6 +212,7 @@ def train(pipeline, pairs: list[tuple[str, str, int, int]], corpus_sha256: str) 
                        question_labels, question_held)
     digest = hashlib.sha256(json.dumps([corpus_sha256, pairs, OFF_TOPIC], ensure_ascii=False).encode()).hexdigest()
     return {"sentence": sentence.as_json(), "answerable": answerable.as_json(), "data_sha256": digest,
+            "dimensions": int(background.shape[1]), "background": background_as_json(background),
             "trained_on": {"corpus_sha256": corpus_sha256, "pairs": len(pairs), "off_topic": len(OFF_TOPIC),
                            "sentence_rows": int(len(rows)), "question_rows": int(len(question_rows)),
                            "held_out_letters": len(held)},

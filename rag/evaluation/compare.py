@@ -31,6 +31,7 @@ def configurations(settings: Settings) -> dict[str, Settings]:
         f"compound parts in BM25: {'off' if lexical.compounds else 'on'}": replace(
             settings, lexical=replace(lexical, compounds=not lexical.compounds)),
         "adjacent pieces merged (old)": replace(settings, retrieval=replace(retrieval, merge_adjacent=True)),
+        "answers: hand-set scorer (old)": replace(settings, answer=replace(settings.answer, scorer="hand-set")),
     }
     # A row that is the default under another name is left out.
     return {name: row for name, row in rows.items() if name == "default" or row != settings}

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import Sequence
 
-from rag.evaluation.metrics import ANSWERS, CITATION_LIMIT, COVERAGE, RETRIEVAL, covers
+from rag.evaluation.metrics import ANSWERS, CITATION_LIMIT, COVERAGE, RETRIEVAL, TRUST, covers
 
 
 def format_report(report: dict) -> str:
@@ -14,6 +14,9 @@ def format_report(report: dict) -> str:
              f"characters holding {COVERAGE:.0%} of an evidence\n"]
     columns = [c for c in RETRIEVAL + ANSWERS if any(c in m for m in report["groups"].values())]
     lines.append(table(report["groups"], columns + ["questions"], first="corpus/split"))
+    if any("answered_right" in m for m in report["groups"].values()):
+        lines.append("\ntrust (shares of the questions: answered right or wrong, abstained right or wrong):")
+        lines.append(table(report["groups"], list(TRUST), first="corpus/split"))
     lines.append("\nby kind (kinds with at least 8 questions in a split):")
     lines.append(table(report["by_kind"], columns + ["questions"], first="kind/split"))
     misses = [row for row in report["per_question"] if row["answerable"] and row["metrics"]["hit@k"] == 0]

@@ -81,6 +81,9 @@ def evaluate(pipeline, questions: Sequence[EvalQuestion], k: int = 5, answers: b
             row.update(answer=answer.text, abstained=answer.abstained, citations=[c.as_json() for c in answer.citations])
             if gold:
                 row["answer_metrics"] = answer_metrics(quotes, gold, answer.abstained)
+                # Asked again with its own letters left out, the question is one these letters cannot answer.
+                without = replace(query, filters=replace(query.filters, without=tuple({doc_id for doc_id, *_ in gold})))
+                row["abstained_without_its_letters"] = pipeline.answer_query(without).abstained
         per_question.append(row)
     return {"k": k, "questions": len(per_question), "groups": _groups(per_question, answers),
             "by_kind": _by_kind(per_question), "per_question": per_question}
@@ -98,8 +101,25 @@ def summarise(rows: list[dict], answers: bool) -> dict[str, float]:
         summary["false_abstention"] = round(mean(row["abstained"] for row in answerable), 4) if answerable else 0.0
         if unanswerable:
             summary["abstention_unanswerable"] = round(mean(row["abstained"] for row in unanswerable), 4)
+        if answerable:
+            summary["abstention_without_its_letters"] = round(mean(row["abstained_without_its_letters"] for row in answerable), 4)
+        summary.update(trust_table(rows))
     summary["questions"] = len(rows)
     return summary
+
+
+def trust_table(rows: list[dict]) -> dict[str, float]:
+    """SQuAD 2.0's four outcomes, as shares of the questions: answered quoting a gold evidence (right), answered
+    without one or answering what the letters cannot (wrong), abstained where they cannot (right) or can (wrong)."""
+    outcomes = {"answered_right": 0, "answered_wrong": 0, "abstained_right": 0, "abstained_wrong": 0}
+    for row in rows:
+        if row["abstained"]:
+            outcomes["abstained_wrong" if row["answerable"] else "abstained_right"] += 1
+        elif row["answerable"] and row["answer_metrics"]["quotes_gold"]:
+            outcomes["answered_right"] += 1
+        else:
+            outcomes["answered_wrong"] += 1
+    return {name: round(count / len(rows), 4) for name, count in outcomes.items()}
 
 
 def _groups(rows: list[dict], answers: bool) -> dict[str, dict[str, float]]:
@@ -173,11 +193,13 @@ def run(pipeline, questions: Sequence[EvalQuestion], k: int, compare: bool = Fal
     if compare:
         for name, settings in list(configurations(pipeline.settings).items())[1:]:
             candidate = variant(pipeline, settings, name, report_dir or Path("."))
-            reports[name] = evaluate(candidate, questions, k, answers=False)
+            reports[name] = evaluate(candidate, questions, k)
         rows_by_group = {group: {name: r["groups"][group] for name, r in reports.items() if group in r["groups"]}
                          for group in report["groups"]}
         result["compare"] = rows_by_group
-        result["compare_table"] = "\n\n".join(f"{group}\n" + table(rows, RETRIEVAL) for group, rows in rows_by_group.items())
+        columns = RETRIEVAL + ("answer_quotes_gold", "false_abstention", "abstention_unanswerable",
+                               "abstention_without_its_letters")
+        result["compare_table"] = "\n\n".join(f"{group}\n" + table(rows, columns) for group, rows in rows_by_group.items())
         if report_dir is not None:
             report_dir.mkdir(parents=True, exist_ok=True)
             (report_dir / "compare.md").write_text("```\n" + result["compare_table"] + "\n```\n")

@@ -16,6 +16,8 @@ so a serving process imports neither bm25s nor scipy.
 
 from __future__ import annotations
 
+import bisect
+import functools
 import json
 import re
 from dataclasses import dataclass
@@ -204,6 +206,26 @@ class LexicalIndex:
             candidates, values = candidates[keep], values[keep]
         order = np.lexsort((candidates, -values))  # best first; equal scores by row, as a stable sort would
         return [(int(candidates[i]), float(values[i])) for i in order]
+
+    def compounds_with(self, term: str, most: int = 40) -> list[int]:
+        """The numbers of the terms that begin or end with `term` (the compounds it is part of: "vangst" in
+        "bijvangst", "rebel" in "rebellenleger"), at most `most` of each."""
+        forward, backward = self._affix_tables
+        found = []
+        for table, key in ((forward, term), (backward, term[::-1])):
+            position = bisect.bisect_left(table, (key,))
+            for candidate, number in table[position:position + most]:
+                if not candidate.startswith(key):
+                    break
+                found.append(number)
+        return found
+
+    @functools.cached_property
+    def _affix_tables(self) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+        return (sorted(self.vocabulary.items()), sorted((word[::-1], number) for word, number in self.vocabulary.items()))
+
+    def passages_holding(self, number: int) -> np.ndarray:
+        return self.indices[int(self.indptr[number]):int(self.indptr[number + 1])]
 
     def idf(self, tokens: Sequence[str]) -> list[float]:
         """The inverse document frequency of each (stemmed) token; a token no passage holds gets the highest."""

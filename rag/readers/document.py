@@ -26,7 +26,8 @@ from rag.settings import display_path
 
 # Bump with any change that can alter the stored text, the sections or the metadata of a letter:
 # `rag ingest` then re-reads every letter, and queries on an index read by another version are refused.
-READER_VERSION = 6  # 5: dates checked against the calendar; 6: the letterhead column recognised inside text extracts
+READER_VERSION = 7  # 5: dates checked against the calendar; 6: the letterhead column recognised inside text extracts;
+# 7: a label alone on its line read as a label, a line before a sentence opening after a blank line may be a heading
 FOOTNOTES_HEADING = "Voetnoten"
 LEAD_HEADING = "Inleiding"
 

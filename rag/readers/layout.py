@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable
 
-from rag.language import MONTH_ALTERNATION, is_question_or_answer_heading
+from rag.language import MONTH_ALTERNATION, is_question_or_answer_heading, stopwords
 from rag.readers.lines import (FOOTNOTE_MARK, SENTENCE_END, Line, RawFootnote, drop_noise, extract_footnotes, list_items,
                                vocabulary_of)
 
@@ -78,6 +78,13 @@ def _first_word(text: str) -> str:
     return text.split(" ", 1)[0]
 
 
+def _opens_sentence(text: str) -> bool:
+    """A line that starts with a capitalised function word ("Het was ..."): a new sentence, so the line before it
+    ended on purpose however long it was; no sentence goes on with "Het" across a blank line."""
+    word = _first_word(text)
+    return len(word) > 1 and word[0].isupper() and word[1:].islower() and word.lower() in stopwords()
+
+
 def _ends_sentence(text: str) -> bool:
     return bool(SENTENCE_END.search(text))
 
@@ -123,7 +130,7 @@ class _BlockBuilder:
             return True
         following = self.lines[index + 1]
         if following.gap_before:
-            return not self.wrapped(index)
+            return not self.wrapped(index) or _opens_sentence(following.text)
         room = len(self.lines[index].text) + 1 + len(_first_word(following.text))
         return room < self._widths[index] * 0.92
 

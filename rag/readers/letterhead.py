@@ -161,11 +161,12 @@ def read_head(lines: list[Line]) -> tuple[Head, list[Line]]:
     before_subject = ""  # the first part of a subject printed before its "Betreft" label
     while index < (salutation if salutation is not None else min(len(lines), HEAD_LINES)):
         text = lines[index].text.strip()
-        if is_boilerplate(text, head.lines[-1] if head.lines else "") or _PAGE.match(text):
+        label = _LABEL.match(text)
+        lone_label = bool(label) and not label.group(2).strip(" :")  # "Ons kenmerk" alone is a label, not boilerplate
+        if not lone_label and is_boilerplate(text, head.lines[-1] if head.lines else "") or _PAGE.match(text):
             head.lines.append(text)
             index += 1
             continue
-        label = _LABEL.match(text)
         if label and _LABELS[label.group(1).lower()] != "aan":
             name, value = _LABELS[label.group(1).lower()], label.group(2).strip(" :")
             head.lines.append(text)

@@ -1,0 +1,123 @@
+"""Answers users can trust: the learned scorer, its training on answers to Kamervragen, abstention when the letters
+do not answer (off topic, near topic, a question's own letters left out), and the trust table of the eval."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from rag.answer.extractive import ABSTAIN_EN, ABSTAIN_NL
+from rag.answer.training import corpus_letters, qa_pairs
+from rag.evaluation.runner import trust_table
+from rag.readers.document import read_document
+
+KAMERVRAGEN = Path(__file__).parent / "data" / "kamervragen-sample.jsonl.gz"  # 61 documents of the corpus
+
+
+def _pairs(tmp_path) -> dict[str, list[tuple[str, str]]]:
+    pairs = {}
+    for path in corpus_letters(KAMERVRAGEN, tmp_path, None):
+        document = read_document(path)
+        pairs[document.text] = [(question, document.text[start:end]) for question, start, end in qa_pairs(document)]
+    return pairs
+
+
+def test_answers_to_kamervragen_become_question_answer_pairs(tmp_path):
+    pairs = _pairs(tmp_path)
+    found = [pair for found in pairs.values() for pair in found]
+    assert len(pairs) == 60 and len(found) >= 60  # the document that holds questions but no answer is not a letter
+    by_question = dict(found)
+    # 1968, "ANTWOORD van de heer De Jong ... (Ingezonden 3 oktober 1968.)": the whole answer to the one question.
+    biafra = next(answer for question, answer in found if "Biafraanse kinderen" in question)
+    assert biafra.strip().startswith("Een via het Rode Kruis gedaan verzoek") and "medische indicatie" in biafra
+    assert "ANTWOORD" not in biafra
+    # 1920, numbered: the answer to question 1 is answer 1 alone (question 2 lost its "?" to OCR and is left out).
+    boycot = [answer for question, answer in found if "boycot" in question]
+    assert [answer.strip() for answer in boycot] == ["Het antwoord op deze vraag luidt ontkennend."]
+    assert all(question.endswith("?") for question in by_question)  # a memorandum's prose is no question
+    assert not any(question.startswith(("1.", "2.", "(Ingezonden")) for question in by_question)
+
+
+def test_the_trust_table_counts_the_four_outcomes():
+    rows = [
+        {"answerable": True, "abstained": False, "answer_metrics": {"quotes_gold": 1.0}},
+        {"answerable": True, "abstained": False, "answer_metrics": {"quotes_gold": 0.0}},
+        {"answerable": False, "abstained": False},
+        {"answerable": True, "abstained": True, "answer_metrics": {"quotes_gold": 0.0}},
+        {"answerable": False, "abstained": True},
+    ]
+    assert trust_table(rows) == {"answered_right": 0.2, "answered_wrong": 0.4, "abstained_right": 0.2,
+                                 "abstained_wrong": 0.2}
+
+
+@pytest.mark.slow
+def test_a_question_no_letter_answers_abstains_naming_the_missing_word(pipeline):
+    answer = pipeline.ask("Wat is het standpunt van Nederland over de Arctische regio?")
+    assert answer.abstained and answer.text == ABSTAIN_NL and not answer.citations
+    assert "'Arctische' komt in geen enkele brief voor" in answer.notes
+    assert answer.related and all(hit.section != "Voetnoten" for hit in answer.related)
+    english = pipeline.ask("What is the Dutch position on the Arctic region?")
+    assert english.abstained and english.text == ABSTAIN_EN
+    for question in ("Hoe maak ik pannenkoeken?", "Who won the football world cup in 1974?"):
+        assert pipeline.ask(question).abstained, question
+
+
+@pytest.mark.slow
+def test_a_position_across_letters_still_answers_with_one_quote_per_letter(pipeline):
+    answer = pipeline.ask("Wat zei Nederland over China?")
+    assert not answer.abstained
+    letters = [citation.hit.doc_id for citation in answer.citations]
+    assert len(letters) >= 2 and len(set(letters)) == len(letters)
+    assert all("China" in citation.hit.section or "China" in citation.quote for citation in answer.citations)
+
+
+@pytest.mark.slow
+def test_questions_abstain_once_their_own_letters_are_left_out(pipeline):
+    """The seed questions about one letter: answered with it, refused without it, where they ask what the other
+    letters do not say."""
+    asked = {"Welke opdrachten kreeg SACEUR vanwege de COVID-19 uitbraak?": "003_2b3a2a813bb728d5",
+             "Wie bezocht op 16 mei de Nederlandse militairen in Mazar-e-Sharif?": "002_0eaa6607556f058b",
+             "Wat zei Nederland over het Open Skies verdrag?": "003_2b3a2a813bb728d5"}
+    for question, letter in asked.items():
+        query = pipeline.query(question)
+        assert not query.filters.active  # no named time: leaving the letter out is what refuses it
+        answered = pipeline.answer_query(query)
+        assert not answered.abstained and {c.hit.doc_id for c in answered.citations} == {letter}, question
+        without = pipeline.answer_query(replace(query, filters=replace(query.filters, without=(letter,))))
+        assert without.abstained and not without.citations, question
+        assert all(hit.doc_id != letter for hit in without.related)
+
+
+@pytest.mark.slow
+def test_the_eval_measures_trust_and_the_scorer_keeps_it(eval_report):
+    groups = eval_report["groups"]
+    for split in ("dev", "test"):
+        assert groups[f"offtopic/{split}"]["abstention_unanswerable"] == 1.0
+        assert groups[f"all/{split}"]["abstention_without_its_letters"] >= 0.6
+        # measured 0.08 on dev (the budget the thresholds were chosen for) and 0.155 on test: no worse than that
+        assert groups[f"all/{split}"]["false_abstention"] <= 0.17
+        shares = [groups[f"all/{split}"][name] for name in ("answered_right", "answered_wrong", "abstained_right",
+                                                            "abstained_wrong")]
+        assert sum(shares) == pytest.approx(1.0, abs=1e-3)
+    answerable = [row for row in eval_report["per_question"] if row["answerable"]]
+    assert all(isinstance(row["abstained_without_its_letters"], bool) for row in answerable)
+
+
+@pytest.mark.slow
+def test_rag_train_writes_weights_with_their_data_and_held_out_quality(tmp_path, settings):
+    from rag.answer.scorer import LearnedScorer
+    from rag.evaluation.train import train_answer_scorer
+
+    scorer_file = tmp_path / "scorer.json"
+    trained = replace(settings, answer=replace(settings.answer, scorer_file=scorer_file))
+    record = train_answer_scorer(KAMERVRAGEN, tmp_path / "work", trained)
+    stored = json.loads(scorer_file.read_text())[settings.model.name]
+    assert stored == json.loads(json.dumps(record))
+    assert len(stored["data_sha256"]) == 64 and stored["trained_on"]["pairs"] >= 60
+    # On letters it never saw, the answerable model tells a question its letters answer from one they do not.
+    assert stored["metrics_held_out"]["answerable_auc"] >= 0.8
+    assert LearnedScorer.for_model(settings.model.name, scorer_file) is not None
+    assert not Path(settings.answer.scorer_file).samefile(scorer_file)
