@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from rag.answer.extractive import Calibration, abstains, score_sentences, weigh_evidence
+from rag.answer.extractive import Calibration, abstains
 from rag.language import is_english
 from rag.errors import InputError
 from rag.evaluation.dataset import EvalQuestion
-from rag.search.retrieval import allowed_rows
 
 
 def calibrate(pipeline, questions: Sequence[EvalQuestion], most_false_abstentions: float = 0.02):
@@ -28,28 +26,24 @@ def calibrate(pipeline, questions: Sequence[EvalQuestion], most_false_abstention
     measured = []
     for question in questions:
         query = pipeline.query(question.question, history=question.context)
-        measured.append((bool(question.gold), _evidence(pipeline, query), is_english(query.text)))
+        measured.append((bool(question.gold), pipeline.evidence(query), is_english(query.text)))
         if question.gold and pipeline.scorer is not None:
-            without = replace(query, filters=replace(query.filters, without=tuple({d for d, _e in question.gold})))
-            measured.append((False, _evidence(pipeline, without), is_english(query.text)))
+            without = query.without_letters(doc_id for doc_id, _evidence in question.gold)
+            measured.append((False, pipeline.evidence(without), is_english(query.text)))
+
+    def refusals(calibration: Calibration) -> list[tuple[bool, bool]]:
+        return [(gold, abstains(evidence, calibration, english)) for gold, evidence, english in measured]
+
     if pipeline.scorer is not None:
         # One threshold for Dutch questions and one for English ones, each fitted on its own questions.
         dutch = _learned_threshold([(g, e) for g, e, en in measured if not en], most_false_abstentions)
         english = _learned_threshold([(g, e) for g, e, en in measured if en], most_false_abstentions)
         calibration = Calibration(0.0, 0.0, answerable=dutch, answerable_english=english)
-        refused = [(gold, abstains(evidence, calibration, en)) for gold, evidence, en in measured]
-        return calibration, _rates(refused)
-    best = None
-    for weak in np.arange(0.70, 0.92, 0.0025):
-        for share in np.arange(0.0, 1.0001, 0.05):
-            calibration = Calibration(round(float(weak), 4), round(float(share), 2))
-            refused = [(gold, abstains(evidence, calibration, english)) for gold, evidence, english in measured]
-            rates = _rates(refused)
-            key = (rates["false_abstention"] <= most_false_abstentions,
-                   rates["abstention_unanswerable"] - rates["false_abstention"], -rates["false_abstention"])
-            if best is None or key > best[0]:
-                best = (key, calibration, rates)
-    return best[1], best[2]
+    else:
+        grid = [Calibration(round(float(weak), 4), round(float(share), 2))
+                for weak in np.arange(0.70, 0.92, 0.0025) for share in np.arange(0.0, 1.0001, 0.05)]
+        calibration = _chosen(grid, refusals, most_false_abstentions)
+    return calibration, _rates(refusals(calibration))
 
 
 def _learned_threshold(measured: list[tuple[bool, object]], most_false_abstentions: float) -> float | None:
@@ -57,14 +51,19 @@ def _learned_threshold(measured: list[tuple[bool, object]], most_false_abstentio
     questions within the budget of wrongly refused answerable ones; None without questions to fit on."""
     if not any(gold for gold, _e in measured) or all(gold for gold, _e in measured):
         return None
-    best = None
-    for threshold in sorted({round(float(evidence.answerable) + 1e-4, 4) for _g, evidence in measured}):
-        rates = _rates([(gold, evidence.answerable < threshold) for gold, evidence in measured])
-        false, caught = rates["false_abstention"], rates["abstention_unanswerable"]
-        key = (false <= most_false_abstentions, caught - false, -false)
-        if best is None or key > best[0]:
-            best = (key, threshold)
-    return best[1]
+    thresholds = sorted({round(float(evidence.answerable) + 1e-4, 4) for _g, evidence in measured})
+    return _chosen(thresholds, lambda threshold: [(gold, evidence.answerable < threshold) for gold, evidence in measured],
+                   most_false_abstentions)
+
+
+def _chosen(candidates: list, refusals, most_false_abstentions: float):
+    """The candidate whose refusals ((answerable, refused) per question) stay within the budget of wrongly refused
+    answerable questions and refuse the most unanswerable ones beyond that; the first of equals."""
+    def preference(candidate) -> tuple[bool, float, float]:
+        rates = _rates(refusals(candidate))
+        false = rates["false_abstention"]
+        return false <= most_false_abstentions, rates["abstention_unanswerable"] - false, -false
+    return max(candidates, key=preference)
 
 
 def _rates(refused: list[tuple[bool, bool]]) -> dict[str, float]:
@@ -72,14 +71,6 @@ def _rates(refused: list[tuple[bool, bool]]) -> dict[str, float]:
     unanswerable = sum(not gold for gold, _r in refused) or 1
     return {"false_abstention": round(sum(gold and r for gold, r in refused) / answerable, 4),
             "abstention_unanswerable": round(sum(not gold and r for gold, r in refused) / unanswerable, 4)}
-
-
-def _evidence(pipeline, query):
-    vector = pipeline.embedder.encode_queries([query.text])[0]
-    hits = pipeline.search_query(query, k=6)
-    allowed = allowed_rows(pipeline.generation, query.filters) if query.filters.active else None
-    scored = score_sentences(query.text, hits, pipeline.generation, vector, pipeline.settings.answer, pipeline.scorer)
-    return weigh_evidence(query.text, scored, pipeline.generation, vector, pipeline.scorer, allowed)
 
 
 def write_calibration(model_name: str, calibration, path: Path) -> None:

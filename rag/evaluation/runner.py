@@ -82,7 +82,7 @@ def evaluate(pipeline, questions: Sequence[EvalQuestion], k: int = 5, answers: b
             if gold:
                 row["answer_metrics"] = answer_metrics(quotes, gold, answer.abstained)
                 # Asked again with its own letters left out, the question is one these letters cannot answer.
-                without = replace(query, filters=replace(query.filters, without=tuple({doc_id for doc_id, *_ in gold})))
+                without = query.without_letters(doc_id for doc_id, *_ in gold)
                 row["abstained_without_its_letters"] = pipeline.answer_query(without).abstained
         per_question.append(row)
     return {"k": k, "questions": len(per_question), "groups": _groups(per_question, answers),

@@ -86,6 +86,10 @@ class Query:
     def text(self) -> str:
         return self.turn.resolved
 
+    def without_letters(self, doc_ids) -> "Query":
+        """The same question with these letters left out of the search: one they cannot answer any more."""
+        return replace(self, filters=replace(self.filters, without=tuple(sorted(set(doc_ids)))))
+
 
 # --- reading the question ----------------------------------------------------------------
 

@@ -12,7 +12,9 @@ from datetime import date
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from rag.answer.extractive import Answer, Calibration, extractive_answer
+import numpy as np
+
+from rag.answer.extractive import Answer, Calibration, Evidence, extractive_answer, score_sentences, weigh_evidence
 from rag.answer.scorer import LearnedScorer
 from rag.answer.generated import generated_answer, generated_answer_stream
 from rag.embed.model import Embedder, load_embedder, model_fingerprint
@@ -157,14 +159,26 @@ class Pipeline:
         for part in generated_answer_stream(self.endpoint, query.text, hits, texts, answer):
             yield replace(part, question=query.question) if isinstance(part, Answer) else part
 
+    def evidence(self, query: Query, k: int = 6) -> Evidence:
+        """How well the letters searched answer the query, weighed as the extractive answer weighs it (what the
+        abstention thresholds are calibrated on)."""
+        index, vector, hits, allowed = self._retrieved(query, k)
+        scored = score_sentences(query.text, hits, index, vector, self.settings.answer, self.scorer)
+        return weigh_evidence(query.text, scored, index, vector, self.scorer, allowed)
+
     def _extractive(self, query: Query, k: int) -> tuple[Generation, list[Hit], Answer]:
+        index, vector, hits, allowed = self._retrieved(query, k)
+        answer = extractive_answer(query.text, hits, index, vector, self.calibration, self.settings.answer,
+                                   notes=query.notes, scorer=self.scorer, allowed=allowed)
+        return index, hits, answer
+
+    def _retrieved(self, query: Query, k: int) -> tuple[Generation, np.ndarray, list[Hit], np.ndarray | None]:
+        """The passages an answer reads, with the question's vector and the mask of the letters searched."""
         index = self.generation  # one generation for the whole answer, even when a newer one goes live meanwhile
         vector = self.embedder.encode_queries([query.text])[0]
         hits = rank(index, query, vector, check_k(k), self.retrieval)
         allowed = allowed_rows(index, query.filters) if query.filters.active else None
-        answer = extractive_answer(query.text, hits, index, vector, self.calibration, self.settings.answer,
-                                   notes=query.notes, scorer=self.scorer, allowed=allowed)
-        return index, hits, answer
+        return index, vector, hits, allowed
 
     def search_query(self, query: Query, k: int = 5) -> list[Hit]:
         vector = self.embedder.encode_queries([query.text])[0] if self.retrieval.mode != "lexical" else None
