@@ -55,9 +55,12 @@ def chunks(paths: tuple[str, ...], as_json: bool) -> None:
     from rag.readers.document import read_documents
 
     skipped: list[str] = []
-    documents = read_documents(_letter_paths(paths), skipped)
+    renamed: list[str] = []
+    documents = read_documents(_letter_paths(paths), skipped, renamed)
     for message in skipped:
         click.echo(f"rag: skipped: {message}", err=True)
+    for note in renamed:
+        _warn(note)
     for document in documents:
         for warning in document.warnings:
             _warn(warning)

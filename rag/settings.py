@@ -202,6 +202,14 @@ class ServeSettings:
     ui_letter_rows: int = 500  # letters shown in the chat's table of the index: the newest
     api_letters_limit: int = 1_000  # letters per page of GET /api/letters (?offset=&limit=, at most 10 times this)
     watch_interval_s: float = 1.0  # how often a server looks for a new index generation
+    answer_wait_s: float = 120.0  # a request that waited this long for an answer slot is told to try again
+    # Request bodies, refused (413) before they are read when they say they are larger, cut off when they grow past:
+    max_question_body_bytes: int = 64 * 1024  # POST /api/ask: a question, its history and filters
+    max_chat_body_bytes: int = 1024 * 1024  # POST /v1/chat/completions and the page's events: a whole conversation
+    max_body_bytes: int = 16 * 1024  # any other request (the API's GETs have none)
+    max_upload_files: int = 20  # letters in one upload of the page (each at most max_upload_bytes)
+    body_timeout_s: float = 30.0  # the longest wait for the next part of a request body (408 after)
+    max_connections: int = 256  # open connections at once; one more is answered 503
     api_key: str | None = None  # RAG_API_KEY
     ui_user: str | None = None  # RAG_UI_USER
     ui_password: str | None = None  # RAG_UI_PASSWORD

@@ -130,15 +130,17 @@ def test_letter_without_structure_reads_as_one_section_with_warning():
     assert any("no headings" in warning for warning in document.warnings)
 
 
-def test_same_file_name_twice_is_refused(tmp_path, documents):
-    for folder in ("a", "b"):
+def test_letters_whose_names_give_one_id_are_both_read_under_ids_of_their_own(tmp_path):
+    names = {"a": "brief.txt", "b": "brief.txt", "c": "Brief.txt", "d": "brief ü.txt"}
+    for folder, name in names.items():
         (tmp_path / folder).mkdir()
-        (tmp_path / folder / "brief.txt").write_text("Geachte voorzitter,\n\nEen brief.\n", encoding="utf-8")
-    with pytest.raises(InputError, match="has the same id 'brief'; rename one of them"):
-        read_documents([tmp_path])
-    skipped: list[str] = []
-    assert [d.source for d in read_documents([tmp_path], skipped)] == [str(tmp_path / "a" / "brief.txt")]
-    assert len(skipped) == 1 and "b/brief.txt" in skipped[0]
+        (tmp_path / folder / name).write_text(f"Geachte voorzitter,\n\nEen brief uit map {folder}.\n", encoding="utf-8")
+    notes: list[str] = []
+    documents = {d.doc_id: d for d in read_documents([tmp_path], notes=notes)}
+    assert {doc_id: d.source.split("/")[-2] for doc_id, d in documents.items()} == {
+        "brief": "c", "brief-2": "a", "brief-3": "b", "brief-u": "d"}  # sorted by name, then path: stable
+    assert len(notes) == 2 and all("has the id 'brief'" in note for note in notes)
+    assert "indexed as 'brief-2'" in notes[0] and "a/brief.txt" in notes[0]
 
 
 def _write_pdf(path, pages: list[list[str]]) -> None:

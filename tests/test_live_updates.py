@@ -11,7 +11,6 @@ import pytest
 
 from rag.index.show import show_citation, show_served
 from rag.serve.pipeline import run_ingest
-from rag.serve.uploads import store_letters
 
 from conftest import SEEDS, serving
 
@@ -35,21 +34,46 @@ def _doc_ids(pipeline) -> set[str]:
     return {letter.doc_id for letter in pipeline.generation.letters}
 
 
+def _upload(pipeline, path: Path) -> None:
+    """A letter added in the page: kept among the index's uploads and indexed."""
+    stored, summary = pipeline.upload_letters([path], [path.name])
+    assert not summary.skipped, summary.skipped
+
+
+def test_letters_whose_files_moved_stay_when_a_letter_is_uploaded(tmp_path, settings, embedder):
+    """An index of letters whose files were moved away afterwards (a share reorganised, a laptop's Downloads
+    emptied): adding a letter in the page keeps every one of them, as stored; only a removal removes."""
+    letters = tmp_path / "letters"
+    shutil.copytree(SEEDS, letters)
+    for number in range(3):
+        (letters / f"01{number}_pool.txt").write_text(NOORDPOOL.replace("Noordpool", f"Pool {number}"), encoding="utf-8")
+    index_dir = tmp_path / "index"
+    run_ingest([letters], index_dir, settings, embedder)
+    pipeline = serving(index_dir, settings, embedder)
+    before = _doc_ids(pipeline)
+    citation = pipeline.ask("Wat zei Nederland over China?").citations[0]
+    shutil.move(letters, tmp_path / "elders")
+    _upload(pipeline, REAL / "Kamerbrief_emissie_luchtvaart.pdf")
+    assert _doc_ids(pipeline) == before | {"kamerbrief_emissie_luchtvaart"}
+    shown = show_served(pipeline.generation, f"{citation.hit.doc_id}:{citation.start}-{citation.end}")
+    assert shown.passage == citation.quote  # the moved letter's text is still the one its citations quote
+    pipeline.remove_letter("010_pool")
+    assert _doc_ids(pipeline) == before - {"010_pool"} | {"kamerbrief_emissie_luchtvaart"}
+
+
 def test_an_upload_on_a_stale_server_keeps_what_an_ingest_elsewhere_added(served, settings, embedder, tmp_path):
     pipeline, letters = served
     (letters / "010_noordpool.txt").write_text(NOORDPOOL, encoding="utf-8")
     run_ingest([letters], pipeline.index_dir, settings, embedder)  # elsewhere; this server has not switched yet
     assert "010_noordpool" not in _doc_ids(pipeline)
-    store_letters([REAL / "Kamerbrief_emissie_luchtvaart.pdf"], pipeline.uploads, settings.serve)
-    pipeline.add_letters()
+    _upload(pipeline, REAL / "Kamerbrief_emissie_luchtvaart.pdf")
     assert {"010_noordpool", "kamerbrief_emissie_luchtvaart"} <= _doc_ids(pipeline)
     assert {seed.stem for seed in SEEDS.glob("*.txt")} <= _doc_ids(pipeline)
 
 
 def test_an_ingest_of_another_folder_keeps_the_uploads(served, settings, embedder):
     pipeline, letters = served
-    store_letters([REAL / "Kamerbrief_emissie_luchtvaart.pdf"], pipeline.uploads, settings.serve)
-    pipeline.add_letters()
+    _upload(pipeline, REAL / "Kamerbrief_emissie_luchtvaart.pdf")
     summary = run_ingest([letters], pipeline.index_dir, settings, embedder)
     assert summary.uploads == 1 and "uploaded in the chat (kept)" in summary.line()
     pipeline.refresh()
@@ -58,7 +82,6 @@ def test_an_ingest_of_another_folder_keeps_the_uploads(served, settings, embedde
 
 def test_adding_and_removing_at_once_both_happen(served, settings):
     pipeline, _letters = served
-    store_letters([REAL / "Kamerbrief_emissie_luchtvaart.pdf"], pipeline.uploads, settings.serve)
     errors: list[BaseException] = []
 
     def run(change) -> None:
@@ -67,7 +90,7 @@ def test_adding_and_removing_at_once_both_happen(served, settings):
         except BaseException as error:  # collected: the test fails on any of them
             errors.append(error)
 
-    threads = [threading.Thread(target=run, args=(pipeline.add_letters,)),
+    threads = [threading.Thread(target=run, args=(lambda: _upload(pipeline, REAL / "Kamerbrief_emissie_luchtvaart.pdf"),)),
                threading.Thread(target=run, args=(lambda: pipeline.remove_letter("003_2b3a2a813bb728d5"),))]
     for thread in threads:
         thread.start()
@@ -79,15 +102,17 @@ def test_adding_and_removing_at_once_both_happen(served, settings):
 
 def test_two_ingests_in_a_row_leave_the_served_generation_readable(served, settings, embedder):
     pipeline, letters = served
-    citation = pipeline.ask("Wat zei Nederland over China?").citations[0]
+    before = pipeline.ask("Wat zei Nederland over China?")
+    citation = before.citations[0]
     served_folder = pipeline.generation.folder
     (letters / "010_noordpool.txt").write_text(NOORDPOOL, encoding="utf-8")
     run_ingest([letters], pipeline.index_dir, settings, embedder)
     (letters / "011_zuidpool.txt").write_text(NOORDPOOL.replace("Noord", "Zuid"), encoding="utf-8")
     run_ingest([letters], pipeline.index_dir, settings, embedder)
     assert served_folder.is_dir()  # two generations later, still on disk: this process serves it
-    again = pipeline.ask("Wat zei Nederland over China?")
-    assert [c.quote for c in again.citations] == [c.quote for c in pipeline.ask("Wat zei Nederland over China?").citations]
+    again = pipeline.ask("Wat zei Nederland over China?")  # still the generation it served before the ingests
+    assert [(c.hit.doc_id, c.start, c.quote) for c in again.citations] == [
+        (c.hit.doc_id, c.start, c.quote) for c in before.citations]
     assert show_served(pipeline.generation, f"{citation.hit.doc_id}:{citation.start}-{citation.end}").passage == citation.quote
     assert pipeline.refresh() and "011_zuidpool" in _doc_ids(pipeline)
     run_ingest([SEEDS], pipeline.index_dir, settings, embedder)

@@ -99,11 +99,16 @@ def test_the_eval_measures_trust_and_the_scorer_keeps_it(eval_report):
         assert groups[f"all/{split}"]["abstention_without_its_letters"] >= 0.6
         # measured 0.08 on dev (the budget the thresholds were chosen for) and 0.155 on test: no worse than that
         assert groups[f"all/{split}"]["false_abstention"] <= 0.17
-        shares = [groups[f"all/{split}"][name] for name in ("answered_right", "answered_wrong", "abstained_right",
-                                                            "abstained_wrong")]
-        assert sum(shares) == pytest.approx(1.0, abs=1e-3)
-    answerable = [row for row in eval_report["per_question"] if row["answerable"]]
-    assert all(isinstance(row["abstained_without_its_letters"], bool) for row in answerable)
+        # Most questions are answered with a quote of their evidence (measured .60 on dev and test): trust is not
+        # bought by refusing.
+        assert groups[f"all/{split}"]["answered_right"] >= 0.5
+    # The per-question records add up to the group's figure: each answerable question was asked again without its
+    # letters, and abstaining then was recorded for it.
+    for split in ("dev", "test"):
+        rows = [row for row in eval_report["per_question"] if row["answerable"] and row["split"] == split]
+        share = sum(row["abstained_without_its_letters"] for row in rows) / len(rows)
+        assert share == pytest.approx(groups[f"all/{split}"]["abstention_without_its_letters"], abs=1e-3)
+        assert 0 < sum(row["abstained_without_its_letters"] for row in rows) < len(rows)
 
 
 @pytest.mark.slow
@@ -112,6 +117,7 @@ def test_rag_train_writes_weights_with_their_data_and_held_out_quality(tmp_path,
     from rag.evaluation.train import train_answer_scorer
 
     scorer_file = tmp_path / "scorer.json"
+    committed = settings.answer.scorer_file.read_bytes()
     trained = replace(settings, answer=replace(settings.answer, scorer_file=scorer_file))
     record = train_answer_scorer(KAMERVRAGEN, tmp_path / "work", trained)
     stored = json.loads(scorer_file.read_text())[settings.model.name]
@@ -120,4 +126,4 @@ def test_rag_train_writes_weights_with_their_data_and_held_out_quality(tmp_path,
     # On letters it never saw, the answerable model tells a question its letters answer from one they do not.
     assert stored["metrics_held_out"]["answerable_auc"] >= 0.8
     assert LearnedScorer.for_model(settings.model.name, scorer_file) is not None
-    assert not Path(settings.answer.scorer_file).samefile(scorer_file)
+    assert settings.answer.scorer_file.read_bytes() == committed  # training wrote where it was told, nothing else

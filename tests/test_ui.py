@@ -386,22 +386,24 @@ def test_letters_are_added_from_the_page_answered_and_removed(tmp_path, seed_ind
                                timeout=180_000)
         assert "Emissies door de luchtvaart" in page.inner_text("#letters-table")
         uploads = index_dir / "uploads"
-        assert (uploads / letter.name).exists()
+        stored = uploads / letter.name.lower()  # kept under its id: the name, case and accents folded
+        assert stored.read_bytes() == letter.read_bytes()
         _ask_and_wait(page, "Wat doet het ministerie aan ultrafijn stof rond regionale luchthavens?")
         assert any("Emissies door de luchtvaart" in card for card in _source_texts(page))
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "upload.png"), full_page=True)
 
-        # Another letter under the same file name is kept beside the first, never over it.
+        # Another letter under the same file name is kept beside the first under an id of its own, never over it.
         other = tmp_path / "tweede" / letter.name
         other.parent.mkdir()
         shutil.copy(Path(__file__).parent / "data" / "real" / "BNC_Fiche.pdf", other)
         page.set_input_files("#upload input[type=file]", str(other))
         page.click("#add-letters")
-        page.wait_for_function("() => (document.querySelector('#upload-note')?.innerText || '').includes('-2.pdf')",
+        page.wait_for_function("() => (document.querySelector('#upload-note')?.innerText || '').includes('opgeslagen als')",
                                timeout=180_000)
-        assert (uploads / letter.name).read_bytes() == letter.read_bytes()
-        assert (uploads / f"{letter.stem}-2.pdf").read_bytes() == other.read_bytes()
+        assert f"opgeslagen als {stored.stem}-2" in page.inner_text("#upload-note")
+        assert stored.read_bytes() == letter.read_bytes()
+        assert (uploads / f"{stored.stem}-2.pdf").read_bytes() == other.read_bytes()
         assert "Emissies door de luchtvaart" in page.inner_text("#letters-table")
 
         # A file of that name that is no letter is refused and leaves both earlier uploads as they were.
@@ -414,15 +416,15 @@ def test_letters_are_added_from_the_page_answered_and_removed(tmp_path, seed_ind
                                timeout=60_000)
         assert "geen leesbare PDF" in page.inner_text("#upload-note")
         assert sorted(path.name for path in uploads.iterdir() if not path.name.startswith(".")) == sorted([
-            letter.name, f"{letter.stem}-2.pdf"])
-        assert (uploads / letter.name).read_bytes() == letter.read_bytes()
+            stored.name, f"{stored.stem}-2.pdf"])
+        assert stored.read_bytes() == letter.read_bytes()
 
         _choose(page, "#remove-choice", "Emissies door de luchtvaart")
         page.click("#remove-letter")
         page.wait_for_function("() => (document.querySelector('#upload-note')?.innerText || '').includes('Verwijderd')",
                                timeout=120_000)
         assert "Emissies door de luchtvaart" not in page.inner_text("#letters-table")
-        assert not (uploads / letter.name).exists() and (uploads / f"{letter.stem}-2.pdf").exists()
+        assert not stored.exists() and (uploads / f"{stored.stem}-2.pdf").exists()
         page.close()
     finally:
         served.close()

@@ -7,13 +7,13 @@ from pathlib import Path
 from typing import Iterator
 
 import gradio as gr
+from gradio.utils import get_upload_folder as gradio_upload_folder
 
 from rag.answer.extractive import Answer
 from rag.errors import InputError, RagError
 from rag.search.conversation import Conversation, asked_questions, message_text
 from rag.serve.feedback import record_feedback
 from rag.serve.pipeline import Pipeline, parse_filters
-from rag.serve.uploads import forget, store_letters
 from rag.settings import DEFAULT_DATA
 from ui.render import answer_markdown, as_markdown_text, letter_html, notes_markdown, sources_html
 
@@ -162,20 +162,24 @@ def build_app(pipeline: Pipeline, data_dir: Path = DEFAULT_DATA, changes_allowed
         """The panel after the upload, and an emptied upload field."""
         if not files:
             return *letters_update("Kies eerst een of meer brieven (PDF, XML of tekst)."), None
+        paths = [Path(getattr(f, "name", f)) for f in files]
+        cache = Path(gradio_upload_folder()).resolve()
+        if any(cache not in path.resolve().parents for path in paths):  # Gradio's own rule, checked again here
+            return *letters_update("**Niet toegevoegd:** alleen bestanden die via dit veld zijn geüpload."), None
         try:
-            saved = store_letters([Path(getattr(f, "name", f)) for f in files], pipeline.uploads, serve)
             progress(0, desc="brieven lezen en inbedden")
-            summary = pipeline.add_letters(progress=True)
+            stored, summary = pipeline.upload_letters(paths, [path.name for path in paths], progress=True)
         except RagError as error:
             return *letters_update(f"**Niet toegevoegd:** {as_markdown_text(str(error))}"), None
-        unread = [path for path in saved if path in summary.skipped_files]
-        forget(unread)  # an upload that is no letter leaves nothing behind; earlier uploads are untouched
+        unread = [upload for upload in stored if upload.path in summary.skipped_files]
+        added = [upload for upload in stored if upload not in unread and not upload.already]
         notes = []
-        if len(unread) < len(saved):
-            added = ", ".join(path.name for path in saved if path not in unread)
-            notes.append(f"Toegevoegd: {as_markdown_text(added)} ({summary.embedded} nieuwe passages ingebed).")
-        notes += [f"**Niet toegevoegd:** {as_markdown_text(reason)}" for path, reason in zip(summary.skipped_files, summary.skipped)
-                  if path in unread]
+        if added:
+            notes.append(f"Toegevoegd: {as_markdown_text(', '.join(upload.name for upload in added))} "
+                         f"({summary.embedded} nieuwe passages ingebed).")
+        notes += [as_markdown_text(upload.note()) + "." for upload in stored if upload not in unread and upload.note()]
+        reasons = dict(zip(summary.skipped_files, summary.skipped))
+        notes += [f"**Niet toegevoegd:** {as_markdown_text(reasons[upload.path])}" for upload in unread]
         return *letters_update(" ".join(notes) + f" {pipeline.counts_line()}."), None
 
     def remove_chosen(doc_id: str | None) -> tuple:
@@ -210,8 +214,9 @@ def build_app(pipeline: Pipeline, data_dir: Path = DEFAULT_DATA, changes_allowed
                     clear_button = gr.Button("Wis gesprek", elem_id="clear")
                 gr.Examples(EXAMPLES, inputs=question, label="Voorbeeldvragen")
                 with gr.Accordion("Filters", open=False):
-                    letters = gr.Dropdown(letter_choices(pipeline), multiselect=True, value=[],
-                                          label=letter_choice_label(pipeline, FILTER_LABEL))
+                    # Filled when the page loads, behind the login: the API description that Gradio writes into
+                    # the login page would otherwise list every letter's id.
+                    letters = gr.Dropdown([], multiselect=True, value=[], allow_custom_value=True, label=FILTER_LABEL)
                     with gr.Row():
                         since = gr.Textbox(label="Vanaf (JJJJ-MM-DD)", placeholder="2020-01-01")
                         until = gr.Textbox(label="Tot en met (JJJJ-MM-DD)", placeholder="2021-12-31")
@@ -292,5 +297,9 @@ def mount_page(api, pipeline: Pipeline, data_dir: Path, changes_allowed: bool, l
     blocks = build_app(pipeline, data_dir, changes_allowed)
     # Gradio's queue is bounded as the answer slots' queue is: past it, a user is told it is busy.
     blocks.queue(default_concurrency_limit=serve.answer_slots, max_size=serve.answer_slots + serve.answer_queue)
-    return gr.mount_gradio_app(api, blocks, path="/", auth=login, css=CSS, head=HEAD, show_error=False,
-                               footer_links=[], max_file_size=serve.max_upload_bytes)
+    app = gr.mount_gradio_app(api, blocks, path="/", auth=login, css=CSS, head=HEAD, show_error=False,
+                              footer_links=[], max_file_size=serve.max_upload_bytes)
+    # Gradio checks that a file named in an event was uploaded to its cache only once its app "has launched",
+    # which a mounted app never is: without this, any page event could name any file on the server.
+    blocks.has_launched = True
+    return app

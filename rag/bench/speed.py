@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from dataclasses import replace
 from pathlib import Path
@@ -156,11 +157,14 @@ def cold_start_figures(index_dir: Path) -> dict:
 
 # --- a real server ---------------------------------------------------------------------------
 
-def start_server(index_dir: Path, port: int, data_dir: Path) -> subprocess.Popen:
-    """A real `rag serve` in its own process, ready when this returns (it answers its page)."""
+def start_server(index_dir: Path, port: int, data_dir: Path, host: str = "127.0.0.1",
+                 env: dict[str, str] | None = None) -> subprocess.Popen:
+    """A real `rag serve` in its own process (with the environment `env`, else this one's), ready when this returns:
+    it answers on its port (a login or a key it asks for counts as an answer)."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "rag.cli", "serve", "--index", str(index_dir), "--port", str(port), "--data-dir", str(data_dir)],
-        cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-m", "rag.cli", "serve", "--index", str(index_dir), "--port", str(port), "--data-dir", str(data_dir),
+         "--host", host],
+        cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
     )
     deadline = time.monotonic() + 900  # a million passages take a while to load
     while time.monotonic() < deadline:
@@ -169,6 +173,8 @@ def start_server(index_dir: Path, port: int, data_dir: Path) -> subprocess.Popen
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/api/letters", timeout=2)
             return process
+        except urllib.error.HTTPError:
+            return process  # it answered: with 401, it asks for its key
         except OSError:
             time.sleep(0.2)  # polling for the event "the server answers", with a deadline
     process.kill()

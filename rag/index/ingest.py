@@ -32,8 +32,8 @@ from rag.index.folder import FORMAT_VERSION, live_build, open_store, rows_where_
 from rag.index.lexical import ranges, tokenizer_id
 from rag.language import iso_date
 from rag.readers import is_letter_file, letter_paths
-from rag.readers.document import READER_VERSION, Document, cannot_read, doc_id_for, read_or_reason, without_shared_ids
-from rag.settings import PROJECT_ROOT, ChunkSettings, IndexSettings, LexicalSettings
+from rag.readers.document import READER_VERSION, Document, cannot_read, read_or_reason, unique_ids
+from rag.settings import PROJECT_ROOT, ChunkSettings, IndexSettings, LexicalSettings, display_path
 
 CHECKPOINTS = ".embedded"
 UPLOADS = "uploads"  # letters uploaded in the chat page, inside the index folder
@@ -75,10 +75,12 @@ class IngestSummary:
 def ingest(paths: Sequence[str | Path] | None, index_dir: Path, model_name: str, fingerprint: str, embed: EmbedBatches,
            chunk_settings: ChunkSettings = ChunkSettings(), index_settings: IndexSettings = IndexSettings(),
            fault: str = "", exclude: frozenset[str] = frozenset(), wait: bool = False,
-           lexical_settings: LexicalSettings = LexicalSettings()) -> IngestSummary:
+           lexical_settings: LexicalSettings = LexicalSettings(), fresh_uploads: frozenset[Path] = frozenset()) -> IngestSummary:
     """Bring the index in line with the letters at `paths` and the letters uploaded into it, without the doc_ids in
     `exclude`, embedding only what is new. `paths` None: the letters the live index holds now, read from disk
-    under the lock, so a change made by a server never undoes an ingest made elsewhere meanwhile.
+    under the lock, so a change made by a server never undoes an ingest made elsewhere meanwhile; a letter whose
+    file has moved or gone stays as stored (only `exclude` removes). Uploads not yet indexed are said, except the
+    `fresh_uploads` the caller has just stored.
 
     One writer at a time: a second writer is refused (`wait` False: a command) or waits its turn (a server).
     """
@@ -89,10 +91,11 @@ def ingest(paths: Sequence[str | Path] | None, index_dir: Path, model_name: str,
             fcntl.flock(lock, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise RagError(f"{shown(index_dir)}: another `rag ingest` is writing this index; wait for it to finish") from None
-        if paths is None:
+        keep_stored = paths is None
+        if keep_stored:
             paths = _indexed_letter_files(index_dir)
         return _ingest(paths, index_dir, model_name, fingerprint, embed, chunk_settings, index_settings, fault, exclude,
-                       lexical_settings)
+                       lexical_settings, keep_stored, fresh_uploads)
 
 
 def _indexed_letter_files(index_dir: Path) -> list[Path]:
@@ -113,14 +116,15 @@ class _Previous:
     folder: Path
     manifest: dict
     letters: dict[str, tuple[int, str | None]]  # doc_id -> (row, file hash)
+    sources: dict[str, str]  # doc_id -> the file it was read from, as stored (`display_path`)
 
 
 def _ingest(paths, index_dir: Path, model_name: str, fingerprint: str, embed: EmbedBatches, chunk_settings: ChunkSettings,
-            index_settings: IndexSettings, fault: str, exclude: frozenset[str], lexical_settings: LexicalSettings) -> IngestSummary:
+            index_settings: IndexSettings, fault: str, exclude: frozenset[str], lexical_settings: LexicalSettings,
+            keep_stored: bool = False, fresh_uploads: frozenset[Path] = frozenset()) -> IngestSummary:
     started = time.perf_counter()
     uploads = uploaded_letters(index_dir)
     files = sorted(set(letter_paths(paths)) | set(uploads), key=lambda p: (p.name, str(p)))
-    files = [path for path in files if doc_id_for(path) not in exclude]
     skipped: list[str] = []
     skipped_files: list[Path] = []
     hashes = {}
@@ -130,12 +134,15 @@ def _ingest(paths, index_dir: Path, model_name: str, fingerprint: str, embed: Em
         except OSError as error:
             skipped.append(str(cannot_read(path, error)))
             skipped_files.append(path)
-    files, duplicates = without_shared_ids([path for path in files if path in hashes])
-    skipped.extend(duplicates)
-    skipped_files.extend(path for path in hashes if path not in files)
-    doc_ids = [doc_id_for(path) for path in files]
+    files = [path for path in files if path in hashes]
     previous = _previous_build(index_dir, model_name, fingerprint)
     stored = previous.letters if previous else {}
+    ids, renamed = unique_ids(files, _held_ids(previous, files, hashes, keep_stored))
+    warnings: list[str] = list(renamed)
+    files = [path for path in files if ids[path] not in exclude]
+    doc_ids = [ids[path] for path in files]
+    # A letter the index holds whose file is not among these stays as stored when nothing asked for it to go.
+    unlisted = set(stored) - set(doc_ids) - exclude if keep_stored else set()
     same_reading = previous is not None and previous.manifest["reader"]["version"] == READER_VERSION
     # Carried as stored only when today's chunking and tokenizing would give the same passages and bags.
     carry = same_reading and previous.manifest["chunking"] == chunking_manifest(chunk_settings) and (
@@ -146,6 +153,16 @@ def _ingest(paths, index_dir: Path, model_name: str, fingerprint: str, embed: Em
     # Files this reader could not read last time and that have not changed: said again, not read again.
     known_unreadable = previous.manifest.get("skipped", {}) if same_reading else {}
     unreadable: dict[str, dict] = {}
+    pending = [path.name for path in uploads if path in ids and ids[path] not in stored and ids[path] not in exclude
+               and path not in fresh_uploads and str(path) not in known_unreadable]
+    if pending and previous is not None:  # an upload cut off by a stop of the server is indexed now, and said
+        warnings.append(f"{len(pending)} letters uploaded in the chat were not indexed yet (the server stopped "
+                        f"before it was done); indexing them now: {', '.join(pending)}")
+    for doc_id in sorted(unlisted):  # its text as stored; its file is not read
+        if carry:
+            kept.append(stored[doc_id][0])
+        else:
+            rechunk.add(doc_id)
     for path, doc_id in zip(files, doc_ids):
         row, file_hash = stored.get(doc_id, (None, None))
         known = known_unreadable.get(str(path))
@@ -157,14 +174,15 @@ def _ingest(paths, index_dir: Path, model_name: str, fingerprint: str, embed: Em
                 skipped.append(known["reason"] + KEPT_BEFORE)
             else:
                 skipped.append(known["reason"])
-        elif row is not None and same_reading and file_hash == hashes[path]:
+        elif row is not None and same_reading and file_hash == hashes[path] and (
+                previous.sources[doc_id] == display_path(path)):  # a moved file is read again to store its place
             if carry:
                 kept.append(row)
             else:
                 rechunk.add(doc_id)
         else:
             to_read.append(path)
-    removed = len(set(stored) - set(doc_ids))
+    removed = len(set(stored) - set(doc_ids) - unlisted)
     if carry and not to_read and len(kept) == len(stored) and unreadable == known_unreadable and (
             previous.manifest["index"]["settings"] == index_settings.as_manifest()):
         counts = previous.manifest["counts"]
@@ -174,13 +192,12 @@ def _ingest(paths, index_dir: Path, model_name: str, fingerprint: str, embed: Em
 
     documents: list[Document] = list(stored_documents(previous.folder, rechunk).values()) if rechunk else []
     reused_letters = len(documents)
-    warnings: list[str] = []
     chunks = [chunk for document in documents for chunk in chunk_document(document, chunk_settings)]
     for path in to_read:
-        read = _read_letter(path, chunk_settings)
+        read = _read_letter(path, ids[path], chunk_settings)
         if isinstance(read, str):  # unreadable: skipped and named, the rest indexed
             unreadable[str(path)] = {"file_sha256": hashes[path], "reason": read}
-            row, _hash = stored.get(doc_id_for(path), (None, None))
+            row, _hash = stored.get(ids[path], (None, None))
             if carry and row is not None:
                 kept.append(row)
                 read += KEPT_BEFORE
@@ -242,15 +259,30 @@ def _ingest(paths, index_dir: Path, model_name: str, fingerprint: str, embed: Em
                          index=f"{record['kind']} index {'rebuilt' if record['rebuilt'] else 'updated in place'}")
 
 
-def _read_letter(path: Path, chunk_settings: ChunkSettings) -> tuple[Document, list[Chunk]] | str:
+def _read_letter(path: Path, doc_id: str, chunk_settings: ChunkSettings) -> tuple[Document, list[Chunk]] | str:
     """A letter and its passages, or the line that says why it cannot be indexed and what to do."""
-    document = read_or_reason(path)
+    document = read_or_reason(path, doc_id)
     if isinstance(document, str):
         return document
     try:
         return document, chunk_document(document, chunk_settings)
     except Exception as error:  # one letter the chunker cannot cut must not stop the batch
         return f"{path}: cannot cut this letter into passages ({type(error).__name__}); please report it with the file"
+
+
+def _held_ids(previous: "_Previous | None", files: list[Path], hashes: dict[Path, str], keep_stored: bool) -> dict[str, str]:
+    """The ids letters hold and keep (source -> doc_id): of the letters read from these files before, a file moved
+    elsewhere with its content unchanged, and (`keep_stored`) every letter the index holds."""
+    if previous is None:
+        return {}
+    sources = {display_path(path) for path in files}
+    held = {source: doc_id for doc_id, source in previous.sources.items() if keep_stored or source in sources}
+    gone = {previous.letters[doc_id][1]: doc_id for doc_id, source in previous.sources.items() if source not in sources}
+    for path in files:
+        doc_id = gone.pop(hashes[path], None)
+        if doc_id is not None and display_path(path) not in held:
+            held[display_path(path)] = doc_id
+    return held
 
 
 def uploaded_letters(index_dir: Path) -> list[Path]:
@@ -275,8 +307,9 @@ def _previous_build(index_dir: Path, model_name: str, fingerprint: str) -> _Prev
     try:
         database = open_store(folder)
         try:
-            letters = {doc_id: (row, file_hash) for row, doc_id, file_hash in
-                       database.execute("SELECT row, doc_id, file_sha256 FROM letters")}
+            letters, sources = {}, {}
+            for row, doc_id, file_hash, source in database.execute("SELECT row, doc_id, file_sha256, source FROM letters"):
+                letters[doc_id], sources[doc_id] = (row, file_hash), source
             dates = [stated for (stated,) in database.execute("SELECT date FROM letters WHERE date IS NOT NULL")]
         finally:
             database.close()
@@ -284,7 +317,7 @@ def _previous_build(index_dir: Path, model_name: str, fingerprint: str) -> _Prev
         return None  # a damaged live build lends nothing; everything is read and embedded anew
     if any(iso_date(stated) != stated for stated in dates):
         return None  # letters stored with a date the calendar does not have (an older reader): read them anew
-    return _Previous(folder, manifest, letters)
+    return _Previous(folder, manifest, letters, sources)
 
 
 class _VectorPool:

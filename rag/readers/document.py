@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Mapping
 
 from rag.errors import InputError, LetterSkipped
 from rag.files import file_sha256
@@ -26,8 +27,9 @@ from rag.settings import display_path
 
 # Bump with any change that can alter the stored text, the sections or the metadata of a letter:
 # `rag ingest` then re-reads every letter, and queries on an index read by another version are refused.
-READER_VERSION = 7  # 5: dates checked against the calendar; 6: the letterhead column recognised inside text extracts;
-# 7: a label alone on its line read as a label, a line before a sentence opening after a blank line may be a heading
+READER_VERSION = 8  # 5: dates checked against the calendar; 6: the letterhead column recognised inside text extracts;
+# 7: a label alone on its line read as a label, a line before a sentence opening after a blank line may be a heading;
+# 8: the body's first sentence after a gap is never a label's value, a copy's addressee never part of the subject
 FOOTNOTES_HEADING = "Voetnoten"
 LEAD_HEADING = "Inleiding"
 
@@ -96,17 +98,17 @@ class Document:
 
 # --- reading files -----------------------------------------------------------------------
 
-def read_documents(paths: Iterable[str | Path], skipped: list[str] | None = None) -> list[Document]:
+def read_documents(paths: Iterable[str | Path], skipped: list[str] | None = None,
+                   notes: list[str] | None = None) -> list[Document]:
     """The letters at `paths`. A letter that cannot be read is skipped with its reason in `skipped` when a list
-    is given (the other letters still count; none readable is an error), else it is an error at once."""
+    is given (the other letters still count; none readable is an error), else it is an error at once. Of two files
+    whose names give one id, the later is read under an id of its own (`unique_ids`), said in `notes`."""
     documents = []
-    files, duplicates = without_shared_ids(letter_paths(paths))
-    if skipped is not None:
-        skipped.extend(duplicates)
-    elif duplicates:
-        raise InputError(duplicates[0])
-    for path in files:
-        read = read_or_reason(path)
+    ids, renamed = unique_ids(letter_paths(paths))
+    if notes is not None:
+        notes.extend(renamed)
+    for path, doc_id in ids.items():
+        read = read_or_reason(path, doc_id)
         if isinstance(read, Document):
             documents.append(read)
         elif skipped is None:
@@ -118,11 +120,11 @@ def read_documents(paths: Iterable[str | Path], skipped: list[str] | None = None
     return documents
 
 
-def read_or_reason(path: Path) -> "Document | str":
+def read_or_reason(path: Path, doc_id: str | None = None) -> "Document | str":
     """A letter, or the one line that says why it cannot be read and what to do: one bad file among thousands is
     named and passed over, never a traceback that stops the batch."""
     try:
-        return read_document(path)
+        return read_document(path, doc_id)
     except InputError as reason:
         return str(reason)
     except Exception as error:  # a parser's own failure on a malformed file (pdfminer raises many kinds)
@@ -133,7 +135,7 @@ def cannot_read(path: Path, error: OSError) -> InputError:
     return InputError(f"{path}: cannot read this file ({error.strerror or error}); check its permissions")
 
 
-def read_document(path: str | Path) -> Document:
+def read_document(path: str | Path, doc_id: str | None = None) -> Document:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such file")
@@ -142,28 +144,46 @@ def read_document(path: str | Path) -> Document:
         content_hash = file_sha256(path)
     except OSError as error:
         raise cannot_read(path, error) from None
-    return build_document(reading, doc_id=doc_id_for(path), source=display_path(path), content_hash=content_hash)
+    return build_document(reading, doc_id=doc_id or doc_id_for(path), source=display_path(path), content_hash=content_hash)
 
 
 def doc_id_for(path: Path) -> str:
-    """A stable id from the file name: lower case, safe characters only."""
-    stem = re.sub(r"[^0-9A-Za-z_.-]+", "-", path.stem).strip("-").lower()
-    return stem or hashlib.sha1(path.name.encode()).hexdigest()[:12]
+    """The id a file's name gives: accents folded, lower case, safe characters only (`Brief ü.txt` -> `brief-u`)."""
+    folded = unicodedata.normalize("NFKD", path.stem).encode("ascii", "ignore").decode("ascii")
+    stem = re.sub(r"[^0-9A-Za-z_.-]+", "-", folded).strip("-.").lower()
+    return stem or hashlib.sha1(path.name.encode("utf-8", "surrogatepass")).hexdigest()[:12]
 
 
-def without_shared_ids(files: list[Path]) -> tuple[list[Path], list[str]]:
-    """The files whose doc_id no earlier file has, and a line for each one left out: doc_ids come from file names,
-    so two files of one name in different folders would collide (the first one is indexed)."""
-    seen: dict[str, Path] = {}
-    kept, left_out = [], []
+def unique_ids(files: Iterable[Path], held: Mapping[str, str] | None = None) -> tuple[dict[Path, str], list[str]]:
+    """Each file's doc_id, unique among them, and a line for each file that could not have the id its name gives.
+
+    A file keeps the id the index gave its path before (`held`: source -> doc_id); any other file takes the id
+    its name gives, or, when a letter holds that one, the first free `<id>-2`, `<id>-3`... So a new file never
+    takes over the id, the citations or the place of a letter indexed before."""
+    files = list(files)
+    held = held or {}
+    assigned: dict[Path, str] = {}
+    holders: dict[str, Path] = {}
     for path in files:
-        doc_id = doc_id_for(path)
-        if doc_id in seen:
-            left_out.append(f"{path}: the letter {seen[doc_id]} has the same id {doc_id!r}; rename one of them to index both")
+        doc_id = held.get(display_path(path))
+        if doc_id is not None and doc_id not in holders:
+            assigned[path], holders[doc_id] = doc_id, path
+    reserved = set(held.values())  # a letter indexed before whose file is elsewhere now keeps its id too
+    notes = []
+    for path in files:
+        if path in assigned:
             continue
-        seen[doc_id] = path
-        kept.append(path)
-    return kept, left_out
+        doc_id = base = doc_id_for(path)
+        number = 1
+        while doc_id in holders or doc_id in reserved:
+            number += 1
+            doc_id = f"{base}-{number}"
+        if doc_id != base:
+            holder = holders.get(base)
+            notes.append(f"{path}: {'the letter ' + str(holder) if holder else 'a letter in the index'} has the id "
+                         f"{base!r} this name gives; indexed as {doc_id!r}")
+        assigned[path], holders[doc_id] = doc_id, path
+    return {path: assigned[path] for path in files}, notes
 
 
 # --- from a reading to a Document --------------------------------------------------------

@@ -182,7 +182,9 @@ def read_head(lines: list[Line]) -> tuple[Head, list[Line]]:
             else:
                 pending.append(name)
             continue
-        fitting = next((name for name in pending if _fits(name, text)), None)
+        # A line after a gap that opens a sentence is the body's first, not a value a label waited for.
+        fitting = None if lines[index].gap_before and _opens_prose(text) else next(
+            (name for name in pending if _fits(name, text)), None)
         if fitting is not None and not _ADDRESS.match(text) and not _ORGANISATION.match(text) and not _STREET.match(text):
             pending.remove(fitting)
             name, value = fitting, text
@@ -220,6 +222,8 @@ def _fits(name: str, text: str) -> bool:
         return False
     if name in ("kenmerk", "uw kenmerk"):
         return len(text.split()) <= 3 and bool(re.search(r"[\d/]", text))
+    if name == "afschrift":  # to whom a copy goes: an addressee, never a piece of the subject
+        return bool(_ADDRESSEE.match(text) or re.match(r"(?:de|het|aan)\b", text, re.IGNORECASE))
     if name == "bijlagen":
         return bool(re.match(r"^(?:\d+|geen|een|twee|drie)\b", text, re.IGNORECASE)) and len(text.split()) <= 4
     if name == "betreft":

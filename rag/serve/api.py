@@ -17,8 +17,10 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 from fastapi import APIRouter, Depends, FastAPI, Query as Parameter, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict
+from starlette.exceptions import HTTPException
 
 from rag import __version__
 from rag.answer.extractive import Answer
@@ -27,7 +29,7 @@ from rag.index.show import show_served
 from rag.language import shown_date
 from rag.search.conversation import message_text
 from rag.serve.pipeline import Pipeline, parse_filters
-from rag.serve.slots import Busy
+from rag.serve.slots import Busy, Slot
 
 MODEL_ID = "kamerbrief-rag"
 
@@ -144,8 +146,17 @@ def create_api(pipeline: Pipeline, docs_login: tuple[str, str] | None = None) ->
 
     @app.exception_handler(ApiError)
     async def api_error(_request: Request, error: ApiError) -> JSONResponse:
-        return JSONResponse({"error": {"message": str(error), "type": error.kind, "code": error.code}},
-                            status_code=error.status)
+        return _error_response(error.status, str(error), error.kind, error.code)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Request, error: RequestValidationError) -> JSONResponse:
+        return _error_response(400, _first_problem(error), "invalid_request_error", "invalid_body")
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_request: Request, error: HTTPException) -> Response:
+        message = {400: "de inhoud van het verzoek is geen leesbare JSON (UTF-8)", 404: "deze route bestaat niet",
+                   405: "deze methode kan hier niet"}.get(error.status_code, str(error.detail))
+        return _error_response(error.status_code, message, "invalid_request_error", None, error.headers)
 
     require_key = Depends(_key_check(serve.api_key))
     openai = APIRouter(prefix="/v1", dependencies=[require_key], tags=["OpenAI-compatible"])
@@ -170,7 +181,7 @@ def create_api(pipeline: Pipeline, docs_login: tuple[str, str] | None = None) ->
             except InputError as error:
                 raise ApiError(400, str(error), "invalid_request_error", "invalid_question") from None
             slot = _slot(pipeline)  # taken now, so a full server says 429 before the stream starts
-            return StreamingResponse(_stream(pipeline, query, slot, completion_id, created), media_type="text/event-stream")
+            return _SlotStream(slot, _stream(pipeline, query, slot, completion_id, created))
         try:
             answer = _answered(pipeline, asked[-1], asked[:-1])
         except InputError as error:
@@ -235,8 +246,16 @@ def create_api(pipeline: Pipeline, docs_login: tuple[str, str] | None = None) ->
         with _rest_errors():
             return show_served(pipeline.generation, citation).as_json()
 
-    app.include_router(openai)
-    app.include_router(rest)
+    for router in (openai, rest):
+        @router.api_route("/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
+                          include_in_schema=False)
+        def unknown_route(request: Request, rest: str) -> None:
+            """Under /v1 and /api an unknown route is the API's own 404, in its error object (the page would say
+            its own "Not Found" otherwise)."""
+            raise ApiError(404, f"{request.method} {request.url.path} bestaat niet; /docs beschrijft de routes",
+                           "invalid_request_error", "unknown_route")
+
+        app.include_router(router)
     return app
 
 
@@ -259,11 +278,44 @@ def _rest_errors() -> Iterator[None]:
         raise ApiError(500, str(error), "api_error") from None
 
 
-def _slot(pipeline: Pipeline):
+def _error_response(status: int, message: str, kind: str, code: str | None, headers: dict | None = None) -> JSONResponse:
+    """OpenAI's error object, on every route of the API and for every error: {"error": {message, type, code}}."""
+    return JSONResponse({"error": {"message": message, "type": kind, "code": code}}, status_code=status, headers=headers)
+
+
+def _first_problem(error: RequestValidationError) -> str:
+    """A body that does not fit the route, in one line: where and what."""
+    problems = error.errors()
+    if not problems:
+        return "het verzoek past niet bij deze route"
+    first = problems[0]
+    if first.get("type") == "json_invalid":
+        return "de inhoud van het verzoek is geen geldige JSON (UTF-8)"
+    where = ".".join(str(part) for part in first.get("loc", ()) if part != "body") or "body"
+    more = f" (en {len(problems) - 1} andere)" if len(problems) > 1 else ""
+    return f"{where}: {first.get('msg', 'ongeldig')}{more}"
+
+
+def _slot(pipeline: Pipeline) -> Slot:
     try:
-        return pipeline.slots.__enter__()
+        return pipeline.slots.take()
     except Busy as busy:
         raise ApiError(429, str(busy), "rate_limit_error", "rate_limit_exceeded") from None
+
+
+class _SlotStream(StreamingResponse):
+    """A stream that gives its answer slot back however it ends: finished, failed, or dropped by the client
+    before or while it runs (then its generator is never run to its end, and its own `finally` never comes)."""
+
+    def __init__(self, slot: Slot, content: Iterator[str]) -> None:
+        super().__init__(content, media_type="text/event-stream")
+        self.slot = slot
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.slot.release()
 
 
 def _stream(pipeline: Pipeline, query, slot, completion_id: str, created: int) -> Iterator[str]:
@@ -296,4 +348,4 @@ def _stream(pipeline: Pipeline, query, slot, completion_id: str, created: int) -
                     abstained=answer.abstained, notes=list(answer.notes))
         yield "data: [DONE]\n\n"
     finally:
-        slot.__exit__(None, None, None)
+        slot.release()

@@ -20,13 +20,14 @@ from rag.answer.generated import generated_answer, generated_answer_stream
 from rag.embed.model import Embedder, load_embedder, model_fingerprint
 from rag.errors import InputError, RagError
 from rag.index.folder import check_compatible, current_generation_name, read_manifest
-from rag.index.ingest import UPLOADS, IngestSummary, ingest
+from rag.index.ingest import UPLOADS, IngestSummary, ingest, uploaded_letters
 from rag.index.store import Generation, load_index
 from rag.readers import letter_paths
 from rag.search.conversation import Conversation
 from rag.search.retrieval import Filters, Hit, Query, allowed_rows, rank, understand
 from rag.serve.slots import AnswerSlots
-from rag.settings import DEFAULT_INDEX, DEFAULT_SEEDS, PROJECT_ROOT, RetrievalSettings, Settings, from_environment
+from rag.serve.uploads import Upload, forget, store_letters
+from rag.settings import DEFAULT_INDEX, DEFAULT_SEEDS, PROJECT_ROOT, RetrievalSettings, Settings, display_path, from_environment
 
 log = logging.getLogger("rag.serve.pipeline")
 History = Sequence[str] | Conversation
@@ -110,7 +111,8 @@ class Pipeline:
         self.calibration = self.calibration or Calibration.for_model(self.embedder.name, self.settings.answer)
         answer = self.settings.answer
         self.scorer = LearnedScorer.for_model(self.embedder.name, answer.scorer_file) if answer.scorer == "learned" else None
-        self.slots = self.slots or AnswerSlots(self.settings.serve.answer_slots, self.settings.serve.answer_queue)
+        serve = self.settings.serve
+        self.slots = self.slots or AnswerSlots(serve.answer_slots, serve.answer_queue, serve.answer_wait_s)
 
     @property
     def retrieval(self):
@@ -196,6 +198,32 @@ class Pipeline:
         with self._changing:
             return self._reindex(frozenset(), progress)
 
+    def upload_letters(self, files: list[Path], names: list[str], progress: bool = False) -> tuple[list[Upload], IngestSummary]:
+        """Keep uploaded files among the index's uploads (`rag.serve.uploads`), each under an id no letter has, and
+        index them beside the letters indexed now; an upload that cannot be read leaves nothing behind."""
+        with self._changing:
+            stored = store_letters(files, self.uploads, self.settings.serve, self._indexed_hash, names)
+            fresh = [upload.path for upload in stored if not upload.already]
+            try:
+                summary = self._reindex(frozenset(), progress, frozenset(fresh))
+            except BaseException:
+                forget(fresh)
+                raise
+            forget([path for path in fresh if path in summary.skipped_files])
+            return stored, summary
+
+    def index_cut_off_uploads(self) -> IngestSummary | None:
+        """Letters uploaded before the server stopped halfway through indexing them: indexed now (the summary's
+        warnings name them); None when there are none."""
+        indexed = {letter.source for letter in self.generation.letters}
+        if all(display_path(path) in indexed for path in uploaded_letters(self.index_dir)):
+            return None
+        return self.add_letters()
+
+    def _indexed_hash(self, doc_id: str) -> str | None:
+        document = self.generation.document(doc_id)
+        return document.content_hash if document is not None else None
+
     def remove_letter(self, doc_id: str) -> IngestSummary:
         """The index without this letter, served at once; the file of an uploaded letter goes too (it is ours),
         any other letter's file stays where it is."""
@@ -205,13 +233,13 @@ class Pipeline:
                 raise InputError(f"onbekende brief {doc_id!r}")
             if len(self.generation.letters) == 1:
                 raise InputError("dit is de laatste brief in de index; voeg eerst een andere toe")
-            summary = self._reindex(frozenset({doc_id}), progress=False)
             stored = PROJECT_ROOT / letter.source
             if self.uploads.resolve() in stored.resolve().parents:
+                # First: a stop in between leaves the letter in the index as stored, not an upload that comes back.
                 stored.unlink(missing_ok=True)
-            return summary
+            return self._reindex(frozenset({doc_id}), progress=False)
 
-    def _reindex(self, exclude: frozenset[str], progress: bool) -> IngestSummary:
+    def _reindex(self, exclude: frozenset[str], progress: bool, fresh: frozenset[Path] = frozenset()) -> IngestSummary:
         """The index as it stands on disk now (read under the ingest lock, so an ingest elsewhere is never undone),
         with the uploads and without `exclude`; a server waits its turn behind a running `rag ingest`."""
         index_settings = self.settings.index.from_manifest(self.generation.manifest["index"]["settings"])
@@ -220,7 +248,7 @@ class Pipeline:
         summary = ingest(None, self.index_dir, self.embedder.name, fingerprint,
                          lambda texts, spans: self.embedder.passage_batches(texts, spans, progress=progress),
                          settings.chunking, settings.index, settings.fault, exclude=exclude, wait=True,
-                         lexical_settings=settings.lexical)
+                         lexical_settings=settings.lexical, fresh_uploads=fresh)
         self._switch()
         return summary
 

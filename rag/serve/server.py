@@ -79,6 +79,7 @@ def launch(pipeline: Pipeline, mount_page: MountPage, host: str = "127.0.0.1", p
     import uvicorn
 
     from rag.serve.api import create_api
+    from rag.serve.guard import Guard
 
     serve = pipeline.settings.serve
     check_exposure(host, serve, insecure)
@@ -91,14 +92,17 @@ def launch(pipeline: Pipeline, mount_page: MountPage, host: str = "127.0.0.1", p
         print(f"rag: warning: serving on {host}: the letters become visible on the network"
               + ("" if login and serve.api_key else ", without credentials (--insecure)"), file=sys.stderr)
     _limit_malloc_arenas()
+    cut_off = pipeline.index_cut_off_uploads()
+    for warning in cut_off.warnings if cut_off else ():
+        print(f"rag: {warning}", file=sys.stderr)
     # Letters can be added and removed from the page on this machine, or behind the login when the page is exposed.
     api = create_api(pipeline, docs_login=login if exposed else None)
-    app = mount_page(api, pipeline, data_dir, not exposed or login is not None, login)
+    app = Guard(mount_page(api, pipeline, data_dir, not exposed or login is not None, login), serve, loopback=not exposed)
     pipeline.watch()  # a new generation from `rag ingest` goes live between requests
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{chosen}"
     # Open streams (a browser, a gradio_client) do not hold up a Ctrl-C or SIGTERM for more than a few seconds.
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=chosen, log_level="warning", lifespan="on",
-                                           timeout_graceful_shutdown=3))
+                                           timeout_graceful_shutdown=3, limit_concurrency=serve.max_connections))
     print(f"rag: the chat runs on {url}, the API on {url}/v1 and {url}/api (docs: {url}/docs; Ctrl-C stops it)",
           file=sys.stderr)
     if block:
