@@ -30,6 +30,12 @@ EVAL_QUESTIONS = PROJECT_ROOT / "eval" / "questions.jsonl"
 EVAL_BASELINE = PROJECT_ROOT / "eval" / "baseline.json"
 EVAL_LETTERS = PROJECT_ROOT / "eval" / "letters"  # real letters outside the seeds that the eval set asks about
 EVAL_EXTRACTS = PROJECT_ROOT / "eval" / "extracts"  # Kamerstukken of 2019 and 2022 as PDF-to-text tools leave them
+# Other Kamerstukken of 2019 and 2022, with questions written blind over each, paraphrased as users ask (dev only).
+EVAL_PARAPHRASED = PROJECT_ROOT / "eval" / "paraphrased"
+EVAL_FOLDERS = (DEFAULT_SEEDS, EVAL_LETTERS, EVAL_EXTRACTS, EVAL_PARAPHRASED)  # what the eval's index holds
+# Questions in users' words over yet other Kamerstukken of those years, and their letters: what `rag train` learns
+# from (never evaluated on).
+TRAINING_DATA = PROJECT_ROOT / "eval" / "training"
 EVAL_INDEX = PROJECT_ROOT / "eval" / "index"  # the seeds, eval/letters and eval/extracts together, built by `rag eval`
 REPORT_DIR = PROJECT_ROOT / "eval" / "report"
 CALIBRATION_FILE = PROJECT_ROOT / "rag" / "answer" / "calibration.json"  # abstention thresholds per model

@@ -109,11 +109,11 @@ def eval_questions():
 
 @pytest.fixture(scope="session")
 def eval_pipeline(tmp_path_factory, settings, embedder):
-    """What `rag eval` measures: the seeds, eval/letters/ and eval/extracts/ in one index."""
+    """What `rag eval` measures: the seeds, eval/letters/, eval/extracts/ and eval/paraphrased/ in one index."""
     from rag.serve.pipeline import run_ingest
 
     folder = tmp_path_factory.mktemp("eval-index")
-    run_ingest([SEEDS, project.EVAL_LETTERS, project.EVAL_EXTRACTS], folder, settings, embedder)
+    run_ingest(list(project.EVAL_FOLDERS), folder, settings, embedder)
     return serving(folder, settings, embedder)
 
 

@@ -97,7 +97,7 @@ def qa_pairs(document: Document) -> list[tuple[str, int, int]]:
                   (min(s for s, _e in answered.values()), max(e for _s, e in answered.values())))]
     found = []
     for (ask_start, ask_end), (start, end) in pairs:
-        question = _question_sentence(text[ask_start:ask_end])
+        question = question_sentence(text[ask_start:ask_end])
         if question and end - start >= 40:
             found.append((question, start, end))
     return found
@@ -118,7 +118,7 @@ def _items(text: str, start: int, end: int) -> dict[str, tuple[int, int]]:
             for n, match in enumerate(marks)}
 
 
-def _question_sentence(asked: str) -> str:
+def question_sentence(asked: str) -> str:
     """The question as a user would type it: the longest sentence that asks something."""
     asked = re.sub(r"\((?:[Ii]ngezonden|[Oo]ntvangen)[^)]*[)}]", " ", asked)
     sentences = [re.sub(r"^\d{1,2}[.)]?\s+", "", " ".join(asked[s:e].split())) for s, e in split_sentences(asked)]

@@ -22,20 +22,19 @@ from rag.evaluation.reports import table, write_chart, write_trec
 from rag.index.ingest import UPLOADS
 from rag.index.store import load_index
 from rag.serve.pipeline import Pipeline, run_ingest
-from rag.settings import (DEFAULT_SEEDS, EVAL_EXTRACTS, EVAL_INDEX, EVAL_LETTERS, EvaluationSettings,
-                          Settings)
+from rag.settings import EVAL_FOLDERS, EVAL_INDEX, EvaluationSettings, Settings
 
 log = logging.getLogger("rag.evaluation")
 MIN_KIND = EvaluationSettings.min_kind  # a kind is reported and gated on its own from this many questions in a split
 
 
 def open_eval_pipeline(settings: Settings, index_dir: Path = EVAL_INDEX) -> Pipeline:
-    """The pipeline `rag eval` measures: the seeds, the real letters of eval/letters/ and the text extracts of
-    eval/extracts/ in one index,
-    brought up to date first (nothing is embedded again when nothing changed)."""
+    """The pipeline `rag eval` measures: the seeds, the real letters of eval/letters/, the text extracts of
+    eval/extracts/ and eval/paraphrased/ in one index, brought up to date first (nothing is embedded again when
+    nothing changed)."""
     settings = replace(settings, endpoint=None)  # the eval measures the extractive answer
     embedder = load_embedder(settings.model)
-    summary = run_ingest([DEFAULT_SEEDS, EVAL_LETTERS, EVAL_EXTRACTS], index_dir, settings, embedder)
+    summary = run_ingest(list(EVAL_FOLDERS), index_dir, settings, embedder)
     for warning in summary.warnings:
         log.info("eval letters: %s", warning)
     generation = load_index(index_dir, settings.model.name, embedder.fingerprint, settings.chunking, settings.index,
