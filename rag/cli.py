@@ -294,12 +294,12 @@ def evaluate_command(questions_path: Path, split: str, k: int, as_json: bool, ba
         pipeline = evaluation.open_eval_pipeline(settings, index_dir)
         calibration, effect = calibration_fit.calibrate(pipeline, load_questions(questions_path, "dev"),
                                                         settings.evaluation.false_abstention_budget)
-        calibration_fit.write_calibration(pipeline.embedder.name, calibration, settings.answer.calibration_file)
+        calibration_fit.write_calibration(pipeline.embedder.question_encoder, calibration, settings.answer.calibration_file)
         rule = (f"abstain below a P(answerable) of {calibration.answerable} ({calibration.answerable_english} for "
                 f"English questions)" if calibration.answerable is not None else
                 f"abstain below a best-sentence similarity of {calibration.weak_evidence} or with under "
                 f"{calibration.key_terms:.0%} of the key terms")
-        click.echo(f"calibrated {pipeline.embedder.name} on the dev split: {rule}; on dev "
+        click.echo(f"calibrated {pipeline.embedder.question_encoder} on the dev split: {rule}; on dev "
                    f"{effect['false_abstention']:.1%} wrong abstentions, {effect['abstention_unanswerable']:.1%} of the "
                    f"unanswerable refused (written to {display_path(settings.answer.calibration_file)})")
         return
@@ -329,27 +329,45 @@ def evaluate_command(questions_path: Path, split: str, k: int, as_json: bool, ba
 
 
 @cli.command()
-@click.option("--corpus", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=DEFAULT_CORPUS,
+@click.option("--corpus", type=click.Path(dir_okay=False, path_type=Path), default=DEFAULT_CORPUS,
               show_default="../shared/corpora/statengeneraal-digitaal-20k.jsonl.gz",
-              help="JSON lines of URL and Content (.gz too) whose answers to Kamervragen are the training pairs.")
+              help="JSON lines of URL and Content (.gz too) whose answers to Kamervragen the scorer learns from too "
+                   "(left out, and said, when the file is not there).")
 @click.option("--limit", type=int, default=None, help="Only the first N answers to Kamervragen of the corpus.")
 @click.option("--work-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Keep the training letters and index here (reused by the next run); a temporary folder otherwise.")
+              help="Keep the training letters and indexes here (reused by the next run); a temporary folder otherwise.")
+@click.option("--only", type=click.Choice(["tower", "scorer"]), default=None,
+              help="Train only the question tower, or only the answer scorer (for the tower in use).")
 @_model_options
-def train(corpus: Path, limit: int | None, work_dir: Path | None, model_name: str | None, model_dir: Path | None) -> None:
-    """Train the learned answer scorer on question-answer pairs that are not the eval; stores it in rag/answer/scorer.json."""
+def train(corpus: Path, limit: int | None, work_dir: Path | None, only: str | None, model_name: str | None,
+          model_dir: Path | None) -> None:
+    """Train the question tower on the questions of eval/training/ and the answer scorer on question-answer pairs that
+    are not the eval; stores them in rag/embed/question_tower.npz and rag/answer/scorer.json."""
     import tempfile
 
-    from rag.evaluation.train import train_answer_scorer
+    from rag.evaluation.train import train_answer_scorer, train_question_tower
 
     settings = _settings(model_name, model_dir)
     with tempfile.TemporaryDirectory(prefix="rag-train-") as temporary:
-        record = train_answer_scorer(corpus, Path(work_dir or temporary), settings, limit)
-    trained, metrics = record["trained_on"], record["metrics_held_out"]
-    click.echo(f"trained on {trained['pairs']} question-answer pairs and {trained['off_topic']} off-topic questions "
-               f"({trained['sentence_rows']} sentences); held-out letters: sentence AUC {metrics['sentence_auc']}, "
-               f"best sentence answers {metrics['best_sentence_answers']}, answerable AUC {metrics['answerable_auc']} "
-               f"(written to {display_path(settings.answer.scorer_file)}; run `rag eval --calibrate` next)")
+        folder = Path(work_dir or temporary)
+        if only in (None, "tower"):
+            tower = train_question_tower(settings, folder, progress=lambda line: click.echo(f"rag: {line}", err=True))
+            best = tower["dev_best"]
+            click.echo(f"question tower {tower['tower']} trained on {tower['examples']} questions (data "
+                       f"{tower['data_sha256'][:12]}); dev, best epoch {best['epoch']}: best sentence answers "
+                       f"{tower['dev_before']['sentence_top1']} -> {best['sentence_top1']}, gold passage in the dense "
+                       f"top 5 {tower['dev_before']['passage_hit5']} -> {best['passage_hit5']} "
+                       f"(written to {display_path(settings.model.tower_file)})")
+        if only in (None, "scorer"):
+            record = train_answer_scorer(settings, folder, corpus, limit,
+                                         progress=lambda line: click.echo(f"rag: {line}", err=True))
+            trained, metrics = record["trained_on"], record["metrics_held_out"]
+            click.echo(f"answer scorer trained on {trained['training_questions']} training questions, "
+                       f"{trained.get('pairs', 0)} answers to Kamervragen of the corpus and {trained['off_topic']} "
+                       f"off-topic questions ({trained['sentence_rows']} sentences); held-out letters: sentence AUC "
+                       f"{metrics['sentence_auc']}, best sentence answers {metrics['best_sentence_answers']}, answerable "
+                       f"AUC {metrics['answerable_auc']} (written to {display_path(settings.answer.scorer_file)}; run "
+                       f"`rag eval --calibrate` next)")
 
 
 @cli.command()

@@ -68,12 +68,33 @@ class ModelSettings:
     gpu_batch: int = 128
     max_tokens: int = 512  # e5's positions
     query_threads: int = 1  # threads per embedded question: a server answers as many at once as it has cores
+    # Questions through the question tower `rag train` tuned (when one exists for the default model); passages always
+    # through the plain model. Off: every question as the plain model embeds it (`rag eval --compare` keeps that row).
+    question_tower: bool = True
+    tower_file: Path = PROJECT_ROOT / "rag" / "embed" / "question_tower.npz"
     ray_cpus_per_actor: int = 1  # `rag ingest --ray` without GPUs: one model per CPU, one thread each
 
     def with_choice(self, name: str | None = None, cache_dir: Path | None = None, device: str | None = None) -> "ModelSettings":
         """These settings with what a command line chose (None keeps the setting)."""
         return replace(self, name=name or self.name, cache_dir=Path(cache_dir) if cache_dir else self.cache_dir,
                        device=device or self.device)
+
+
+@dataclass(frozen=True)
+class TowerSettings:
+    """How `rag train` fits the question tower (chosen on the eval's dev questions, never the test split)."""
+
+    rank: int = 8  # of each low-rank update
+    alpha: float = 16.0  # the updates are scaled by alpha / rank
+    epochs: int = 4  # the epoch that did best on dev is kept
+    learning_rate: float = 2e-4
+    batch: int = 16  # questions per step
+    temperature: float = 0.02  # of the contrastive loss (e5's similarities lie close together)
+    passage_weight: float = 0.5  # the passage loss beside the sentence loss
+    answerable_weight: float = 1.0  # the loss on whether the nearest sentence answers at all
+    answer_similarity: float = 0.85  # where that threshold starts (e5's similarities of an answer lie near it)
+    candidates: int = 50  # passages of today's retrieval each question is scored against
+    seed: int = 0
 
 
 # --- reading letters -----------------------------------------------------------------------
@@ -151,7 +172,7 @@ class IndexSettings:
 @dataclass(frozen=True)
 class RetrievalSettings:
     mode: str = "hybrid"  # hybrid, dense, lexical
-    fusion: str = "weighted"  # weighted or rrf: `rag eval --compare` measured weighted better (README)
+    fusion: str = "rrf"  # weighted or rrf: with the question tower, rrf found more on dev (README)
     candidates: int = 50
     rrf_k: int = 60
     # Chosen on the eval's dev split of both corpora (`rag eval --compare`, README): dense similarity
@@ -235,7 +256,7 @@ class EvaluationSettings:
     min_kind: int = 8  # a kind is reported and gated on its own from this many questions in a split
     # `rag eval --calibrate`: the abstention threshold that refuses the most unanswerable dev questions while
     # wrongly refusing at most this share of the answerable ones (90% of them answered is the target).
-    false_abstention_budget: float = 0.08
+    false_abstention_budget: float = 0.12
     # Per-kind groups hold 8-18 questions, so one question moves them by 0.06-0.12.
     tolerance: tuple[tuple[str, float], ...] = (("default", 0.04), ("hit@1", 0.06), ("mrr@10", 0.05),
                                                  ("chars_per_passage", 60.0))
@@ -254,6 +275,7 @@ class Settings:
     endpoint: EndpointSettings | None = None  # None: extractive answers
     serve: ServeSettings = field(default_factory=ServeSettings)
     evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
+    tower: TowerSettings = field(default_factory=TowerSettings)
     fault: str = ""  # RAG_FAULT: `point` or `point:N`, where an ingest kills itself (tests only)
 
 

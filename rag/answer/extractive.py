@@ -58,7 +58,10 @@ class Calibration:
         try:
             stored = json.loads(settings.calibration_file.read_text())[model_name]
             answerable, english = stored.get("answerable"), stored.get("answerable_english", stored.get("answerable"))
-            return cls(float(stored["weak_evidence"]), float(stored["key_terms"]),
+            if answerable is None and "weak_evidence" not in stored:
+                raise KeyError("weak_evidence")  # neither rule was fitted
+            # A learned scorer's calibration holds its thresholds alone; the hand-set rule's stay unused then.
+            return cls(float(stored.get("weak_evidence", 0.0)), float(stored.get("key_terms", 0.0)),
                        answerable=float(answerable) if answerable is not None else None,
                        answerable_english=float(english) if english is not None else None)
         except (OSError, ValueError, KeyError, TypeError):

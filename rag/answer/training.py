@@ -128,42 +128,47 @@ def question_sentence(asked: str) -> str:
 
 # --- rows --------------------------------------------------------------------------------
 
-def examples(pipeline, pairs: list[tuple[str, str, int, int]]) -> dict[str, list]:
-    """Sentence rows (features, label, group) and question rows (sentence P from `score` later), from the pairs
-    (doc_id, question, answer start, answer end), each asked with its letter and again without it, and the
-    off-topic questions."""
-    data = {"sentences": [], "labels": [], "groups": [], "questions": []}  # questions: (group, answerable, doc_id)
-    index = pipeline.generation
+Span = tuple[str, int, int]  # doc_id, start, end
+# A question as the scorer learns from it: its text, the spans that answer it (None: these letters do not), and the
+# letters left out when it is asked (its own, to make it a question these letters cannot answer).
+Asked = tuple[str, list[Span] | None, tuple[str, ...]]
 
-    def add(question: str, filters: Filters, gold: tuple[str, int, int] | None, doc_id: str) -> None:
+
+def asked_of_pairs(pairs: list[tuple[str, str, int, int]]) -> list[Asked]:
+    """Each pair (doc_id, question, answer start, answer end) asked with its letter and again without it, and the
+    off-topic questions."""
+    asked: list[Asked] = []
+    for doc_id, question, start, end in pairs:
+        asked.append((question, [(doc_id, start, end)], ()))
+        asked.append((question, None, (doc_id,)))  # near-topic: its own letter left out
+    return asked + [(question, None, ()) for question in OFF_TOPIC]
+
+
+def examples(pipeline, asked: list[Asked], data: dict[str, list] | None = None) -> dict[str, list]:
+    """Sentence rows (features, label, group) and question rows (sentence P from `score` later) of the questions as
+    this pipeline answers them, added to `data` (rows of several indexes train one scorer)."""
+    from rag.search.retrieval import allowed_rows, rank
+
+    data = data if data is not None else {"sentences": [], "labels": [], "groups": [], "questions": []}
+    index = pipeline.generation
+    for question, gold, without in asked:
+        filters = Filters(without=without)
         query = pipeline.query(question, filters)
         vector = pipeline.embedder.encode_queries([query.text])[0]
-        from rag.search.retrieval import rank
-
         hits = rank(index, query, vector, 6, pipeline.retrieval)
         scored = score_sentences(query.text, hits, index, vector, pipeline.settings.answer)
-        labels = [float(gold is not None and s.hit.doc_id == gold[0]
-                        and max(0, min(s.end, gold[2]) - max(s.start, gold[1])) >= QUOTED * (s.end - s.start))
-                  for s in scored]
-        if gold is not None and not any(labels):
-            return  # the letter answers, but retrieval did not bring the answer: no row says anything true
+        labels = [float(any(s.hit.doc_id == doc_id and max(0, min(s.end, end) - max(s.start, start)) >= QUOTED * (s.end - s.start)
+                            for doc_id, start, end in gold or ())) for s in scored]
+        if gold and not any(labels):
+            continue  # the letter answers, but retrieval did not bring the answer: no row says anything true
         group = len(data["questions"])
         for sentence, label in zip(scored, labels):
             data["sentences"].append(sentence.features)
             data["labels"].append(label)
             data["groups"].append(group)
-        allowed = None
-        if filters.without:
-            from rag.search.retrieval import allowed_rows
-
-            allowed = allowed_rows(index, filters)
-        data["questions"].append((group, float(gold is not None), doc_id, query.text, scored, allowed, vector))
-
-    for doc_id, question, start, end in pairs:
-        add(question, Filters(), (doc_id, start, end), doc_id)
-        add(question, Filters(without=(doc_id,)), None, doc_id)  # near-topic: its own letter left out
-    for question in OFF_TOPIC:
-        add(question, Filters(), None, "")
+        allowed = allowed_rows(index, filters) if filters.without else None
+        letter = gold[0][0] if gold else (without[0] if without else "")
+        data["questions"].append((group, float(bool(gold)), letter, query.text, scored, allowed, vector, index))
     return data
 
 
@@ -177,9 +182,9 @@ def _auc(scores: np.ndarray, labels: np.ndarray) -> float:
     return float((ranks[: len(positives)].sum() - len(positives) * (len(positives) + 1) / 2) / (len(positives) * len(negatives)))
 
 
-def train(pipeline, pairs: list[tuple[str, str, int, int]], corpus_sha256: str) -> dict:
-    """Fit both models on the letters not held out; their metrics on the held-out ones; the record to store."""
-    data = examples(pipeline, pairs)
+def train(data: dict[str, list], background: np.ndarray, trained_on: dict, data_sha256: str) -> dict:
+    """Fit both models on the letters not held out; their metrics on the held-out ones; the record to store.
+    `background`: stored passage vectors the best sentence's similarity is set against."""
     letters = sorted({doc_id for _group, _a, doc_id, *_ in data["questions"] if doc_id})
     held = {doc_id for number, doc_id in enumerate(letters) if number % HELD_OUT == 0}
     held_group = np.array([data["questions"][group][2] in held or (not data["questions"][group][2] and group % HELD_OUT == 0)
@@ -190,16 +195,13 @@ def train(pipeline, pairs: list[tuple[str, str, int, int]], corpus_sha256: str) 
     english_rows = np.asarray([english_view(tuple(row), SENTENCE_FEATURES) for row in rows])
     sentence = LogisticModel.fit(np.concatenate([rows[~held_group], english_rows[~held_group]]),
                                  np.concatenate([labels[~held_group], labels[~held_group]]), SENTENCE_FEATURES)
-    vectors = pipeline.generation.vectors
-    background = np.asarray(vectors[np.linspace(0, len(vectors) - 1, min(len(vectors), BACKGROUND)).astype(np.int64)],
-                            dtype=np.float16).astype(np.float32)  # as stored, so training reads what serving reads
     question_rows, question_labels, question_held = [], [], []
-    for group, answerable, doc_id, text, scored, allowed, vector in data["questions"]:
+    for group, answerable, doc_id, text, scored, allowed, vector, index in data["questions"]:
         views = set()
         for english in (False, True):
             read = (lambda f: english_view(f, SENTENCE_FEATURES)) if english else (lambda f: f)  # noqa: E731
             rescored = [replace(s, answers=float(sentence.probability(read(s.features))[0])) for s in scored]
-            features = weigh_evidence(text, rescored, pipeline.generation, vector, None, allowed, background).features
+            features = weigh_evidence(text, rescored, index, vector, None, allowed, background).features
             views.add(english_view(features, QUESTION_FEATURES) if english else features)
         for features in views:
             question_rows.append(features)
@@ -210,12 +212,10 @@ def train(pipeline, pairs: list[tuple[str, str, int, int]], corpus_sha256: str) 
     answerable = LogisticModel.fit(question_rows[~question_held], question_labels[~question_held], QUESTION_FEATURES)
     metrics = _metrics(sentence, answerable, rows, labels, np.asarray(data["groups"]), held_group, question_rows,
                        question_labels, question_held)
-    digest = hashlib.sha256(json.dumps([corpus_sha256, pairs, OFF_TOPIC], ensure_ascii=False).encode()).hexdigest()
-    return {"sentence": sentence.as_json(), "answerable": answerable.as_json(), "data_sha256": digest,
+    return {"sentence": sentence.as_json(), "answerable": answerable.as_json(), "data_sha256": data_sha256,
             "dimensions": int(background.shape[1]), "background": background_as_json(background),
-            "trained_on": {"corpus_sha256": corpus_sha256, "pairs": len(pairs), "off_topic": len(OFF_TOPIC),
-                           "sentence_rows": int(len(rows)), "question_rows": int(len(question_rows)),
-                           "held_out_letters": len(held)},
+            "trained_on": {**trained_on, "off_topic": len(OFF_TOPIC), "sentence_rows": int(len(rows)),
+                           "question_rows": int(len(question_rows)), "held_out_letters": len(held)},
             "metrics_held_out": metrics, "date": time.strftime("%Y-%m-%d")}
 
 
@@ -231,6 +231,13 @@ def _metrics(sentence, answerable, rows, labels, groups, held_group, question_ro
             "best_sentence_answers": round(float(np.mean(top_right)), 4) if top_right else None,
             "answerable_auc": round(_auc(q, question_labels[question_held]), 4),
             "questions_held_out": int(question_held.sum())}
+
+
+def background_of(generation) -> np.ndarray:
+    """Passage vectors spread over an index, as stored (so training reads what serving reads)."""
+    vectors = generation.vectors
+    return np.asarray(vectors[np.linspace(0, len(vectors) - 1, min(len(vectors), BACKGROUND)).astype(np.int64)],
+                      dtype=np.float16).astype(np.float32)
 
 
 def write_scorer(model_name: str, record: dict, path: Path) -> None:

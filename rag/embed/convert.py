@@ -253,10 +253,27 @@ def export_onnx(bert, word_embeddings: np.ndarray, folder: Path) -> None:
     table (250,037 x 384, fp16 as in the source, so lossless) stays outside the graph and is
     memory-mapped: a process that embeds only questions touches a few rows of it, not 190 MB.
     """
-    import torch
-
     folder.mkdir(parents=True, exist_ok=True)
     np.save(folder / "word_embeddings.npy", np.ascontiguousarray(word_embeddings, dtype=np.float16))
+    _export_graph(bert, folder / "encoder.onnx")
+
+
+def export_encoder(model_folder: Path, state: dict[str, np.ndarray], target: Path) -> None:
+    """An encoder of the converted model's shape with other weights (the question tower's), as an ONNX graph that
+    takes the same word embeddings."""
+    quiet_libraries()
+    import torch
+    from transformers import BertConfig, BertModel
+
+    config = BertConfig.from_pretrained(str(model_folder))
+    bert = BertModel(config, add_pooling_layer=False)
+    bert.load_state_dict({name: torch.from_numpy(np.ascontiguousarray(value)) for name, value in state.items()
+                          if not name.startswith("pooler.")}, strict=True)
+    _export_graph(bert, target)
+
+
+def _export_graph(bert, path: Path) -> None:
+    import torch
 
     class Encoder(torch.nn.Module):
         def __init__(self, model) -> None:
@@ -271,7 +288,7 @@ def export_onnx(bert, word_embeddings: np.ndarray, folder: Path) -> None:
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's notes on tracing; the test checks the graph's vectors
         torch.onnx.export(
-            encoder, example, str(folder / "encoder.onnx"), input_names=["inputs_embeds", "attention_mask"],
+            encoder, example, str(path), input_names=["inputs_embeds", "attention_mask"],
             output_names=["hidden"], opset_version=17, dynamo=False,
             dynamic_axes={"inputs_embeds": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"},
                           "hidden": {0: "batch", 1: "tokens"}},

@@ -158,6 +158,14 @@ class Embedder:
     settings: ModelSettings
     query_prompt: str = ""
     document_prompt: str = ""
+    question_engine: Engine | None = None  # the question tower, when one is trained and chosen
+    tower: str | None = None  # its id
+
+    @property
+    def question_encoder(self) -> str:
+        """Which encoder questions go through: the model's name, with the tower's id when they take the tower. The
+        learned answer scorer and the abstention thresholds are fitted per question encoder."""
+        return f"{self.name}+tower-{self.tower}" if self.tower else self.name
 
     @property
     def device(self) -> str:
@@ -170,7 +178,7 @@ class Embedder:
         return self.settings.onnx_batch if isinstance(self.engine, OnnxEngine) else self.settings.cpu_batch
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
-        states = self.engine.hidden_states(list(texts), self.query_prompt)
+        states = (self.question_engine or self.engine).hidden_states(list(texts), self.query_prompt)
         return np.stack([_mean(hidden) for hidden, _spans in states]) if states else self._empty()
 
     def encode_passages(self, texts: Sequence[str], sentence_spans: Sequence[Sequence[tuple[int, int]]] | None = None) -> Encoded:
@@ -228,27 +236,38 @@ def _progress(total: int):
 
 
 class OnnxEngine:
-    """The default model on ONNX Runtime: no torch, the word-embedding table read by row."""
+    """The default model on ONNX Runtime: no torch, the word-embedding table read by row. The graph's session is
+    made on first use: a server whose questions go through the question tower loads the passage encoder only when a
+    letter is added."""
 
     device = "cpu"
 
-    def __init__(self, folder: Path, threads: int | None = None, max_tokens: int = 512) -> None:
-        import onnxruntime
-
+    def __init__(self, folder: Path, threads: int | None = None, max_tokens: int = 512, graph: Path | None = None,
+                 sharing: "OnnxEngine | None" = None) -> None:
         from rag.embed.tokenizer import UnigramTokenizer
 
-        self.tokenizer = UnigramTokenizer(folder / "onnx")
-        self.words = NpyRows(folder / "onnx" / "word_embeddings.npy")  # the rows of the tokens asked for, no more
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads or max(1, os.cpu_count() or 1)
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        if options.intra_op_num_threads == 1:
-            # Questions one at a time: the graph's fusions gain nothing worth their 50 MB and 0.1 s at load.
-            options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
+        # A second graph of the same model (the question tower) shares the tokenizer and the word-embedding table.
+        self.tokenizer = sharing.tokenizer if sharing else UnigramTokenizer(folder / "onnx")
+        self.words = sharing.words if sharing else NpyRows(folder / "onnx" / "word_embeddings.npy")  # rows asked for only
+        self.graph = graph or folder / "onnx" / "encoder.onnx"
+        self.threads = threads or max(1, os.cpu_count() or 1)
         self.max_tokens = max_tokens
-        self.session = onnxruntime.InferenceSession(str(folder / "onnx" / "encoder.onnx"), options,
-                                                    providers=["CPUExecutionProvider"])
+        self._session = None
+
+    @property
+    def session(self):
+        if self._session is None:
+            import onnxruntime
+
+            options = onnxruntime.SessionOptions()
+            options.intra_op_num_threads = self.threads
+            options.inter_op_num_threads = 1
+            options.log_severity_level = 3
+            if self.threads == 1:
+                # Questions one at a time: the graph's fusions gain nothing worth their 50 MB and 0.1 s at load.
+                options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
+            self._session = onnxruntime.InferenceSession(str(self.graph), options, providers=["CPUExecutionProvider"])
+        return self._session
 
     def hidden_states(self, texts: Sequence[str], prompt: str) -> list[tuple[np.ndarray, np.ndarray]]:
         if not texts:
@@ -307,11 +326,16 @@ def load_embedder(settings: ModelSettings, threads: int | None = None) -> Embedd
 def _load(settings: ModelSettings, location: Path | str, threads: int | None) -> Embedder:
     fingerprint = model_fingerprint(settings)
     if is_default(settings.name) and (settings.device or "cpu") == "cpu":
+        from rag.embed.tower import question_encoder, tower_id
+
         folder = Path(location)
         prompts = json.loads((folder / "config_sentence_transformers.json").read_text())["prompts"]
         dimension = int(json.loads((folder / "config.json").read_text())["hidden_size"])
-        return Embedder(settings.name, fingerprint, dimension, OnnxEngine(folder, threads, settings.max_tokens), settings,
-                        prompts["query"], prompts["document"])
+        engine = OnnxEngine(folder, threads, settings.max_tokens)
+        tuned = question_encoder(folder, settings.tower_file) if settings.question_tower else None
+        questions = OnnxEngine(folder, threads, settings.max_tokens, graph=tuned, sharing=engine) if tuned else None
+        return Embedder(settings.name, fingerprint, dimension, engine, settings, prompts["query"], prompts["document"],
+                        questions, tower_id(settings.tower_file) if tuned else None)
     model = load_sentence_transformer(location, settings.device)
     prompts = getattr(model, "prompts", {}) or {}
     return Embedder(settings.name, fingerprint, model.get_embedding_dimension(), SentenceTransformerEngine(model),

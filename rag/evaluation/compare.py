@@ -32,6 +32,12 @@ def configurations(settings: Settings) -> dict[str, Settings]:
             settings, lexical=replace(lexical, compounds=not lexical.compounds)),
         "adjacent pieces merged (old)": replace(settings, retrieval=replace(retrieval, merge_adjacent=True)),
         "answers: hand-set scorer (old)": replace(settings, answer=replace(settings.answer, scorer="hand-set")),
+        # What the project did before the question tower: questions through the plain model, its own answer scorer
+        # and thresholds, the fusion chosen for it.
+        "before the tower: plain e5 questions, weighted fusion": replace(
+            settings, model=replace(settings.model, question_tower=False),
+            retrieval=replace(retrieval, fusion="weighted")),
+        "plain e5 questions": replace(settings, model=replace(settings.model, question_tower=False)),
     }
     # A row that is the default under another name is left out.
     return {name: row for name, row in rows.items() if name == "default" or row != settings}

@@ -46,15 +46,18 @@ def variant(pipeline: Pipeline, settings: Settings, name: str, work_dir: Path) -
     """The same letters and model under other settings (for `rag eval --compare`). Other chunking or tokenizing
     needs an index of its own: a copy of this one brought in line, so only passages whose text changed are
     embedded again."""
+    embedder = pipeline.embedder
+    if not settings.model.question_tower and embedder.tower:  # questions through the plain model, passages as stored
+        embedder = replace(embedder, question_engine=None, tower=None)
     if (settings.chunking, settings.lexical) == (pipeline.settings.chunking, pipeline.settings.lexical):
-        return Pipeline(pipeline.embedder, pipeline.generation, pipeline.index_dir, settings)
+        return Pipeline(embedder, pipeline.generation, pipeline.index_dir, settings)
     index_dir = work_dir / f"index-{re.sub(r'[^a-z0-9]+', '-', name.lower()).strip('-')}"
     if not index_dir.exists():
         shutil.copytree(pipeline.index_dir, index_dir, ignore=shutil.ignore_patterns(".lock", UPLOADS))
-    run_ingest(pipeline.generation.letter_files, index_dir, settings, pipeline.embedder)
-    generation = load_index(index_dir, pipeline.embedder.name, pipeline.embedder.fingerprint, settings.chunking,
-                            settings.index, settings.lexical)
-    return Pipeline(pipeline.embedder, generation, index_dir, settings)
+    run_ingest(pipeline.generation.letter_files, index_dir, settings, embedder)
+    generation = load_index(index_dir, embedder.name, embedder.fingerprint, settings.chunking, settings.index,
+                            settings.lexical)
+    return Pipeline(embedder, generation, index_dir, settings)
 
 
 def evaluate(pipeline, questions: Sequence[EvalQuestion], k: int = 5, answers: bool = True) -> dict:

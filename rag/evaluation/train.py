@@ -1,31 +1,207 @@
-"""`rag train`, assembled: the corpus's answers to Kamervragen indexed with the real model, the pipeline over them,
-and the learned answer scorer fitted on them (`rag.answer.training`) and stored for the model in use."""
+"""`rag train`, assembled: what the project learns, from data that is not the eval's.
+
+1. The question tower (`rag.embed.tower`): the training letters of `eval/training/` indexed with the plain model,
+   each question in users' words (and each of parliament's own questions those letters answer under a "Vraag"
+   heading) scored against today's top passages and the sentences an answer reads; fitted with the eval's dev
+   questions to choose the epoch, never its test split.
+2. The learned answer scorer (`rag.answer.training`), fitted for the question encoder in use: on the training
+   questions, each asked with its letter and again without it, on the near-topic questions the training letters do
+   not answer, on off-topic questions and, when the corpus is at hand, on its answers to Kamervragen.
+"""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import replace
 from pathlib import Path
+from typing import Callable, Sequence
 
-from rag.answer.training import corpus_letters, qa_pairs, train, write_scorer
-from rag.embed.model import load_embedder
+import numpy as np
+
+from rag.answer.training import (OFF_TOPIC, asked_of_pairs, background_of, corpus_letters, examples, qa_pairs, train,
+                                 write_scorer)
+from rag.answer.training_data import check_questions, load_training_data, section_pairs, write_letters
+from rag.embed.model import load_embedder, resolve_model
+from rag.embed.tower import tower_id, write_tower
+from rag.embed.tower_training import TowerExample, train_tower
+from rag.errors import InputError
+from rag.evaluation.dataset import load_questions, locate
 from rag.files import file_sha256
-from rag.index.store import load_index
+from rag.index.store import Generation, load_index
+from rag.search.retrieval import Filters, rank
 from rag.serve.pipeline import Pipeline, run_ingest
-from rag.settings import Settings
+from rag.settings import EVAL_QUESTIONS, TRAINING_DATA, Settings
+
+Span = tuple[str, int, int]
+Asked = tuple[str, list[Span] | None, tuple[str, ...]]  # a question, what answers it (None: nothing), letters left out
+Progress = Callable[[str], None]
 
 
-def train_answer_scorer(corpus: Path, work_dir: Path, settings: Settings, limit: int | None = None) -> dict:
-    """Train on the corpus (its answers to Kamervragen, `limit` of them at most) and store the scorer; its record."""
+def training_pipeline(settings: Settings, work_dir: Path, question_tower: bool) -> tuple[Pipeline, list]:
+    """The training letters indexed with the model (questions through the tower or not), and the questions."""
+    letters, questions = load_training_data(TRAINING_DATA)
+    problems = check_questions(letters, questions)
+    if problems:
+        raise InputError(f"{TRAINING_DATA}: {len(problems)} training questions fail their check, the first: {problems[0]}")
+    settings = replace(settings, endpoint=None, model=replace(settings.model, question_tower=question_tower))
+    embedder = load_embedder(settings.model)
+    files = write_letters(list(letters.values()), work_dir / "training-letters")
+    index_dir = work_dir / "training-index"
+    run_ingest(files, index_dir, settings, embedder)
+    generation = load_index(index_dir, embedder.name, embedder.fingerprint, settings.chunking, settings.index,
+                            settings.lexical)
+    return Pipeline(embedder, generation, index_dir, settings), questions
+
+
+def asked_in_training(pipeline: Pipeline, questions) -> list[tuple[str, list[Span]]]:
+    """The answerable training questions with their evidence located in the stored letters, and parliament's own
+    questions with the answers printed under them."""
+    generation = pipeline.generation
+    asked = []
+    for question in questions:
+        if not question.answerable:
+            continue
+        doc_id = question.letter.replace("/", "-")
+        document = generation.document(doc_id)
+        spans = [(doc_id, *found) for evidence in question.evidence
+                 if document is not None and (found := locate(" ".join(evidence.split()), document.text))]
+        if spans:
+            asked.append((question.question, spans))
+    for letter in generation.letters:
+        for question, start, end in section_pairs(generation.document_at(letter.row)):
+            asked.append((question, [(letter.doc_id, start, end)]))
+    return asked
+
+
+def asked_in_dev(pipeline: Pipeline) -> list[tuple[str, list[Span]]]:
+    """The eval's answerable dev questions (every corpus) with their evidence located: the tower's yardstick."""
+    texts = pipeline.generation.documents
+    asked = []
+    for question in load_questions(EVAL_QUESTIONS, "dev"):
+        spans = [(doc_id, *found) for doc_id, evidence in question.gold
+                 if doc_id in texts and (found := locate(evidence, texts[doc_id].text))]
+        if spans and not question.context:
+            asked.append((question.question, spans))
+    return asked
+
+
+def with_unanswerable(answered: list[tuple[str, list[Span]]], unanswerable: list[str]) -> list[Asked]:
+    """Each answered question as it is, and again without its own letters (these letters cannot answer it then), and
+    the questions no letter answers."""
+    return ([(question, spans, ()) for question, spans in answered]
+            + [(question, None, tuple(dict.fromkeys(doc_id for doc_id, *_ in spans))) for question, spans in answered]
+            + [(question, None, ()) for question in unanswerable])
+
+
+def tower_examples(pipeline: Pipeline, asked: Sequence[Asked], candidates: int) -> list[TowerExample]:
+    """Each question against today's top passages (plus the gold ones at the end) and the sentences of the passages
+    an answer reads (plus the gold passages'), labelled: a passage holds most of an evidence, a sentence shares at
+    least half of the shorter of it and an evidence. A question these letters do not answer has no positive."""
+    generation = pipeline.generation
+    found = []
+    for question, spans, without in asked:
+        query = pipeline.query(question, Filters(without=without))
+        vector = pipeline.embedder.encode_queries([query.text])[0]
+        rows = [hit.row for hit in rank(generation, query, vector, candidates, pipeline.retrieval)]
+        gold = _gold_passages(generation, spans or [])
+        rows += [row for row in sorted(gold) if row not in rows]
+        read = list(dict.fromkeys(rows[:pipeline.settings.answer.passages_read] + sorted(gold)))
+        sentences, labels = [], []
+        for row in read:
+            doc_id = generation.letters[int(generation.chunk_letter[row])].doc_id
+            starts, ends, vectors = generation.sentences_of(row)
+            for start, end, sentence in zip(starts.tolist(), ends.tolist(), np.asarray(vectors)):
+                if end - start >= pipeline.settings.answer.shortest_sentence:
+                    sentences.append(sentence)
+                    labels.append(any(d == doc_id and _shared(start, end, s, e) >= 0.5 * min(end - start, e - s)
+                                      for d, s, e in spans or ()))
+        if not sentences or (spans and not any(labels)):
+            continue
+        found.append(TowerExample(question, np.asarray(generation.vectors[np.asarray(rows)], dtype=np.float16),
+                                  np.asarray([row in gold for row in rows], dtype=np.int8),
+                                  np.asarray(sentences, dtype=np.float16), np.asarray(labels, dtype=np.int8)))
+    return found
+
+
+def _shared(a_start: int, a_end: int, b_start: int, b_end: int) -> int:
+    return max(0, min(a_end, b_end) - max(a_start, b_start))
+
+
+def _gold_passages(generation: Generation, spans: list[Span]) -> set[int]:
+    """The passages that hold at least 80% of an evidence, or the one that holds most of it."""
+    gold = set()
+    for doc_id, start, end in spans:
+        rows = generation.passages_of(generation.letter(doc_id).row)
+        held = [_shared(int(generation.chunk_start[row]), int(generation.chunk_end[row]), start, end) for row in rows]
+        chosen = [int(row) for row, share in zip(rows, held) if share >= 0.8 * (end - start)]
+        gold.update(chosen or [int(rows[int(np.argmax(held))])])
+    return gold
+
+
+def train_question_tower(settings: Settings, work_dir: Path, progress: Progress = print) -> dict:
+    """Fit the question tower on the training data, choose its epoch on the dev questions, write it where the model
+    settings say; its record."""
+    from rag.evaluation.runner import open_eval_pipeline
+
+    pipeline, questions = training_pipeline(settings, work_dir, question_tower=False)
+    near_topic = [question.question for question in questions if not question.answerable]
+    examples = tower_examples(pipeline, with_unanswerable(asked_in_training(pipeline, questions), near_topic),
+                              settings.tower.candidates)
+    plain = replace(settings, model=replace(settings.model, question_tower=False))
+    dev_pipeline = open_eval_pipeline(plain)
+    unanswerable_dev = [question.question for question in load_questions(EVAL_QUESTIONS, "dev") if not question.gold]
+    dev = tower_examples(dev_pipeline, with_unanswerable(asked_in_dev(dev_pipeline), unanswerable_dev),
+                         settings.tower.candidates)
+    progress(f"question tower: {sum(e.answerable for e in examples)} answerable and {sum(not e.answerable for e in examples)} "
+             f"unanswerable training questions over {len(pipeline.generation.letters)} letters, {len(dev)} dev questions")
+    updates, record = train_tower(Path(resolve_model(settings.model)), examples, dev, settings.tower,
+                                  pipeline.embedder.query_prompt, progress)
+    record["data_sha256"] = _training_data_hash()
+    record["settings"] = {name: getattr(settings.tower, name) for name in settings.tower.__dataclass_fields__}
+    write_tower(settings.model.tower_file, updates, record)
+    record["tower"] = tower_id(settings.model.tower_file)
+    return record
+
+
+def train_answer_scorer(settings: Settings, work_dir: Path, corpus: Path | None = None, limit: int | None = None,
+                        progress: Progress = print) -> dict:
+    """Fit the answer scorer for the question encoder in use and store it; its record. It learns from the training
+    questions (each answerable one with its letter and again without it, each near-topic one as written) and, when
+    `corpus` is given and present, from its answers to Kamervragen (`limit` of them at most) the same way."""
+    pipeline, questions = training_pipeline(settings, work_dir, question_tower=settings.model.question_tower)
+    near_topic = [question.question for question in questions if not question.answerable]
+    asked = with_unanswerable(asked_in_training(pipeline, questions), near_topic)
+    data = examples(pipeline, asked_of_pairs([]) + asked)
+    trained_on = {"training_questions": len(questions), "training_letters": len(pipeline.generation.letters)}
+    digests = [_training_data_hash()]
+    if corpus is not None and corpus.exists():
+        corpus_pipeline = _corpus_pipeline(settings, corpus, work_dir, limit)
+        pairs = [(letter.doc_id, question, start, end) for letter in corpus_pipeline.generation.letters
+                 for question, start, end in qa_pairs(corpus_pipeline.generation.document_at(letter.row))]
+        examples(corpus_pipeline, asked_of_pairs(pairs)[:-len(OFF_TOPIC)], data)
+        trained_on.update(corpus_sha256=file_sha256(corpus), pairs=len(pairs))
+        digests.append(trained_on["corpus_sha256"])
+    elif corpus is not None:
+        progress(f"{corpus} is not here: the scorer learns from the training questions alone")
+    record = train(data, background_of(pipeline.generation), trained_on, hashlib.sha256("".join(digests).encode()).hexdigest())
+    write_scorer(pipeline.embedder.question_encoder, record, settings.answer.scorer_file)
+    return record
+
+
+def _corpus_pipeline(settings: Settings, corpus: Path, work_dir: Path, limit: int | None) -> Pipeline:
+    """The corpus's answers to Kamervragen indexed with the model, questions through the encoder in use."""
     settings = replace(settings, endpoint=None)
     embedder = load_embedder(settings.model)
-    letters = corpus_letters(corpus, work_dir / "letters", limit)
-    index_dir = work_dir / "index"
+    letters = corpus_letters(corpus, work_dir / "corpus-letters", limit)
+    index_dir = work_dir / "corpus-index"
     run_ingest(letters, index_dir, settings, embedder)
     generation = load_index(index_dir, embedder.name, embedder.fingerprint, settings.chunking, settings.index,
                             settings.lexical)
-    pipeline = Pipeline(embedder, generation, index_dir, settings)
-    pairs = [(letter.doc_id, question, start, end) for letter in generation.letters
-             for question, start, end in qa_pairs(generation.document_at(letter.row))]
-    record = train(pipeline, pairs, file_sha256(corpus))
-    write_scorer(embedder.name, record, settings.answer.scorer_file)
-    return record
+    return Pipeline(embedder, generation, index_dir, settings)
+
+
+def _training_data_hash() -> str:
+    digest = hashlib.sha256()
+    for name in ("letters.jsonl.gz", "questions.jsonl"):
+        digest.update(file_sha256(TRAINING_DATA / name).encode())
+    return digest.hexdigest()

@@ -108,9 +108,10 @@ class Pipeline:
     scorer: LearnedScorer | None = field(default=None, init=False, repr=False)  # from the answer settings
 
     def __post_init__(self) -> None:
-        self.calibration = self.calibration or Calibration.for_model(self.embedder.name, self.settings.answer)
+        self.calibration = self.calibration or Calibration.for_model(self.embedder.question_encoder, self.settings.answer)
         answer = self.settings.answer
-        self.scorer = LearnedScorer.for_model(self.embedder.name, answer.scorer_file) if answer.scorer == "learned" else None
+        self.scorer = (LearnedScorer.for_model(self.embedder.question_encoder, answer.scorer_file)
+                       if answer.scorer == "learned" else None)
         serve = self.settings.serve
         self.slots = self.slots or AnswerSlots(serve.answer_slots, serve.answer_queue, serve.answer_wait_s)
 
