@@ -6,6 +6,7 @@ once when it starts, a server once at start, `open_pipeline()` when it is given 
 
     RAG_MODEL, RAG_MODEL_DIR        the embedding model, and where the converted default is kept
                                     (else $XDG_CACHE_HOME/kamerbrief-rag/models)
+    RAG_PRECISION                   the default model's encoders on ONNX Runtime: int8 (default) or fp32
     RAG_LLM_BASE_URL, RAG_LLM_MODEL generated answers through an OpenAI-compatible endpoint (optional;
     RAG_LLM_API_KEY, RAG_LLM_TIMEOUT  with its key and a timeout in seconds)
     RAG_API_KEY                     the key every /v1 and /api request must bring
@@ -64,7 +65,11 @@ class ModelSettings:
     device: str | None = None  # None: the CPU; "cuda" on a GPU
     embed_batch: int = 64  # passages embedded, and checkpointed, at a time by `rag ingest`
     cpu_batch: int = 16  # measured by `rag bench`: on a CPU, batches of 16 beat 32 (cache-sized activations)
-    onnx_batch: int = 4  # on 2 cores smaller batches beat 16 on ONNX Runtime (12.5 against 10.3 passages/s)
+    onnx_batch: int = 4  # on 2 cores smaller batches beat 16 on ONNX Runtime (34.8 against 24.5 passages/s in int8)
+    # The default model's encoders on ONNX Runtime: "int8" (weights quantised by ONNX Runtime, 1.7 times the
+    # passages per second of fp32, vectors within 0.994 cosine; chosen by `rag bench` and `rag eval`) or "fp32". An
+    # index records which one embedded it and refuses questions of the other.
+    precision: str = "int8"
     gpu_batch: int = 128
     max_tokens: int = 512  # e5's positions
     query_threads: int = 1  # threads per embedded question: a server answers as many at once as it has cores
@@ -284,8 +289,12 @@ def from_environment(environ: Mapping[str, str] | None = None) -> Settings:
     environ = os.environ if environ is None else environ
     cache_home = Path(environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     model_dir = environ.get("RAG_MODEL_DIR")
+    precision = environ.get("RAG_PRECISION") or ModelSettings.precision
+    if precision not in ("int8", "fp32"):
+        raise InputError(f"RAG_PRECISION must be int8 or fp32, not {precision!r}")
     model = ModelSettings(name=environ.get("RAG_MODEL") or DEFAULT_MODEL,
-                          cache_dir=Path(model_dir).expanduser() if model_dir else cache_home / "kamerbrief-rag" / "models")
+                          cache_dir=Path(model_dir).expanduser() if model_dir else cache_home / "kamerbrief-rag" / "models",
+                          precision=precision)
     endpoint = None
     if environ.get("RAG_LLM_BASE_URL") and environ.get("RAG_LLM_MODEL"):
         endpoint = EndpointSettings(environ["RAG_LLM_BASE_URL"].rstrip("/"), environ["RAG_LLM_MODEL"],

@@ -54,7 +54,10 @@ def test_filters_apply_before_ranking(pipeline):
 def test_named_time_restricts_the_letters(pipeline):
     query = pipeline.query("Wat zei Nederland in maart 2021 over Rusland?")
     assert query.filters.since == "2021-03-01" and query.filters.until == "2021-03-31"
-    assert {h.doc_id for h in pipeline.search_query(query)} == {"000_cee59b6ea59e1ee0"}
+    hits = pipeline.search_query(query)
+    assert hits[0].doc_id == "000_cee59b6ea59e1ee0"
+    # Besides the letter of March 2021, only letters whose date is a guess (a day without a year) may stand in.
+    assert all(h.doc_id == "000_cee59b6ea59e1ee0" or not pipeline.generation.letter(h.doc_id).date_sure for h in hits)
     latest = pipeline.query("Wat staat er in de laatste brief over Afghanistan?")
     assert latest.pick == "latest"
     assert {h.doc_id for h in pipeline.search_query(latest)} == {"002_0eaa6607556f058b"}  # the latest about Afghanistan

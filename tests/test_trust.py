@@ -93,37 +93,39 @@ def test_questions_abstain_once_their_own_letters_are_left_out(pipeline):
 
 @pytest.mark.slow
 def test_the_eval_measures_trust_and_the_scorer_keeps_it(eval_report):
+    """On the test split (the thresholds were chosen on dev): every off-topic question refused, most questions asked
+    without their own letters refused, few answerable ones refused, and most answered with a quote of their evidence.
+    The bounds are what was measured when the thresholds were last fitted, less a margin (README: Evaluation)."""
     groups = eval_report["groups"]
-    for split in ("dev", "test"):
-        assert groups[f"offtopic/{split}"]["abstention_unanswerable"] == 1.0
-        assert groups[f"all/{split}"]["abstention_without_its_letters"] >= 0.6
-        # measured 0.08 on dev (the budget the thresholds were chosen for) and 0.155 on test: no worse than that
-        assert groups[f"all/{split}"]["false_abstention"] <= 0.17
-        # Most questions are answered with a quote of their evidence (measured .60 on dev and test): trust is not
-        # bought by refusing.
-        assert groups[f"all/{split}"]["answered_right"] >= 0.5
+    assert groups["offtopic/test"]["abstention_unanswerable"] == 1.0
+    assert groups["all/test"]["abstention_without_its_letters"] >= 0.45
+    assert groups["all/test"]["false_abstention"] <= 0.15
+    assert groups["all/test"]["answered_right"] >= 0.5
     # The per-question records add up to the group's figure: each answerable question was asked again without its
     # letters, and abstaining then was recorded for it.
-    for split in ("dev", "test"):
-        rows = [row for row in eval_report["per_question"] if row["answerable"] and row["split"] == split]
-        share = sum(row["abstained_without_its_letters"] for row in rows) / len(rows)
-        assert share == pytest.approx(groups[f"all/{split}"]["abstention_without_its_letters"], abs=1e-3)
-        assert 0 < sum(row["abstained_without_its_letters"] for row in rows) < len(rows)
+    rows = [row for row in eval_report["per_question"] if row["answerable"]]
+    share = sum(row["abstained_without_its_letters"] for row in rows) / len(rows)
+    assert share == pytest.approx(groups["all/test"]["abstention_without_its_letters"], abs=1e-3)
+    assert 0 < sum(row["abstained_without_its_letters"] for row in rows) < len(rows)
 
 
 @pytest.mark.slow
 def test_rag_train_writes_weights_with_their_data_and_held_out_quality(tmp_path, settings):
+    """A quick run (twelve training letters, the corpus sample): weights, the data they came from, held-out quality."""
     from rag.answer.scorer import LearnedScorer
+    from rag.embed.model import load_embedder
     from rag.evaluation.train import train_answer_scorer
 
     scorer_file = tmp_path / "scorer.json"
     committed = settings.answer.scorer_file.read_bytes()
     trained = replace(settings, answer=replace(settings.answer, scorer_file=scorer_file))
-    record = train_answer_scorer(KAMERVRAGEN, tmp_path / "work", trained)
-    stored = json.loads(scorer_file.read_text())[settings.model.name]
+    record = train_answer_scorer(trained, tmp_path / "work", KAMERVRAGEN, letters_limit=12, progress=lambda line: None)
+    key = load_embedder(settings.model).question_encoder
+    stored = json.loads(scorer_file.read_text())[key]
     assert stored == json.loads(json.dumps(record))
     assert len(stored["data_sha256"]) == 64 and stored["trained_on"]["pairs"] >= 60
+    assert stored["trained_on"]["training_letters"] == 12 and stored["trained_on"]["training_questions"] >= 50
     # On letters it never saw, the answerable model tells a question its letters answer from one they do not.
-    assert stored["metrics_held_out"]["answerable_auc"] >= 0.8
-    assert LearnedScorer.for_model(settings.model.name, scorer_file) is not None
+    assert stored["metrics_held_out"]["answerable_auc"] >= 0.75
+    assert LearnedScorer.for_model(key, scorer_file) is not None
     assert settings.answer.scorer_file.read_bytes() == committed  # training wrote where it was told, nothing else

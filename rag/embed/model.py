@@ -99,7 +99,9 @@ def model_fingerprint(settings: ModelSettings) -> str:
         location = _hub_snapshot(location)
     marker = location / MARKER
     if marker.exists():
-        return "sha256:" + json.loads(marker.read_text())["source_sha256"]
+        # The default model on ONNX Runtime in int8 gives other vectors than in fp32: an index records which.
+        precision = "+int8" if settings.precision == "int8" and (settings.device or "cpu") == "cpu" else ""
+        return "sha256:" + json.loads(marker.read_text())["source_sha256"] + precision
     digest = hashlib.sha256()
     for path in sorted(p for p in location.rglob("*") if p.is_file()):
         relative = str(path.relative_to(location))
@@ -326,13 +328,16 @@ def load_embedder(settings: ModelSettings, threads: int | None = None) -> Embedd
 def _load(settings: ModelSettings, location: Path | str, threads: int | None) -> Embedder:
     fingerprint = model_fingerprint(settings)
     if is_default(settings.name) and (settings.device or "cpu") == "cpu":
+        from rag.embed.convert import int8_graph
         from rag.embed.tower import question_encoder, tower_id
 
         folder = Path(location)
         prompts = json.loads((folder / "config_sentence_transformers.json").read_text())["prompts"]
         dimension = int(json.loads((folder / "config.json").read_text())["hidden_size"])
-        engine = OnnxEngine(folder, threads, settings.max_tokens)
+        int8 = settings.precision == "int8"
+        engine = OnnxEngine(folder, threads, settings.max_tokens, graph=int8_graph(folder / "onnx" / "encoder.onnx") if int8 else None)
         tuned = question_encoder(folder, settings.tower_file) if settings.question_tower else None
+        tuned = int8_graph(tuned) if tuned and int8 else tuned
         questions = OnnxEngine(folder, threads, settings.max_tokens, graph=tuned, sharing=engine) if tuned else None
         return Embedder(settings.name, fingerprint, dimension, engine, settings, prompts["query"], prompts["document"],
                         questions, tower_id(settings.tower_file) if tuned else None)

@@ -145,10 +145,12 @@ def _by_kind(rows: list[dict]) -> dict[str, dict[str, float]]:
 
 
 def gated_metrics(report: dict) -> dict[str, dict[str, float]]:
-    """What the gate holds: every corpus and split, and every kind large enough to measure on its own."""
-    gated = {name: {k: v for k, v in metrics.items() if k != "questions"} for name, metrics in report["groups"].items()}
+    """What the gate holds: the test split of every corpus, and every kind large enough to measure on its own in it
+    (dev is where things are tuned; it is reported, not gated)."""
+    gated = {name: {k: v for k, v in metrics.items() if k != "questions"} for name, metrics in report["groups"].items()
+             if name.endswith("/test")}
     gated.update({f"kind:{name}": {k: v for k, v in metrics.items() if k != "questions"}
-                  for name, metrics in report["by_kind"].items()})
+                  for name, metrics in report["by_kind"].items() if name.endswith("/test")})
     return gated
 
 

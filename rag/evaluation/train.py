@@ -37,12 +37,17 @@ Asked = tuple[str, list[Span] | None, tuple[str, ...]]  # a question, what answe
 Progress = Callable[[str], None]
 
 
-def training_pipeline(settings: Settings, work_dir: Path, question_tower: bool) -> tuple[Pipeline, list]:
-    """The training letters indexed with the model (questions through the tower or not), and the questions."""
+def training_pipeline(settings: Settings, work_dir: Path, question_tower: bool,
+                      letters_limit: int | None = None) -> tuple[Pipeline, list]:
+    """The training letters (the first `letters_limit` of them, for a quick run) indexed with the model (questions
+    through the tower or not), and their questions."""
     letters, questions = load_training_data(TRAINING_DATA)
     problems = check_questions(letters, questions)
     if problems:
         raise InputError(f"{TRAINING_DATA}: {len(problems)} training questions fail their check, the first: {problems[0]}")
+    if letters_limit is not None:
+        letters = dict(list(letters.items())[:letters_limit])
+        questions = [question for question in questions if question.letter in letters]
     settings = replace(settings, endpoint=None, model=replace(settings.model, question_tower=question_tower))
     embedder = load_embedder(settings.model)
     files = write_letters(list(letters.values()), work_dir / "training-letters")
@@ -164,11 +169,11 @@ def train_question_tower(settings: Settings, work_dir: Path, progress: Progress 
 
 
 def train_answer_scorer(settings: Settings, work_dir: Path, corpus: Path | None = None, limit: int | None = None,
-                        progress: Progress = print) -> dict:
+                        progress: Progress = print, letters_limit: int | None = None) -> dict:
     """Fit the answer scorer for the question encoder in use and store it; its record. It learns from the training
     questions (each answerable one with its letter and again without it, each near-topic one as written) and, when
     `corpus` is given and present, from its answers to Kamervragen (`limit` of them at most) the same way."""
-    pipeline, questions = training_pipeline(settings, work_dir, question_tower=settings.model.question_tower)
+    pipeline, questions = training_pipeline(settings, work_dir, settings.model.question_tower, letters_limit)
     near_topic = [question.question for question in questions if not question.answerable]
     asked = with_unanswerable(asked_in_training(pipeline, questions), near_topic)
     data = examples(pipeline, asked_of_pairs([]) + asked)

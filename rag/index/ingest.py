@@ -12,6 +12,7 @@ it stopped; batches may come back in any order (a Ray cluster returns them as it
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import shutil
 import sqlite3
@@ -127,15 +128,20 @@ def _ingest(paths, index_dir: Path, model_name: str, fingerprint: str, embed: Em
     files = sorted(set(letter_paths(paths)) | set(uploads), key=lambda p: (p.name, str(p)))
     skipped: list[str] = []
     skipped_files: list[Path] = []
-    hashes = {}
+    previous = _previous_build(index_dir, model_name, fingerprint)
+    known_stats = _letter_stats(index_dir, fingerprint)
+    hashes, stats = {}, {}
     for path in files:
         try:
-            hashes[path] = file_sha256(path)
+            status = path.stat()
+            known = known_stats.get(str(path))
+            same = known is not None and known[:2] == [status.st_size, status.st_mtime_ns]
+            hashes[path] = known[2] if same else file_sha256(path)
+            stats[str(path)] = [status.st_size, status.st_mtime_ns, hashes[path]]
         except OSError as error:
             skipped.append(str(cannot_read(path, error)))
             skipped_files.append(path)
     files = [path for path in files if path in hashes]
-    previous = _previous_build(index_dir, model_name, fingerprint)
     stored = previous.letters if previous else {}
     ids, renamed = unique_ids(files, _held_ids(previous, files, hashes, keep_stored))
     warnings: list[str] = list(renamed)
@@ -174,8 +180,7 @@ def _ingest(paths, index_dir: Path, model_name: str, fingerprint: str, embed: Em
                 skipped.append(known["reason"] + KEPT_BEFORE)
             else:
                 skipped.append(known["reason"])
-        elif row is not None and same_reading and file_hash == hashes[path] and (
-                previous.sources[doc_id] == display_path(path)):  # a moved file is read again to store its place
+        elif row is not None and same_reading and file_hash == hashes[path]:  # unchanged, wherever it is now
             if carry:
                 kept.append(row)
             else:
@@ -185,6 +190,7 @@ def _ingest(paths, index_dir: Path, model_name: str, fingerprint: str, embed: Em
     removed = len(set(stored) - set(doc_ids) - unlisted)
     if carry and not to_read and len(kept) == len(stored) and unreadable == known_unreadable and (
             previous.manifest["index"]["settings"] == index_settings.as_manifest()):
+        _keep_letter_stats(index_dir, fingerprint, stats)
         counts = previous.manifest["counts"]
         return IngestSummary(counts["letters"], 0, counts["chunks"], 0, counts["chunks"], 0,
                              time.perf_counter() - started, changed=False, skipped=skipped, skipped_files=skipped_files,
@@ -251,6 +257,7 @@ def _ingest(paths, index_dir: Path, model_name: str, fingerprint: str, embed: Em
     manifest = write_generation(index_dir, Carried(previous.folder, previous.manifest, np.array(sorted(kept), dtype=np.int64))
                                 if carry else None, new, model, chunk_settings, index_settings, fault, unreadable,
                                 lexical_settings)
+    _keep_letter_stats(index_dir, fingerprint, stats)
     pool.clear()
     record = manifest["index"]
     return IngestSummary(manifest["counts"]["letters"], len(documents) - reused_letters, manifest["counts"]["chunks"], len(missing),
@@ -283,6 +290,25 @@ def _held_ids(previous: "_Previous | None", files: list[Path], hashes: dict[Path
         if doc_id is not None and display_path(path) not in held:
             held[display_path(path)] = doc_id
     return held
+
+
+STATS = "letter-files.json"  # letter files by path: size, modification time (ns), hash
+
+
+def _letter_stats(index_dir: Path, fingerprint: str) -> dict[str, list]:
+    """What the last ingest of this index knew of its letter files: a file whose size and modification time are
+    unchanged is not read again to hash it (make and git trust them the same way)."""
+    try:
+        kept = json.loads((index_dir / STATS).read_text())
+        return kept["files"] if kept.get("fingerprint") == fingerprint else {}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def _keep_letter_stats(index_dir: Path, fingerprint: str, stats: dict[str, list]) -> None:
+    temporary = index_dir / f".{STATS}.{os.getpid()}"
+    temporary.write_text(json.dumps({"fingerprint": fingerprint, "files": stats}))
+    os.replace(temporary, index_dir / STATS)
 
 
 def uploaded_letters(index_dir: Path) -> list[Path]:
