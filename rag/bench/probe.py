@@ -18,14 +18,17 @@ from pathlib import Path  # noqa: E402
 
 
 def engine(spec: dict) -> dict:
-    """One engine, timed from a cold start: ONNX Runtime (`torch` false, what serving uses) or sentence-transformers."""
+    """One engine, timed from a cold start: ONNX Runtime (`torch` false, what serving uses, in the `precision` the
+    spec names) or sentence-transformers (fp32, torch)."""
     import numpy as np
 
     from rag.bench.speed import latency_summary, resident_memory_mb
     from rag.embed.model import Embedder, SentenceTransformerEngine, default_model_folder, load_embedder, load_sentence_transformer
     from rag.settings import from_environment
 
-    settings = from_environment().model
+    from dataclasses import replace
+
+    settings = replace(from_environment().model, precision=spec.get("precision", "int8"))
     onnx = load_embedder(settings, threads=spec["threads"])
     embedder = onnx
     if spec["torch"]:

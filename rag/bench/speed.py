@@ -74,17 +74,26 @@ def engine_figures(passages: Sequence[str], questions: Sequence[str], work_dir: 
     """ONNX Runtime (what serving uses) against sentence-transformers on torch (fp32): query latency,
     passages per second (batches sorted by length), load time, resident memory, agreement of vectors."""
     figures = {}
-    for name, torch in (("onnxruntime", False), ("torch", True)):
+    for name, torch, precision in (("onnxruntime", False, "int8"), ("onnxruntime-fp32", False, "fp32"), ("torch", True, "fp32")):
         spec = work_dir / f"{name}.json"
-        spec.write_text(json.dumps({"threads": os.cpu_count() or 1, "torch": torch, "questions": list(questions[:40]),
-                                    "passages": list(passages), "vectors_path": str(work_dir / f"{name}.npy")}))
+        spec.write_text(json.dumps({"threads": os.cpu_count() or 1, "torch": torch, "precision": precision,
+                                    "questions": list(questions[:40]), "passages": list(passages),
+                                    "vectors_path": str(work_dir / f"{name}.npy")}))
         figures[name] = _probe("engine", str(spec))
-    ours, reference = np.load(work_dir / "onnxruntime.npy"), np.load(work_dir / "torch.npy")
-    cosines = (ours * reference).sum(axis=1)
-    figures["agreement"] = {"mean_cosine": round(float(cosines.mean()), 6), "min_cosine": round(float(cosines.min()), 6)}
+    vectors = {name: np.load(work_dir / f"{name}.npy") for name in ("onnxruntime", "onnxruntime-fp32", "torch")}
+    figures["agreement"] = _agreement(vectors["onnxruntime"], vectors["torch"])
+    figures["int8_agreement"] = _agreement(vectors["onnxruntime"], vectors["onnxruntime-fp32"])
+    figures["fp32_agreement"] = _agreement(vectors["onnxruntime-fp32"], vectors["torch"])
     figures["ingest_speedup"] = round(figures["onnxruntime"]["passages_per_s"] / figures["torch"]["passages_per_s"], 2)
     figures["query_speedup"] = round(figures["torch"]["query_p50_ms"] / figures["onnxruntime"]["query_p50_ms"], 2)
+    figures["int8_vs_fp32_passages"] = round(figures["onnxruntime"]["passages_per_s"]
+                                             / figures["onnxruntime-fp32"]["passages_per_s"], 2)
     return figures
+
+
+def _agreement(ours: np.ndarray, reference: np.ndarray) -> dict:
+    cosines = (ours * reference).sum(axis=1)
+    return {"mean_cosine": round(float(cosines.mean()), 6), "min_cosine": round(float(cosines.min()), 6)}
 
 
 # --- the pipeline on the seed letters --------------------------------------------------------
@@ -240,12 +249,14 @@ def run_bench(pipeline, questions: Sequence[str], load_users: int = 20, load_sec
 def format_bench(report: dict) -> str:
     lines = [f"rag bench, {report['date']}, {report['cpu_count']} CPU cores, device {report['ingest']['device']}"]
     engines = report["engines"]
-    for name in ("onnxruntime", "torch"):
+    for name in ("onnxruntime", "onnxruntime-fp32", "torch"):
         e = engines[name]
         lines.append(f"engine {name:<12} query p50 {e['query_p50_ms']} ms, {e['passages_per_s']} passages/s, "
                      f"load {e['load_s']} s, {e['resident_mb']} MB resident, torch imported: {e['torch_imported']}")
-    lines.append(f"  agreement: mean cosine {engines['agreement']['mean_cosine']}, min {engines['agreement']['min_cosine']}; "
-                 f"onnxruntime {engines['query_speedup']}x faster per question, {engines['ingest_speedup']}x the passages/s")
+    lines.append(f"  agreement with torch fp32: mean cosine {engines['agreement']['mean_cosine']}, min "
+                 f"{engines['agreement']['min_cosine']} (int8; fp32 {engines['fp32_agreement']['min_cosine']}); onnxruntime "
+                 f"{engines['query_speedup']}x faster per question, {engines['ingest_speedup']}x the passages/s; int8 "
+                 f"{engines['int8_vs_fp32_passages']}x the passages/s of fp32 (min cosine {engines['int8_agreement']['min_cosine']})")
     ingest = report["ingest"]
     lines.append(f"ingest: {ingest['ingest_passages_per_s']} passages/s end to end = {ingest['ingest_vs_model']}x the model alone "
                  f"({ingest['model_passages_per_s']}/s); no-op re-ingest {ingest['noop_reingest_s']} s = {ingest['noop_vs_full']}x a full ingest")
