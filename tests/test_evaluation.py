@@ -158,3 +158,16 @@ def test_calibration_refuses_to_look_at_the_test_split(eval_pipeline):
 
     with pytest.raises(InputError, match="dev split only"):
         calibrate(eval_pipeline, load_questions(project.EVAL_QUESTIONS, "test"))
+
+
+def test_calibrating_a_tower_drops_the_thresholds_of_towers_no_longer_committed(tmp_path):
+    from rag.answer.extractive import Calibration
+    from rag.evaluation.calibrate import write_calibration
+
+    path = tmp_path / "calibration.json"
+    path.write_text(json.dumps({"m": {"weak_evidence": 0.7, "key_terms": 0.05}, "m+tower-old": {"answerable": 0.2},
+                                "other+tower-x": {"answerable": 0.3}}))
+    write_calibration("m+tower-new", Calibration(0.0, 0.0, answerable=0.1, answerable_english=0.12), path)
+    stored = json.loads(path.read_text())
+    assert set(stored) == {"m", "m+tower-new", "other+tower-x"}
+    assert stored["m+tower-new"]["answerable"] == 0.1 and stored["m"]["weak_evidence"] == 0.7

@@ -60,8 +60,9 @@ class Calibration:
             answerable, english = stored.get("answerable"), stored.get("answerable_english", stored.get("answerable"))
             if answerable is None and "weak_evidence" not in stored:
                 raise KeyError("weak_evidence")  # neither rule was fitted
-            # A learned scorer's calibration holds its thresholds alone; the hand-set rule's stay unused then.
-            return cls(float(stored.get("weak_evidence", 0.0)), float(stored.get("key_terms", 0.0)),
+            # A learned scorer's calibration holds its thresholds alone; the hand-set rule (a --compare row) then
+            # takes the conservative one: every key term must stand in the passages quoted.
+            return cls(float(stored.get("weak_evidence", 0.0)), float(stored.get("key_terms", 1.0)),
                        answerable=float(answerable) if answerable is not None else None,
                        answerable_english=float(english) if english is not None else None)
         except (OSError, ValueError, KeyError, TypeError):

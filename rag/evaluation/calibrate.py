@@ -75,6 +75,10 @@ def _rates(refused: list[tuple[bool, bool]]) -> dict[str, float]:
 
 def write_calibration(model_name: str, calibration, path: Path) -> None:
     stored = json.loads(path.read_text()) if path.exists() else {}
+    # a question tower's thresholds go with it: those of towers no longer committed are dropped
+    base = model_name.split("+tower-")[0]
+    stored = {name: entry for name, entry in stored.items() if name == model_name or "+tower-" not in name
+              or name.split("+tower-")[0] != base}
     previous = stored.get(model_name, {})
     stored[model_name] = {**previous, "fitted_on": "eval/questions.jsonl, dev split", "date": time.strftime("%Y-%m-%d")}
     if calibration.answerable is not None:

@@ -10,14 +10,16 @@ from rag.settings import Settings
 
 def configurations(settings: Settings) -> dict[str, Settings]:
     """What `rag eval --compare` sets side by side: the default, each row changing one thing, and the
-    references a LangChain tutorial would build (fixed 1,000/200 pieces of the raw text, dense and hybrid)."""
+    references a LangChain tutorial would build (fixed 1,000/200 pieces of the raw text, the plain model's questions,
+    dense and hybrid)."""
     retrieval, chunking, lexical = settings.retrieval, settings.chunking, settings.lexical
     naive = replace(chunking, max_chars=1000, overlap_chars=200, strategy="fixed")
+    plain = replace(settings.model, question_tower=False)
     rows = {
         "default": settings,
-        "reference: fixed 1000/200, dense": replace(settings, chunking=naive, retrieval=replace(
+        "reference: fixed 1000/200, dense": replace(settings, model=plain, chunking=naive, retrieval=replace(
             retrieval, mode="dense", understand_time=False, sentence_weight=0.0)),
-        "reference: fixed 1000/200, BM25 + dense, RRF": replace(settings, chunking=naive, retrieval=replace(
+        "reference: fixed 1000/200, BM25 + dense, RRF": replace(settings, model=plain, chunking=naive, retrieval=replace(
             retrieval, fusion="rrf", understand_time=False, sentence_weight=0.0)),
         "dense only": replace(settings, retrieval=replace(retrieval, mode="dense")),
         "BM25 only": replace(settings, retrieval=replace(retrieval, mode="lexical")),
@@ -35,9 +37,8 @@ def configurations(settings: Settings) -> dict[str, Settings]:
         # What the project did before the question tower: questions through the plain model, its own answer scorer
         # and thresholds, the fusion chosen for it.
         "before the tower: plain e5 questions, weighted fusion": replace(
-            settings, model=replace(settings.model, question_tower=False),
-            retrieval=replace(retrieval, fusion="weighted")),
-        "plain e5 questions": replace(settings, model=replace(settings.model, question_tower=False)),
+            settings, model=plain, retrieval=replace(retrieval, fusion="weighted")),
+        "plain e5 questions": replace(settings, model=plain),
     }
     # A row that is the default under another name is left out.
     return {name: row for name, row in rows.items() if name == "default" or row != settings}
