@@ -132,3 +132,57 @@ def test_show_reads_the_generation_being_served(served, settings, embedder):
     assert citation.quote in by_chunk.passage
     on_disk = show_citation(pipeline.index_dir, f"{citation.hit.doc_id}:0-40")
     assert "Iets anders" in on_disk.title  # the command line reads the index as it is now
+
+
+def test_two_serve_replicas_on_one_index_folder_switch_together_while_an_ingest_writes(tmp_path, seed_index_dir):
+    """The README's replica set-up: two `rag serve` processes on one index folder, a `rag ingest` beside them; both
+    answer from the new letter without a restart, and no request to either fails while the index switches."""
+    import httpx
+
+    from rag.bench.speed import start_server
+    from rag.serve.server import free_port
+
+    from conftest import run_rag
+
+    index_dir = tmp_path / "index"
+    shutil.copytree(seed_index_dir, index_dir)
+    letters = tmp_path / "letters"
+    shutil.copytree(SEEDS, letters)
+    (letters / "010_noordpool.txt").write_text(NOORDPOOL, encoding="utf-8")
+    ports = [free_port("127.0.0.1", 0) for _ in range(2)]
+    replicas = [start_server(index_dir, port, tmp_path / f"data-{port}") for port in ports]
+    urls = [f"http://127.0.0.1:{port}/api/ask" for port in ports]
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def keep_asking(url: str) -> None:
+        while not stop.is_set():
+            try:
+                response = httpx.post(url, json={"question": "Wat zei Nederland over China?"}, timeout=60)
+                if response.status_code != 200 or not response.json()["citations"]:
+                    failures.append(f"{response.status_code}: {response.text[:200]}")
+            except httpx.HTTPError as error:  # any failure is what this test is about
+                failures.append(f"{type(error).__name__}: {error}")
+
+    askers = [threading.Thread(target=keep_asking, args=(url,)) for url in urls]
+    try:
+        for asker in askers:
+            asker.start()
+        ingested = run_rag("ingest", str(letters), "--index", str(index_dir))
+        assert ingested.returncode == 0, ingested.stderr
+        for url in urls:
+            for _attempt in range(600):  # until this replica has switched (it checks the pointer every second)
+                answer = httpx.post(url, json={"question": "Wat zag de minister op Spitsbergen?"}, timeout=60).json()
+                if any(c["doc_id"] == "010_noordpool" for c in answer["citations"]):
+                    break
+            else:
+                pytest.fail(f"the replica at {url} never answered from the newly ingested letter")
+        stop.set()
+        for asker in askers:
+            asker.join(60)
+        assert not failures, failures[:3]
+    finally:
+        stop.set()
+        for replica in replicas:
+            replica.terminate()
+            replica.wait(30)
