@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from pathlib import Path
+from typing import Callable
 
 
 def file_sha256(path: Path) -> str:
@@ -13,6 +15,20 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 22), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def built_once(target: Path, build: Callable[[Path], None]) -> Path:
+    """`target`, built on first use: `build` writes a staging file beside it, which is then moved into place
+    atomically, so that a process killed while building, or two building at once, never leave half a file."""
+    if target.exists():
+        return target
+    staging = target.with_name(f".{target.stem}.{os.getpid()}-{time.time_ns()}{target.suffix}")
+    try:
+        build(staging)
+        os.replace(staging, target)
+    finally:
+        staging.unlink(missing_ok=True)
+    return target
 
 
 class NpyRows:

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from rag.embed.tokenizer import write_vocabulary
-from rag.files import file_sha256
+from rag.files import built_once, file_sha256
 from rag.settings import quiet_libraries
 
 CONVERTER_VERSION = 3  # 2: the ONNX encoder that answers questions without torch; 3: a compact tokenizer for it
@@ -299,16 +299,10 @@ def _export_graph(bert, path: Path) -> None:
 def int8_graph(graph: Path) -> Path:
     """The graph with its weights quantised to int8 by ONNX Runtime (dynamic quantisation, per channel), beside it,
     built on first use (atomically): 1.7 times the passages per second on a CPU, a quarter of the size."""
-    import os
-    import time
 
-    target = graph.with_name(f"{graph.stem}-int8.onnx")
-    if target.exists():
-        return target
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    def quantise(staging: Path) -> None:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    staging = target.with_name(f".{target.stem}.{os.getpid()}-{time.time_ns()}.onnx")
-    try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             logging.disable(logging.WARNING)  # its advice to pre-process the graph: measured, no gain here (README)
@@ -316,10 +310,8 @@ def int8_graph(graph: Path) -> Path:
                 quantize_dynamic(str(graph), str(staging), weight_type=QuantType.QInt8, per_channel=True)
             finally:
                 logging.disable(logging.NOTSET)
-        os.replace(staging, target)
-    finally:
-        staging.unlink(missing_ok=True)
-    return target
+
+    return built_once(graph.with_name(f"{graph.stem}-int8.onnx"), quantise)
 
 
 def fused_graph(graph: Path) -> Path:
@@ -328,22 +320,14 @@ def fused_graph(graph: Path) -> Path:
     int8 graph fused in one session and not in another (as a one-thread session skipped the fusions) gave question
     vectors at cosine .996 to each other. Loading it also costs no optimiser memory. Extended fusions only: the
     layout transforms beyond them are specific to a machine's CPU."""
-    import os
-    import time
 
-    import onnxruntime
+    def fuse(staging: Path) -> None:
+        import onnxruntime
 
-    target = graph.with_name(f"{graph.stem}-fused.onnx")
-    if target.exists():
-        return target
-    staging = target.with_name(f".{target.stem}.{os.getpid()}-{time.time_ns()}.onnx")
-    try:
         options = onnxruntime.SessionOptions()
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
         options.optimized_model_filepath = str(staging)
         options.log_severity_level = 3
         onnxruntime.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
-        os.replace(staging, target)
-    finally:
-        staging.unlink(missing_ok=True)
-    return target
+
+    return built_once(graph.with_name(f"{graph.stem}-fused.onnx"), fuse)

@@ -14,10 +14,11 @@ import hashlib
 import json
 import os
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+
+from rag.files import built_once
 
 # The six linear maps of a BERT layer that carry updates: attention's query, key, value and output, and the
 # feed-forward's two.
@@ -65,24 +66,15 @@ def question_encoder(model_folder: Path, tower_path: Path) -> Path | None:
     identity = tower_id(tower_path)
     if identity is None:
         return None
-    target = Path(model_folder) / "onnx" / f"question-{identity}.onnx"
-    if target.exists():
-        return target
-    _build(Path(model_folder), Path(tower_path), target)
-    return target
 
+    def build(staging: Path) -> None:
+        from safetensors.numpy import load_file
 
-def _build(model_folder: Path, tower_path: Path, target: Path) -> None:
-    from safetensors.numpy import load_file
+        from rag.embed.convert import export_encoder
 
-    from rag.embed.convert import export_encoder
+        updates, record = read_tower(tower_path)
+        state = {name: value.astype(np.float32)
+                 for name, value in load_file(str(Path(model_folder) / "model.safetensors")).items()}
+        export_encoder(Path(model_folder), merged_state(state, updates, float(record["scale"])), staging)
 
-    updates, record = read_tower(tower_path)
-    state = {name: value.astype(np.float32) for name, value in load_file(str(model_folder / "model.safetensors")).items()}
-    merged = merged_state(state, updates, float(record["scale"]))
-    staging = target.with_name(f".{target.name}.{os.getpid()}-{time.time_ns()}")
-    try:
-        export_encoder(model_folder, merged, staging)
-        os.replace(staging, target)
-    finally:
-        staging.unlink(missing_ok=True)
+    return built_once(Path(model_folder) / "onnx" / f"question-{identity}.onnx", build)
