@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from rag.index.store import load_index
-from rag.index.vector_index import SlotBitmap, VectorIndex
+from rag.index.vector_index import SlotBitmap, VectorIndex, describe
 from rag.settings import IndexSettings, LexicalSettings, Settings
 
 LEXICAL = LexicalSettings()
@@ -131,6 +131,35 @@ def test_hnsw_removals_are_tombstones_that_no_search_returns():
     assert set(found[found >= 0].tolist()) <= set(allowed.tolist())
     # Past the tombstone share the caller is told to rebuild.
     assert not index.updated(slots[1::5], extra[:0], np.zeros(0, np.int64), IndexSettings(kind="hnsw"), 2400)
+
+
+def test_hnsw_holds_real_vectors_in_a_byte_per_dimension_at_the_recall_of_exact_search(pipeline, tmp_path):
+    """The seed letters' sentence vectors in an HNSW graph of 8-bit codes: half the bytes of float16, the same ten
+    nearest as exact search for the passages' vectors asked as queries, and the form recorded so that a graph built
+    before it (float16, nothing recorded) is rebuilt rather than updated."""
+    import faiss
+
+    generation = pipeline.generation
+    vectors = np.concatenate([np.asarray(generation.sentences_of(row)[2], dtype=np.float32) for row in range(len(generation))])
+    queries = np.asarray(generation.vectors[:], dtype=np.float32)
+    slots = np.arange(len(vectors), dtype=np.int64)
+    built = {form: VectorIndex.build(vectors, slots, IndexSettings(kind="hnsw", hnsw_vectors=form)) for form in ("sq8", "fp16")}
+    sizes = {form: len(faiss.serialize_index(index.index)) for form, index in built.items()}
+    graph = 2 * IndexSettings().hnsw_m * 4 * len(vectors)  # the links of the bottom layer, alike in both
+    assert sizes["sq8"] - graph <= 0.6 * (sizes["fp16"] - graph)
+    exact = np.argsort(-(queries @ vectors.T), axis=1)[:, :10]
+    found = np.stack([built["sq8"].search(query, 10)[1] for query in queries])
+    recall = np.mean([len(set(row) & set(truth)) / 10 for row, truth in zip(found.tolist(), exact.tolist())])
+    assert recall >= 0.95, recall
+
+    recorded = built["sq8"].save(tmp_path)
+    assert recorded["settings"]["hnsw_vectors"] == "sq8" and "8-bit" in describe(recorded)
+    assert VectorIndex.load(tmp_path, recorded, IndexSettings()).settings.hnsw_vectors == "sq8"
+    before = {**recorded, "settings": {k: v for k, v in recorded["settings"].items() if k != "hnsw_vectors"}}
+    legacy = VectorIndex.load(tmp_path, before, IndexSettings())
+    assert legacy.settings.hnsw_vectors == "fp16" and "float16" in describe(before)
+    assert not legacy.updated(np.zeros(0, np.int64), vectors[:0], np.zeros(0, np.int64), IndexSettings(kind="hnsw"),
+                              len(vectors) + IndexSettings().exact_search_limit)
 
 
 @pytest.mark.parametrize("kind", ["flat", "ivf"])

@@ -51,10 +51,14 @@ class VectorIndex:
         if kind == "flat":
             index = faiss.IndexIDMap(faiss.IndexFlatIP(dimension))
         elif kind == "hnsw":
-            # The graph's vectors in float16: 1 KB a passage instead of 1.8, which is what keeps a million passages
-            # inside a serving budget; the few candidates a search returns are rescored exactly (Generation).
-            graph = faiss.IndexHNSWSQ(dimension, faiss.ScalarQuantizer.QT_fp16, settings.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            # The graph's vectors compressed (`IndexSettings.hnsw_vectors`): what keeps a million passages inside a
+            # serving budget; the few candidates a search returns are rescored exactly (Generation).
+            codes = {"sq8": faiss.ScalarQuantizer.QT_8bit, "fp16": faiss.ScalarQuantizer.QT_fp16}
+            graph = faiss.IndexHNSWSQ(dimension, codes[settings.hnsw_vectors], settings.hnsw_m, faiss.METRIC_INNER_PRODUCT)
             graph.hnsw.efConstruction = settings.hnsw_ef_construction
+            if count and not graph.is_trained:  # sq8: each dimension's range, from an even sample of the vectors
+                step = max(1, count // settings.hnsw_training_sample)
+                graph.train(np.ascontiguousarray(vectors[::step], dtype=np.float32))
             index = faiss.IndexIDMap(graph)
         else:  # IVF stores ids itself and removes them without renumbering
             lists = ivf_lists(count)
@@ -118,8 +122,10 @@ class VectorIndex:
         """The index a generation holds, as `recorded` in its manifest, used with these `settings`."""
         import faiss
 
+        # A graph built before its vectors' form was recorded holds them in float16 (the next ingest rebuilds it).
+        built = {"hnsw_vectors": "fp16", **recorded["settings"]} if recorded["kind"] == "hnsw" else recorded["settings"]
         return cls(faiss.read_index(str(folder / "vectors.faiss")), recorded["kind"],
-                   settings.from_manifest(recorded["settings"]), np.load(folder / "tombstones.npy"),
+                   settings.from_manifest(built), np.load(folder / "tombstones.npy"),
                    int(recorded["trained_on"]))
 
 
@@ -144,7 +150,8 @@ def describe(recorded: dict) -> str:
     """The index kind and its parameters in a line (README, bench, status)."""
     settings = recorded["settings"]
     if recorded["kind"] == "hnsw":
-        detail = (f"float16, M {settings['hnsw_m']}, efConstruction {settings['hnsw_ef_construction']}, "
+        codec = {"sq8": "8-bit", "fp16": "float16"}[settings.get("hnsw_vectors", "fp16")]
+        detail = (f"{codec}, M {settings['hnsw_m']}, efConstruction {settings['hnsw_ef_construction']}, "
                   f"efSearch {settings['hnsw_ef_search']}")
     elif recorded["kind"] == "ivf":
         detail = f"{ivf_lists(recorded['trained_on'])} lists, nprobe {settings['ivf_nprobe']}"
