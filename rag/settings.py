@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Mapping
+from typing import Iterable, Mapping
 
 from rag.errors import InputError
 
@@ -49,7 +49,29 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 def display_path(path: Path) -> str:
     """Paths inside the project are shown relative to it (`seeds/000_….txt`), others absolute."""
-    resolved = Path(path).resolve()
+    return _shown(Path(path).resolve())
+
+
+def display_paths(paths: Iterable[Path]) -> dict[Path, str]:
+    """`display_path` of many files, each folder resolved once (a ministry's archive is many files in few folders)."""
+    root = f"{PROJECT_ROOT}{os.sep}"
+    folders: dict[str, str] = {}
+    shown = {}
+    for path in paths:
+        name = os.fspath(path)
+        if os.path.islink(name):  # the file itself points elsewhere: resolved as a whole
+            shown[path] = display_path(path)
+            continue
+        parent, file_name = os.path.split(name)
+        folder = folders.get(parent)
+        if folder is None:
+            folder = folders[parent] = os.path.realpath(parent or ".")
+        resolved = os.path.join(folder, file_name)
+        shown[path] = resolved[len(root):] if resolved.startswith(root) else resolved
+    return shown
+
+
+def _shown(resolved: Path) -> str:
     try:
         return str(resolved.relative_to(PROJECT_ROOT))
     except ValueError:

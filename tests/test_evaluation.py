@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +17,7 @@ from rag.evaluation.runner import compare_to_baseline, evaluate
 from rag.settings import RetrievalSettings, Settings
 
 BASELINE = project.EVAL_BASELINE
+CORPUS_SAMPLE = Path(__file__).parent / "data" / "statengeneraal-sample.jsonl.gz"
 
 
 @pytest.fixture(scope="module")
@@ -171,3 +173,39 @@ def test_calibrating_a_tower_drops_the_thresholds_of_towers_no_longer_committed(
     stored = json.loads(path.read_text())
     assert set(stored) == {"m", "m+tower-new", "other+tower-x"}
     assert stored["m+tower-new"]["answerable"] == 0.1 and stored["m"]["weak_evidence"] == 0.7
+
+
+@pytest.mark.slow
+def test_the_eval_in_a_crowd_of_unrelated_documents_still_finds_its_letters(tmp_path, eval_pipeline, eval_report):
+    """`rag eval --distractors`: unrelated parliamentary documents indexed beside the eval's letters, in an index of
+    its own (the eval's own index untouched); the seed questions still find their letters among them."""
+    from rag.index.store import load_index
+
+    from conftest import run_rag
+
+    seeds = [line for line in project.EVAL_QUESTIONS.read_text(encoding="utf-8").splitlines()
+             if line.strip() and json.loads(line)["corpus"] == "seeds" and json.loads(line)["split"] == "test"]
+    questions = tmp_path / "seeds.jsonl"
+    questions.write_text("\n".join(seeds) + "\n", encoding="utf-8")
+    letters_before = len(eval_pipeline.generation.letters)
+    result = run_rag("eval", "--split", "test", "--questions", str(questions), "--index", str(eval_pipeline.index_dir),
+                     "--distractors", str(CORPUS_SAMPLE), "--distractor-limit", "12", "--json", timeout=900)
+    assert result.returncode == 0, result.stderr[-2000:]
+    crowd = json.loads(result.stdout)["report"]["groups"]["seeds/test"]
+    crowded = load_index(eval_pipeline.index_dir.with_name(f"{eval_pipeline.index_dir.name}-distractors"),
+                         eval_pipeline.embedder.name, eval_pipeline.embedder.fingerprint)
+    assert len(crowded.letters) == letters_before + 12
+    assert sum(letter.doc_id.startswith("sgd-") for letter in crowded.letters) == 12
+    assert len(load_index(eval_pipeline.index_dir, eval_pipeline.embedder.name,
+                          eval_pipeline.embedder.fingerprint).letters) == letters_before
+    alone = eval_report["groups"]["seeds/test"]
+    assert crowd["questions"] == alone["questions"]
+    assert crowd["hit@k"] >= alone["hit@k"] - 0.06  # two of the 36 questions at most lose their letter to the crowd
+
+
+def test_distractors_go_with_the_eval_as_it_is_not_with_its_baseline():
+    from conftest import run_rag
+
+    result = run_rag("eval", "--distractors", str(CORPUS_SAMPLE), "--write-baseline")
+    assert result.returncode == 2 and "leave out --write-baseline" in result.stderr
+    assert "Traceback" not in result.stderr

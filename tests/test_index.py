@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -190,3 +191,49 @@ def test_index_read_by_another_reader_version_is_refused_and_reread(tmp_path, se
     assert summary.changed and summary.read == 5 and summary.embedded == 0  # re-read, nothing re-embedded
     assert read_manifest(index_dir)["reader"]["version"] == READER_VERSION
     assert load_index(index_dir, embedder.name, embedder.fingerprint).documents
+
+
+def test_a_no_op_ingest_trusts_size_and_modification_time_and_writes_nothing(tmp_path, settings, embedder, monkeypatch):
+    """Nothing changed: no letter file is read to hash it and nothing is written, not even what the ingest knew of
+    the files. One letter changed: that one file, and only it, is hashed and read again."""
+    import rag.index.ingest as ingest_module
+
+    letters = tmp_path / "letters"
+    shutil.copytree(SEEDS, letters)
+    index = tmp_path / "index"
+    run_ingest([letters], index, settings, embedder)
+    hashed = []
+    real_hash = ingest_module.file_sha256
+    monkeypatch.setattr(ingest_module, "file_sha256", lambda path: hashed.append(path.name) or real_hash(path))
+    stats = index / ingest_module.STATS
+    before = (stats.stat().st_mtime_ns, stats.read_bytes(), (index / "CURRENT").read_bytes())
+    again = run_ingest([letters], index, settings, embedder)
+    assert again.changed is False and hashed == []
+    assert (stats.stat().st_mtime_ns, stats.read_bytes(), (index / "CURRENT").read_bytes()) == before
+
+    changed = sorted(letters.glob("*.txt"))[2]
+    changed.write_text(changed.read_text(encoding="utf-8") + "\n\nEen nieuwe alinea over de Noordzee.\n", encoding="utf-8")
+    after = run_ingest([letters], index, settings, embedder)
+    assert after.changed and after.read == 1 and hashed == [changed.name]
+    assert stats.stat().st_mtime_ns != before[0]
+
+
+def test_display_paths_of_many_files_are_each_files_display_path(tmp_path):
+    """One folder resolved for many files gives what resolving each file gives: inside the project relative, outside
+    absolute, through a linked folder and for a linked file alike."""
+    import os
+
+    from rag.settings import PROJECT_ROOT, display_path, display_paths
+
+    (tmp_path / "real").mkdir()
+    files = [tmp_path / "real" / f"brief-{n}.txt" for n in range(3)]
+    for path in files:
+        path.write_text("tekst", encoding="utf-8")
+    (tmp_path / "linked").symlink_to(tmp_path / "real")
+    (tmp_path / "real" / "link.txt").symlink_to(files[0])
+    relative = os.path.relpath(SEEDS, os.getcwd())
+    given = [*files, tmp_path / "linked" / "brief-1.txt", tmp_path / "real" / "link.txt",
+             *sorted(SEEDS.glob("*.txt"))[:2], *sorted(Path(relative).glob("*.txt"))[:1]]
+    shown = display_paths(given)
+    assert shown == {path: display_path(path) for path in given}
+    assert shown[given[-1]].startswith("seeds/") and not shown[given[0]].startswith(str(PROJECT_ROOT))

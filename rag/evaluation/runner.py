@@ -28,13 +28,19 @@ log = logging.getLogger("rag.evaluation")
 MIN_KIND = EvaluationSettings.min_kind  # a kind is reported and gated on its own from this many questions in a split
 
 
-def open_eval_pipeline(settings: Settings, index_dir: Path = EVAL_INDEX) -> Pipeline:
+def open_eval_pipeline(settings: Settings, index_dir: Path = EVAL_INDEX, distractors: Sequence[Path] = ()) -> Pipeline:
     """The pipeline `rag eval` measures: the seeds, the real letters of eval/letters/, the text extracts of
     eval/extracts/ and eval/paraphrased/ in one index, brought up to date first (nothing is embedded again when
-    nothing changed)."""
+    nothing changed). With `distractors` (letter files), those unrelated letters stand beside them, in an index of
+    its own beside `index_dir` that starts as a copy of it, so that only the distractors are embedded."""
     settings = replace(settings, endpoint=None)  # the eval measures the extractive answer
     embedder = load_embedder(settings.model)
-    summary = run_ingest(list(EVAL_FOLDERS), index_dir, settings, embedder)
+    if distractors:
+        crowded = index_dir.with_name(f"{index_dir.name}-distractors")
+        if not crowded.exists() and index_dir.exists():
+            shutil.copytree(index_dir, crowded, ignore=shutil.ignore_patterns(".lock", UPLOADS))
+        index_dir = crowded
+    summary = run_ingest(list(EVAL_FOLDERS) + list(distractors), index_dir, settings, embedder)
     for warning in summary.warnings:
         log.info("eval letters: %s", warning)
     generation = load_index(index_dir, settings.model.name, embedder.fingerprint, settings.chunking, settings.index,

@@ -34,7 +34,7 @@ from rag.index.lexical import ranges, tokenizer_id
 from rag.language import iso_date
 from rag.readers import is_letter_file, letter_paths
 from rag.readers.document import READER_VERSION, Document, cannot_read, read_or_reason, unique_ids
-from rag.settings import PROJECT_ROOT, ChunkSettings, IndexSettings, LexicalSettings, display_path
+from rag.settings import PROJECT_ROOT, ChunkSettings, IndexSettings, LexicalSettings, display_paths
 
 CHECKPOINTS = ".embedded"
 UPLOADS = "uploads"  # letters uploaded in the chat page, inside the index folder
@@ -77,7 +77,8 @@ def ingest(paths: Sequence[str | Path] | None, index_dir: Path, model_name: str,
            chunk_settings: ChunkSettings = ChunkSettings(), index_settings: IndexSettings = IndexSettings(),
            fault: str = "", exclude: frozenset[str] = frozenset(), wait: bool = False,
            lexical_settings: LexicalSettings = LexicalSettings(), fresh_uploads: frozenset[Path] = frozenset()) -> IngestSummary:
-    """Bring the index in line with the letters at `paths` and the letters uploaded into it, without the doc_ids in
+    """Bring the index in line with the letter files `paths` (folders expanded by `letter_paths`) and the letters
+    uploaded into it, without the doc_ids in
     `exclude`, embedding only what is new. `paths` None: the letters the live index holds now, read from disk
     under the lock, so a change made by a server never undoes an ingest made elsewhere meanwhile; a letter whose
     file has moved or gone stays as stored (only `exclude` removes). Uploads not yet indexed are said, except the
@@ -125,7 +126,8 @@ def _ingest(paths, index_dir: Path, model_name: str, fingerprint: str, embed: Em
             keep_stored: bool = False, fresh_uploads: frozenset[Path] = frozenset()) -> IngestSummary:
     started = time.perf_counter()
     uploads = uploaded_letters(index_dir)
-    files = sorted(set(letter_paths(paths)) | set(uploads), key=lambda p: (p.name, str(p)))
+    files = sorted({path if isinstance(path, Path) else Path(path) for path in paths} | set(uploads),
+                   key=lambda p: (p.name, str(p)))
     skipped: list[str] = []
     skipped_files: list[Path] = []
     previous = _previous_build(index_dir, model_name, fingerprint)
@@ -143,7 +145,8 @@ def _ingest(paths, index_dir: Path, model_name: str, fingerprint: str, embed: Em
             skipped_files.append(path)
     files = [path for path in files if path in hashes]
     stored = previous.letters if previous else {}
-    ids, renamed = unique_ids(files, _held_ids(previous, files, hashes, keep_stored))
+    shown = display_paths(files)
+    ids, renamed = unique_ids(files, _held_ids(previous, files, hashes, keep_stored, shown), shown)
     warnings: list[str] = list(renamed)
     files = [path for path in files if ids[path] not in exclude]
     doc_ids = [ids[path] for path in files]
@@ -190,7 +193,8 @@ def _ingest(paths, index_dir: Path, model_name: str, fingerprint: str, embed: Em
     removed = len(set(stored) - set(doc_ids) - unlisted)
     if carry and not to_read and len(kept) == len(stored) and unreadable == known_unreadable and (
             previous.manifest["index"]["settings"] == index_settings.as_manifest()):
-        _keep_letter_stats(index_dir, fingerprint, stats)
+        if stats != known_stats:  # a no-op writes nothing when nothing changed, not even what it knew of the files
+            _keep_letter_stats(index_dir, fingerprint, stats)
         counts = previous.manifest["counts"]
         return IngestSummary(counts["letters"], 0, counts["chunks"], 0, counts["chunks"], 0,
                              time.perf_counter() - started, changed=False, skipped=skipped, skipped_files=skipped_files,
@@ -277,18 +281,20 @@ def _read_letter(path: Path, doc_id: str, chunk_settings: ChunkSettings) -> tupl
         return f"{path}: cannot cut this letter into passages ({type(error).__name__}); please report it with the file"
 
 
-def _held_ids(previous: "_Previous | None", files: list[Path], hashes: dict[Path, str], keep_stored: bool) -> dict[str, str]:
-    """The ids letters hold and keep (source -> doc_id): of the letters read from these files before, a file moved
-    elsewhere with its content unchanged, and (`keep_stored`) every letter the index holds."""
+def _held_ids(previous: "_Previous | None", files: list[Path], hashes: dict[Path, str], keep_stored: bool,
+              shown: dict[Path, str]) -> dict[str, str]:
+    """The ids letters hold and keep (source -> doc_id): of the letters read from these files before (`shown`: each
+    file as a source is stored), a file moved elsewhere with its content unchanged, and (`keep_stored`) every letter
+    the index holds."""
     if previous is None:
         return {}
-    sources = {display_path(path) for path in files}
+    sources = set(shown.values())
     held = {source: doc_id for doc_id, source in previous.sources.items() if keep_stored or source in sources}
     gone = {previous.letters[doc_id][1]: doc_id for doc_id, source in previous.sources.items() if source not in sources}
-    for path in files:
+    for path in files if gone else ():
         doc_id = gone.pop(hashes[path], None)
-        if doc_id is not None and display_path(path) not in held:
-            held[display_path(path)] = doc_id
+        if doc_id is not None and shown[path] not in held:
+            held[shown[path]] = doc_id
     return held
 
 

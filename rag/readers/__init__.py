@@ -8,8 +8,10 @@ only the shared modules (settings, errors, language, files), never the index, th
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 from rag.errors import InputError
 from rag.readers.reading import Facts, Reading
@@ -55,11 +57,13 @@ def letter_paths(paths: Iterable[str | Path]) -> list[Path]:
     """
     found: list[Path] = []
     for given in paths:
-        path = Path(given)
-        if not path.exists():
-            raise InputError(f"{path}: no such file or folder")
-        if path.is_dir():
-            letters = [p for p in path.rglob("*") if p.is_file() and is_letter_file(p)]
+        path = given if isinstance(given, Path) else Path(given)
+        try:
+            is_folder = stat.S_ISDIR(os.stat(path).st_mode)  # one call a path: a ministry's archive is many files
+        except OSError:
+            raise InputError(f"{path}: no such file or folder") from None
+        if is_folder:
+            letters = [file for file in _files_under(path) if is_letter_file(file)]
             if not letters:
                 raise InputError(f"{path}: no letters here (looked for {', '.join(sorted(READERS))} files)")
             found.extend(_preferred_forms(letters))
@@ -68,6 +72,17 @@ def letter_paths(paths: Iterable[str | Path]) -> list[Path]:
         else:
             raise InputError(f"{path}: unsupported file type; give {', '.join(sorted(READERS))} files")
     return sorted(set(found), key=lambda p: (p.name, str(p)))
+
+
+def _files_under(folder: Path) -> Iterator[Path]:
+    """The files in a folder and its subfolders, as `rglob` finds them, from the directory entries (no call per
+    file to ask what it is)."""
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.is_dir():
+                yield from _files_under(Path(entry.path))
+            elif entry.is_file():
+                yield Path(entry.path)
 
 
 def _preferred_forms(files: list[Path]) -> list[Path]:

@@ -23,7 +23,7 @@ from rag.readers.metadata import date_of, kind_of, ministry_of, title_of
 from rag.readers.reading import Reading
 from rag.readers.references import cited_references, own_identifiers
 from rag.readers.text import reading_of_text
-from rag.settings import display_path
+from rag.settings import display_path, display_paths
 
 # Bump with any change that can alter the stored text, the sections or the metadata of a letter:
 # `rag ingest` then re-reads every letter, and queries on an index read by another version are refused.
@@ -154,18 +154,21 @@ def doc_id_for(path: Path) -> str:
     return stem or hashlib.sha1(path.name.encode("utf-8", "surrogatepass")).hexdigest()[:12]
 
 
-def unique_ids(files: Iterable[Path], held: Mapping[str, str] | None = None) -> tuple[dict[Path, str], list[str]]:
+def unique_ids(files: Iterable[Path], held: Mapping[str, str] | None = None,
+               shown: Mapping[Path, str] | None = None) -> tuple[dict[Path, str], list[str]]:
     """Each file's doc_id, unique among them, and a line for each file that could not have the id its name gives.
 
-    A file keeps the id the index gave its path before (`held`: source -> doc_id); any other file takes the id
-    its name gives, or, when a letter holds that one, the first free `<id>-2`, `<id>-3`... So a new file never
-    takes over the id, the citations or the place of a letter indexed before."""
+    A file keeps the id the index gave its path before (`held`: source -> doc_id, `shown`: each file's source when
+    the caller has it); any other file takes the id its name gives, or, when a letter holds that one, the first free
+    `<id>-2`, `<id>-3`... So a new file never takes over the id, the citations or the place of a letter indexed
+    before."""
     files = list(files)
     held = held or {}
+    shown = shown if shown is not None else display_paths(files) if held else {}
     assigned: dict[Path, str] = {}
     holders: dict[str, Path] = {}
-    for path in files:
-        doc_id = held.get(display_path(path))
+    for path in files if held else ():
+        doc_id = held.get(shown[path])
         if doc_id is not None and doc_id not in holders:
             assigned[path], holders[doc_id] = doc_id, path
     reserved = set(held.values())  # a letter indexed before whose file is elsewhere now keeps its id too
