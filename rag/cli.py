@@ -279,15 +279,12 @@ def serve(host: str, port: int, data_dir: Path, insecure: bool, index_dir: Path,
               show_default="eval/index/", help="The index of the seeds and eval/letters/ (built or updated first).")
 @_model_options
 @click.option("--distractors", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="FILE",
-              help="Also index unrelated documents of this corpus (JSON lines of URL and Content, .gz too, e.g. "
-                   "../shared/corpora/statengeneraal-digitaal-20k.jsonl.gz), among which the eval's letters must still "
-                   "be found; in an index of its own beside --index.")
-@click.option("--distractor-limit", type=int, default=1000, show_default=True,
-              help="With --distractors: its first N distinct documents.")
+              help="Also index a corpus's unrelated documents (JSON lines of URL and Content, .gz too), among which the "
+                   "eval's letters must still be found; in an index of its own beside --index.")
+@click.option("--distractor-limit", type=int, default=1000, show_default=True, help="Its first N distinct documents.")
 def evaluate_command(questions_path: Path, split: str, k: int, as_json: bool, baseline_path: Path | None,
                      write_baseline: bool, compare: bool, calibrate: bool, trec_dir: Path | None, index_dir: Path,
-                     distractors: Path | None, distractor_limit: int, model_name: str | None,
-                     model_dir: Path | None) -> None:
+                     distractors: Path | None, distractor_limit: int, model_name: str | None, model_dir: Path | None) -> None:
     """Retrieval and answer quality on the seeds and on real letters, dev and test; a regression gate."""
     from rag.evaluation import calibrate as calibration_fit
     from rag.evaluation import reports
@@ -297,10 +294,7 @@ def evaluate_command(questions_path: Path, split: str, k: int, as_json: bool, ba
 
     check_k(k)
     if distractors is not None and (write_baseline or calibrate):
-        raise InputError("--distractors measures the eval in a crowd; baselines and thresholds come from the eval as it "
-                         "is: leave out --write-baseline and --calibrate")
-    if distractor_limit < 1:
-        raise InputError(f"--distractor-limit {distractor_limit}: give 1 or more documents")
+        raise InputError("--distractors measures the eval in a crowd: leave out --write-baseline and --calibrate")
     settings = _settings(model_name, model_dir)
     if calibrate:
         pipeline = evaluation.open_eval_pipeline(settings, index_dir)
@@ -317,12 +311,7 @@ def evaluate_command(questions_path: Path, split: str, k: int, as_json: bool, ba
         return
     questions = load_questions(questions_path, split)
     baseline = evaluation.read_baseline(baseline_path) if baseline_path and not write_baseline else None
-    crowd = []
-    if distractors is not None:
-        from rag.bench.scale import corpus_letters
-
-        crowd = corpus_letters(distractors, index_dir.with_name(f"{index_dir.name}-distractor-letters"), distractor_limit)
-    pipeline = evaluation.open_eval_pipeline(settings, index_dir, crowd)
+    pipeline = evaluation.open_eval_pipeline(settings, index_dir, distractors, distractor_limit)
     result = evaluation.run(pipeline, questions, k, compare, trec_dir, REPORT_DIR)
     drops: list[str] = []
     if write_baseline:

@@ -194,8 +194,10 @@ def test_the_eval_in_a_crowd_of_unrelated_documents_still_finds_its_letters(tmp_
     crowd = json.loads(result.stdout)["report"]["groups"]["seeds/test"]
     crowded = load_index(eval_pipeline.index_dir.with_name(f"{eval_pipeline.index_dir.name}-distractors"),
                          eval_pipeline.embedder.name, eval_pipeline.embedder.fingerprint)
-    assert len(crowded.letters) == letters_before + 12
-    assert sum(letter.doc_id.startswith("sgd-") for letter in crowded.letters) == 12
+    own = {letter.doc_id for letter in eval_pipeline.generation.letters}
+    added = [letter for letter in crowded.letters if letter.doc_id not in own]
+    assert len(crowded.letters) == letters_before + 12 and len(added) == 12
+    assert all("distractor-letters" in letter.source for letter in added)
     assert len(load_index(eval_pipeline.index_dir, eval_pipeline.embedder.name,
                           eval_pipeline.embedder.fingerprint).letters) == letters_before
     alone = eval_report["groups"]["seeds/test"]

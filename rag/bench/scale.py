@@ -16,9 +16,7 @@ questions are embedded once, beforehand); the memory is that of a real `rag serv
 
 from __future__ import annotations
 
-import gzip
 import json
-import re
 import shutil
 import time
 from dataclasses import replace
@@ -27,8 +25,9 @@ from typing import Sequence
 
 import numpy as np
 
-from rag.errors import InputError
 from rag.bench.synthetic import build_synthetic_index, calibrate_noise, rows_by_letter, synthetic_plan, synthetic_vectors
+from rag.errors import InputError
+from rag.readers.corpus import corpus_letters
 from rag.settings import Settings
 
 HELD_OUT = 10  # real letters kept aside, to be added to each index as an incremental ingest
@@ -39,39 +38,6 @@ NPROBE_SWEEP = (16, 32, 64, 128, 256)
 
 
 # --- the corpus as letters ------------------------------------------------------------------
-
-def corpus_letters(corpus: Path, folder: Path, limit: int | None = None) -> list[Path]:
-    """One text letter per distinct document of the corpus (the dump holds many documents several times),
-    in corpus order, at most `limit`."""
-    if not corpus.is_file():
-        raise InputError(f"{corpus}: no such corpus file; give a .jsonl or .jsonl.gz of {{\"URL\", \"Content\"}} objects")
-    folder.mkdir(parents=True, exist_ok=True)
-    opener = gzip.open if corpus.suffix == ".gz" else open
-    seen: set[str] = set()
-    files: list[Path] = []
-    try:
-        with opener(corpus, "rt", encoding="utf-8") as lines:
-            for number, line in enumerate(lines, start=1):
-                if limit is not None and len(files) >= limit:
-                    break
-                try:
-                    record = json.loads(line)
-                    url, content = record["URL"], record["Content"]
-                except (ValueError, KeyError, TypeError):
-                    raise InputError(f"{corpus}, line {number}: not a {{\"URL\", \"Content\"}} object") from None
-                key = re.sub(r"[^0-9A-Za-z]+", "-", url.rstrip("/").removesuffix("/ocr").rsplit("/", 1)[-1]).strip("-")
-                if key in seen or not content.strip():
-                    continue
-                seen.add(key)
-                path = folder / f"sgd-{key}.txt"
-                path.write_text(content, encoding="utf-8")
-                files.append(path)
-    except (OSError, EOFError) as error:
-        raise InputError(f"{corpus}: cannot read it ({error}); check the file") from None
-    if not files:
-        raise InputError(f"{corpus}: no document with text in it; give a corpus of {{\"URL\", \"Content\"}} objects")
-    return files
-
 
 # --- one index, measured --------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from rag.evaluation.metrics import (CITATION_LIMIT, DEPTH, LOWER_IS_BETTER, RETR
 from rag.evaluation.reports import table, write_chart, write_trec
 from rag.index.ingest import UPLOADS
 from rag.index.store import load_index
+from rag.readers.corpus import corpus_letters
 from rag.serve.pipeline import Pipeline, run_ingest
 from rag.settings import EVAL_FOLDERS, EVAL_INDEX, EvaluationSettings, Settings
 
@@ -28,19 +29,25 @@ log = logging.getLogger("rag.evaluation")
 MIN_KIND = EvaluationSettings.min_kind  # a kind is reported and gated on its own from this many questions in a split
 
 
-def open_eval_pipeline(settings: Settings, index_dir: Path = EVAL_INDEX, distractors: Sequence[Path] = ()) -> Pipeline:
+def open_eval_pipeline(settings: Settings, index_dir: Path = EVAL_INDEX, distractors: Path | None = None,
+                       distractor_limit: int = 1000) -> Pipeline:
     """The pipeline `rag eval` measures: the seeds, the real letters of eval/letters/, the text extracts of
     eval/extracts/ and eval/paraphrased/ in one index, brought up to date first (nothing is embedded again when
-    nothing changed). With `distractors` (letter files), those unrelated letters stand beside them, in an index of
-    its own beside `index_dir` that starts as a copy of it, so that only the distractors are embedded."""
+    nothing changed). With `distractors` (a corpus dump), its first `distractor_limit` documents stand beside them
+    as unrelated letters, in an index of its own beside `index_dir` that starts as a copy of it, so that only the
+    distractors are embedded."""
     settings = replace(settings, endpoint=None)  # the eval measures the extractive answer
     embedder = load_embedder(settings.model)
-    if distractors:
+    crowd = []
+    if distractors is not None:
+        if distractor_limit < 1:
+            raise InputError(f"--distractor-limit {distractor_limit}: give 1 or more documents")
+        crowd = corpus_letters(distractors, index_dir.with_name(f"{index_dir.name}-distractor-letters"), distractor_limit)
         crowded = index_dir.with_name(f"{index_dir.name}-distractors")
         if not crowded.exists() and index_dir.exists():
             shutil.copytree(index_dir, crowded, ignore=shutil.ignore_patterns(".lock", UPLOADS))
         index_dir = crowded
-    summary = run_ingest(list(EVAL_FOLDERS) + list(distractors), index_dir, settings, embedder)
+    summary = run_ingest(list(EVAL_FOLDERS) + crowd, index_dir, settings, embedder)
     for warning in summary.warnings:
         log.info("eval letters: %s", warning)
     generation = load_index(index_dir, settings.model.name, embedder.fingerprint, settings.chunking, settings.index,
