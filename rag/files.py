@@ -69,13 +69,34 @@ class NpyRows:
         return np.frombuffer(data, dtype=self.dtype).reshape(count, self.shape[1])
 
     def take(self, rows):
-        """Rows by index, in the order given (one read per distinct row)."""
+        """Rows by index, in the order given (one read per run of adjacent rows)."""
         import numpy as np
 
         unique, inverse = np.unique(np.asarray(rows, dtype=np.int64), return_inverse=True)
-        found = np.stack([self.block(int(row), int(row) + 1)[0] for row in unique]) if len(unique) else \
+        if len(unique) and (unique[0] < 0 or unique[-1] >= len(self)):
+            raise IndexError(f"rows {unique[0]}..{unique[-1]} asked of {len(self)}")
+        runs = np.split(unique, np.flatnonzero(np.diff(unique) != 1) + 1) if len(unique) else []
+        found = np.concatenate([self.block(int(run[0]), int(run[-1]) + 1) for run in runs]) if runs else \
             np.zeros((0, self.shape[1]), dtype=self.dtype)
         return found[inverse.reshape(np.shape(rows))]
+
+    def __getitem__(self, index):
+        """Rows as numpy indexes them: one (an int), a slice, or many (an array of row numbers)."""
+        import numpy as np
+
+        if isinstance(index, (int, np.integer)):
+            row = int(index) + (len(self) if index < 0 else 0)
+            if not 0 <= row < len(self):
+                raise IndexError(f"row {index} asked of {len(self)}")
+            return self.block(row, row + 1)[0]
+        if isinstance(index, slice):
+            start, stop, step = index.indices(len(self))
+            return self.block(start, stop) if step == 1 else self.take(np.arange(start, stop, step))
+        return self.take(index)
+
+    def __array__(self, dtype=None, copy=None):
+        rows = self.block(0, len(self))
+        return rows if dtype is None else rows.astype(dtype)
 
     def close(self) -> None:
         if self._descriptor is not None:

@@ -237,3 +237,27 @@ def test_display_paths_of_many_files_are_each_files_display_path(tmp_path):
     shown = display_paths(given)
     assert shown == {path: display_path(path) for path in given}
     assert shown[given[-1]].startswith("seeds/") and not shown[given[0]].startswith(str(PROJECT_ROOT))
+
+
+def test_passage_vectors_are_read_by_row_without_mapping_the_file(pipeline, tmp_path):
+    """Vectors read as numpy indexes them (a row, a slice, rows in any order, repeated), and a search and an answer
+    leave no memory map of the vectors file in the process: a map would keep megabytes around every row read."""
+    import numpy as np
+
+    from rag.files import NpyRows
+
+    stored = np.random.default_rng(5).standard_normal((50, 8)).astype(np.float32)
+    np.save(tmp_path / "rows.npy", stored)
+    rows = NpyRows(tmp_path / "rows.npy")
+    for index in (3, -1, slice(None), slice(4, 20), slice(2, 40, 7), np.array([9, 2, 2, 10, 11, 49])):
+        assert np.array_equal(rows[index], stored[index])
+    assert np.array_equal(np.asarray(rows, dtype=np.float64), stored.astype(np.float64))
+    for wrong in (50, -51, np.array([0, 50])):
+        with pytest.raises(IndexError):
+            rows[wrong]
+    rows.close()
+
+    pipeline.ask("Wat zei Nederland over China?")
+    vectors_file = str(pipeline.generation.folder / "vectors.npy")
+    with open("/proc/self/maps") as maps:
+        assert vectors_file not in maps.read()

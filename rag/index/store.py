@@ -4,7 +4,7 @@
         manifest.json        model, settings, versions, counts, file sizes and hashes
         store.sqlite         letters (stored text, metadata, file hash), sections, passages (id, text hash)
         arrays.npz           per passage: letter, offsets, section, FAISS slot; per sentence: offsets
-        vectors.npy          passage vectors, float32, memory-mapped (narrow filters are searched exactly)
+        vectors.npy          passage vectors, float32, read by row (candidates rescored, narrow filters searched)
         sentence_vectors.npy sentence vectors, float16, read by passage when an answer needs them
         vectors.faiss        FAISS over the passage vectors, ids are slots (`vector_index`)
         tombstones.npy       slots FAISS still holds but no passage uses (HNSW cannot remove)
@@ -108,7 +108,9 @@ class Generation:
         self.letter_sure = np.array([letter.date_sure for letter in self.letters], dtype=bool)
         self.letters_by_date = np.argsort(self.letter_day, kind="stable")
         self.sentence_vectors = NpyRows(folder / "sentence_vectors.npy")  # read by passage when an answer needs them
-        self.vectors = np.load(folder / "vectors.npy", mmap_mode="r")  # pages read only by narrow filters
+        # Read by row (a question's candidates, a narrow filter's passages): memory-mapped, a few rows would map
+        # megabytes of the page cache around each into the process (1.3 GB after 40 answers at a million passages).
+        self.vectors = NpyRows(folder / "vectors.npy")
         self.vector_index = VectorIndex.load(folder, manifest["index"], settings)
         self.lexical = LexicalIndex.load(folder / "lexical")
         # Each letter's passages are one run of rows when the letter rows never go back (as an ingest writes them).
@@ -138,6 +140,7 @@ class Generation:
 
     def close(self) -> None:
         self._database.close()
+        self.vectors.close()
         self.sentence_vectors.close()
         self._in_use.close()
 
