@@ -49,12 +49,11 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 def display_path(path: Path) -> str:
     """Paths inside the project are shown relative to it (`seeds/000_….txt`), others absolute."""
-    return _shown(Path(path).resolve())
+    return _shown(str(Path(path).resolve()))
 
 
 def display_paths(paths: Iterable[Path]) -> dict[Path, str]:
     """`display_path` of many files, each folder resolved once (a ministry's archive is many files in few folders)."""
-    root = f"{PROJECT_ROOT}{os.sep}"
     folders: dict[str, str] = {}
     shown = {}
     for path in paths:
@@ -66,16 +65,16 @@ def display_paths(paths: Iterable[Path]) -> dict[Path, str]:
         folder = folders.get(parent)
         if folder is None:
             folder = folders[parent] = os.path.realpath(parent or ".")
-        resolved = os.path.join(folder, file_name)
-        shown[path] = resolved[len(root):] if resolved.startswith(root) else resolved
+        shown[path] = _shown(os.path.join(folder, file_name))
     return shown
 
 
-def _shown(resolved: Path) -> str:
-    try:
-        return str(resolved.relative_to(PROJECT_ROOT))
-    except ValueError:
-        return str(resolved)
+def _shown(resolved: str) -> str:
+    """A resolved path as shown: relative inside the project, absolute outside it."""
+    root = str(PROJECT_ROOT)
+    if resolved == root:
+        return "."
+    return resolved[len(root) + 1:] if resolved.startswith(root + os.sep) else resolved
 
 
 # --- the model ---------------------------------------------------------------------------
@@ -158,6 +157,7 @@ class LexicalSettings:
 
 
 INDEX_KINDS = ("auto", "flat", "hnsw", "ivf")
+HNSW_VECTORS = ("sq8", "fp16")  # how an HNSW graph holds its vectors (`IndexSettings.hnsw_vectors`)
 
 
 @dataclass(frozen=True)
@@ -185,8 +185,8 @@ class IndexSettings:
     def resolved_kind(self, count: int) -> str:
         if self.kind not in INDEX_KINDS:
             raise InputError(f"unknown index type {self.kind!r}; choose one of {', '.join(INDEX_KINDS)}")
-        if self.hnsw_vectors not in ("sq8", "fp16"):
-            raise InputError(f"unknown form of HNSW vectors {self.hnsw_vectors!r}; choose sq8 or fp16")
+        if self.hnsw_vectors not in HNSW_VECTORS:
+            raise InputError(f"unknown form of HNSW vectors {self.hnsw_vectors!r}; choose one of {', '.join(HNSW_VECTORS)}")
         if self.kind != "auto":
             return self.kind
         return "flat" if count <= self.exact_search_limit else "hnsw"

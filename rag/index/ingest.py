@@ -32,7 +32,7 @@ from rag.index.chunking import Chunk, chunk_document, chunking_manifest, sentenc
 from rag.index.folder import FORMAT_VERSION, live_build, open_store, rows_where_in, shown, stored_documents
 from rag.index.lexical import ranges, tokenizer_id
 from rag.language import iso_date
-from rag.readers import is_letter_file, letter_paths
+from rag.readers import is_letter_file
 from rag.readers.document import READER_VERSION, Document, cannot_read, read_or_reason, unique_ids
 from rag.settings import PROJECT_ROOT, ChunkSettings, IndexSettings, LexicalSettings, display_paths
 
@@ -291,7 +291,7 @@ def _held_ids(previous: "_Previous | None", files: list[Path], hashes: dict[Path
     sources = set(shown.values())
     held = {source: doc_id for doc_id, source in previous.sources.items() if keep_stored or source in sources}
     gone = {previous.letters[doc_id][1]: doc_id for doc_id, source in previous.sources.items() if source not in sources}
-    for path in files if gone else ():
+    for path in files:
         doc_id = gone.pop(hashes[path], None)
         if doc_id is not None and shown[path] not in held:
             held[shown[path]] = doc_id

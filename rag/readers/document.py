@@ -164,13 +164,14 @@ def unique_ids(files: Iterable[Path], held: Mapping[str, str] | None = None,
     before."""
     files = list(files)
     held = held or {}
-    shown = shown if shown is not None else display_paths(files) if held else {}
     assigned: dict[Path, str] = {}
     holders: dict[str, Path] = {}
-    for path in files if held else ():
-        doc_id = held.get(shown[path])
-        if doc_id is not None and doc_id not in holders:
-            assigned[path], holders[doc_id] = doc_id, path
+    if held:  # only then is where a file lies asked
+        shown = shown if shown is not None else display_paths(files)
+        for path in files:
+            doc_id = held.get(shown[path])
+            if doc_id is not None and doc_id not in holders:
+                assigned[path], holders[doc_id] = doc_id, path
     reserved = set(held.values())  # a letter indexed before whose file is elsewhere now keeps its id too
     notes = []
     for path in files:
