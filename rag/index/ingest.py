@@ -30,6 +30,7 @@ from rag.files import file_sha256
 from rag.index.build import Carried, NewLetters, fault_point, text_hash, write_generation
 from rag.index.chunking import Chunk, chunk_document, chunking_manifest, sentence_spans
 from rag.index.folder import FORMAT_VERSION, live_build, open_store, rows_where_in, shown, stored_documents
+from rag.index import unchanged
 from rag.index.lexical import ranges, tokenizer_id
 from rag.language import iso_date
 from rag.readers import is_letter_file
@@ -62,6 +63,12 @@ class IngestSummary:
     skipped_files: list[Path] = field(default_factory=list)  # their files
     uploads: int = 0  # letters added in the chat page, kept with the index
 
+    @classmethod
+    def recalled(cls, said: dict, seconds: float) -> "IngestSummary":
+        """The no-op's summary from what the last ingest of unchanged letters said (`rag.index.unchanged`)."""
+        return cls(said["letters"], 0, said["chunks"], 0, said["chunks"], 0, seconds, changed=False,
+                   skipped=said["skipped"], skipped_files=[Path(p) for p in said["skipped_files"]], uploads=said["uploads"])
+
     def line(self) -> str:
         kept = f", {self.uploads} of them uploaded in the chat (kept)" if self.uploads else ""
         if not self.changed:
@@ -76,7 +83,8 @@ class IngestSummary:
 def ingest(paths: Sequence[str | Path] | None, index_dir: Path, model_name: str, fingerprint: str, embed: EmbedBatches,
            chunk_settings: ChunkSettings = ChunkSettings(), index_settings: IndexSettings = IndexSettings(),
            fault: str = "", exclude: frozenset[str] = frozenset(), wait: bool = False,
-           lexical_settings: LexicalSettings = LexicalSettings(), fresh_uploads: frozenset[Path] = frozenset()) -> IngestSummary:
+           lexical_settings: LexicalSettings = LexicalSettings(), fresh_uploads: frozenset[Path] = frozenset(),
+           seen: str | None = None) -> IngestSummary:
     """Bring the index in line with the letter files `paths` (folders expanded by `letter_paths`) and the letters
     uploaded into it, without the doc_ids in
     `exclude`, embedding only what is new. `paths` None: the letters the live index holds now, read from disk
@@ -85,6 +93,7 @@ def ingest(paths: Sequence[str | Path] | None, index_dir: Path, model_name: str,
     `fresh_uploads` the caller has just stored.
 
     One writer at a time: a second writer is refused (`wait` False: a command) or waits its turn (a server).
+    `seen`: the digest of these letters as `unchanged_summary` took it, remembered for the next ingest.
     """
     index_dir = Path(index_dir)
     index_dir.mkdir(parents=True, exist_ok=True)
@@ -96,8 +105,12 @@ def ingest(paths: Sequence[str | Path] | None, index_dir: Path, model_name: str,
         keep_stored = paths is None
         if keep_stored:
             paths = _indexed_letter_files(index_dir)
-        return _ingest(paths, index_dir, model_name, fingerprint, embed, chunk_settings, index_settings, fault, exclude,
-                       lexical_settings, keep_stored, fresh_uploads)
+        summary = _ingest(paths, index_dir, model_name, fingerprint, embed, chunk_settings, index_settings, fault,
+                          exclude, lexical_settings, keep_stored, fresh_uploads)
+        unchanged.remember(index_dir, seen if not (keep_stored or exclude or fresh_uploads) else None, {
+            "letters": summary.letters, "chunks": summary.chunks, "skipped": summary.skipped,
+            "skipped_files": [str(path) for path in summary.skipped_files], "uploads": summary.uploads})
+        return summary
 
 
 def _indexed_letter_files(index_dir: Path) -> list[Path]:

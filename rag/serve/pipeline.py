@@ -7,6 +7,7 @@ import logging
 import re
 import sys
 import threading
+import time
 from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
@@ -20,6 +21,7 @@ from rag.answer.generated import generated_answer, generated_answer_stream
 from rag.embed.model import Embedder, load_embedder, model_fingerprint
 from rag.errors import InputError, RagError
 from rag.index.folder import check_compatible, current_generation_name, read_manifest
+from rag.index import unchanged
 from rag.index.ingest import UPLOADS, IngestSummary, ingest, uploaded_letters
 from rag.index.store import Generation, load_index
 from rag.readers import letter_paths
@@ -78,9 +80,19 @@ def run_ingest(
     With `ray_address` ("local" for a Ray instance on this machine) the embedding runs on a Ray cluster.
     """
     settings = settings or from_environment()
-    # Letters first: a wrong path is reported before the model is looked up (or built).
-    files = letter_paths(list(paths) or [DEFAULT_SEEDS])
+    given = list(paths) or [DEFAULT_SEEDS]
+    # Letters first: a wrong path is reported before the model is looked up (or built). An index an ingest has
+    # written knows its model, and an archive ingested into it again unchanged is answered from its directory
+    # entries, before its letters are listed.
+    started = time.perf_counter()
+    files = None if unchanged.remembers_an_ingest(index_dir) else letter_paths(given)
     fingerprint = model_fingerprint(settings.model)
+    seen = unchanged.seen_now(given, Path(index_dir) / UPLOADS, settings.model.name, fingerprint, settings.chunking,
+                              settings.index, settings.lexical)
+    if files is None:
+        if (said := unchanged.recalled(index_dir, seen)) is not None:
+            return IngestSummary.recalled(said, time.perf_counter() - started)
+        files = letter_paths(given)
 
     def embed(texts: list[str], sentence_spans: list[list[tuple[int, int]]]):
         if ray_address is not None:
@@ -90,7 +102,7 @@ def run_ingest(
         return (embedder or load_embedder(settings.model)).passage_batches(texts, sentence_spans, progress=progress)
 
     return ingest(files, Path(index_dir), settings.model.name, fingerprint, embed, settings.chunking, settings.index,
-                  settings.fault, lexical_settings=settings.lexical)
+                  settings.fault, lexical_settings=settings.lexical, seen=seen)
 
 
 @dataclass
