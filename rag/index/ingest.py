@@ -27,10 +27,10 @@ import numpy as np
 
 from rag.errors import InputError, RagError
 from rag.files import file_sha256
+from rag.index import unchanged
 from rag.index.build import Carried, NewLetters, fault_point, text_hash, write_generation
 from rag.index.chunking import Chunk, chunk_document, chunking_manifest, sentence_spans
 from rag.index.folder import FORMAT_VERSION, live_build, open_store, rows_where_in, shown, stored_documents
-from rag.index import unchanged
 from rag.index.lexical import ranges, tokenizer_id
 from rag.language import iso_date
 from rag.readers import is_letter_file
@@ -93,7 +93,7 @@ def ingest(paths: Sequence[str | Path] | None, index_dir: Path, model_name: str,
     `fresh_uploads` the caller has just stored.
 
     One writer at a time: a second writer is refused (`wait` False: a command) or waits its turn (a server).
-    `seen`: the digest of these letters as `unchanged_summary` took it, remembered for the next ingest.
+    `seen`: what was seen of these letters before they were listed (`unchanged.seen_now`), kept for the next ingest.
     """
     index_dir = Path(index_dir)
     index_dir.mkdir(parents=True, exist_ok=True)

@@ -51,7 +51,7 @@ def seen_now(paths: Sequence[str | Path], uploads: Path, model_name: str, finger
         seen.append("uploads\n")
         if uploads.is_dir():
             _list(os.fspath(uploads), seen)
-    except OSError:
+    except (OSError, RecursionError):  # RecursionError: a folder linked inside itself
         return None
     return hashlib.sha256("".join(seen).encode("utf-8", "surrogateescape")).hexdigest()
 
@@ -94,13 +94,17 @@ def recalled(index_dir: Path, seen: str | None) -> dict | None:
 
 
 def remember(index_dir: Path, seen: str | None, said: dict) -> None:
-    """Kept by the ingest that saw `seen`, under its lock, once its generation is live."""
+    """Kept by the ingest that saw `seen`, under its lock, once its generation is live; without one (or when it cannot
+    be kept) the next ingest checks in full."""
     path = Path(index_dir) / SNAPSHOT
-    if seen is None:
-        path.unlink(missing_ok=True)
-        return
     live = current_generation_name(index_dir)
-    manifest = hashlib.sha256((Path(index_dir) / str(live) / "manifest.json").read_bytes()).hexdigest()
-    temporary = path.with_name(f".{SNAPSHOT}.{os.getpid()}")
-    temporary.write_text(json.dumps({"digest": seen, "generation": live, "manifest": manifest, "said": said}))
-    os.replace(temporary, path)
+    try:
+        if seen is None or live is None:
+            path.unlink(missing_ok=True)
+            return
+        manifest = hashlib.sha256((Path(index_dir) / live / "manifest.json").read_bytes()).hexdigest()
+        temporary = path.with_name(f".{SNAPSHOT}.{os.getpid()}")
+        temporary.write_text(json.dumps({"digest": seen, "generation": live, "manifest": manifest, "said": said}))
+        os.replace(temporary, path)
+    except OSError:
+        path.unlink(missing_ok=True)
