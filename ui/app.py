@@ -14,7 +14,7 @@ from rag.errors import InputError, RagError
 from rag.search.conversation import Conversation, asked_questions, message_text
 from rag.serve.feedback import record_feedback
 from rag.serve.pipeline import Pipeline, parse_filters
-from rag.settings import DEFAULT_DATA
+from rag.settings import DEFAULT_DATA, lean_gradio
 from ui.render import answer_markdown, as_markdown_text, letter_html, notes_markdown, sources_html
 
 log = logging.getLogger("rag.ui")
@@ -196,6 +196,7 @@ def build_app(pipeline: Pipeline, data_dir: Path = DEFAULT_DATA, changes_allowed
         record_feedback(data_dir, answer, verdict, remark or "")
         return f"Bedankt: feedback ({verdict}) opgeslagen.", ""
 
+    lean_gradio()
     with gr.Blocks(title="Kamerbrieven: vraag en antwoord", analytics_enabled=False) as app:
         last_answer = gr.State(None)
         conversation = gr.State(Conversation(settings=pipeline.retrieval))

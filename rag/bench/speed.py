@@ -272,7 +272,8 @@ def format_bench(report: dict) -> str:
     if "load" in serving:
         load = serving["load"]
         lines.append(f"load: {load['users']} users for {load['seconds']} s (chat event and /ask): {load['answers']} answers, "
-                     f"{load['errors']} errors, {load['throughput_per_s']}/s, p50 {load['p50_ms']:.0f} ms, p95 {load['p95_ms']:.0f} ms; "
+                     f"{load['errors']} errors, {load['throughput_per_s']}/s, p50 {load['p50_ms']:.0f} ms, p95 {load['p95_ms']:.0f} ms, "
+                     f"the client on {load['client_cores']} cores; "
                      f"server memory {load['server_memory_mb_start']} -> {load['server_memory_mb_end']} MB "
                      f"({load['memory_growth']}x idle)")
     return "\n".join(lines)
