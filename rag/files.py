@@ -1,4 +1,4 @@
-"""File helpers shared by the model cache and the index."""
+"""File helpers shared by the model cache, the readers and the index."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import hashlib
 import os
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 
 def file_sha256(path: Path) -> str:
@@ -15,6 +15,24 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 22), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """`text` in `path`, written beside it and moved into place: a reader sees the old file or the new, never half."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+def entries_under(folder: str) -> Iterator[os.DirEntry]:
+    """Every entry that is not a folder, in a folder and its subfolders, as the directories list them (no call per
+    file to ask what it is; a linked folder is followed)."""
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.is_dir():
+                yield from entries_under(entry.path)
+            else:
+                yield entry
 
 
 def built_once(target: Path, build: Callable[[Path], None]) -> Path:

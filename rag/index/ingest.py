@@ -26,7 +26,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from rag.errors import InputError, RagError
-from rag.files import file_sha256
+from rag.files import file_sha256, write_atomically
 from rag.index import unchanged
 from rag.index.build import Carried, NewLetters, fault_point, text_hash, write_generation
 from rag.index.chunking import Chunk, chunk_document, chunking_manifest, sentence_spans
@@ -63,9 +63,14 @@ class IngestSummary:
     skipped_files: list[Path] = field(default_factory=list)  # their files
     uploads: int = 0  # letters added in the chat page, kept with the index
 
+    def said(self) -> dict:
+        """What an ingest of these letters says again when nothing changed (kept by `rag.index.unchanged`)."""
+        return {"letters": self.letters, "chunks": self.chunks, "skipped": self.skipped,
+                "skipped_files": [str(path) for path in self.skipped_files], "uploads": self.uploads}
+
     @classmethod
     def recalled(cls, said: dict, seconds: float) -> "IngestSummary":
-        """The no-op's summary from what the last ingest of unchanged letters said (`rag.index.unchanged`)."""
+        """The no-op's summary from what the last ingest of unchanged letters said (`said`)."""
         return cls(said["letters"], 0, said["chunks"], 0, said["chunks"], 0, seconds, changed=False,
                    skipped=said["skipped"], skipped_files=[Path(p) for p in said["skipped_files"]], uploads=said["uploads"])
 
@@ -107,9 +112,7 @@ def ingest(paths: Sequence[str | Path] | None, index_dir: Path, model_name: str,
             paths = _indexed_letter_files(index_dir)
         summary = _ingest(paths, index_dir, model_name, fingerprint, embed, chunk_settings, index_settings, fault,
                           exclude, lexical_settings, keep_stored, fresh_uploads)
-        unchanged.remember(index_dir, seen if not (keep_stored or exclude or fresh_uploads) else None, {
-            "letters": summary.letters, "chunks": summary.chunks, "skipped": summary.skipped,
-            "skipped_files": [str(path) for path in summary.skipped_files], "uploads": summary.uploads})
+        unchanged.remember(index_dir, seen if not (keep_stored or exclude or fresh_uploads) else None, summary.said())
         return summary
 
 
@@ -325,9 +328,7 @@ def _letter_stats(index_dir: Path, fingerprint: str) -> dict[str, list]:
 
 
 def _keep_letter_stats(index_dir: Path, fingerprint: str, stats: dict[str, list]) -> None:
-    temporary = index_dir / f".{STATS}.{os.getpid()}"
-    temporary.write_text(json.dumps({"fingerprint": fingerprint, "files": stats}))
-    os.replace(temporary, index_dir / STATS)
+    write_atomically(index_dir / STATS, json.dumps({"fingerprint": fingerprint, "files": stats}))
 
 
 def uploaded_letters(index_dir: Path) -> list[Path]:

@@ -22,6 +22,7 @@ import stat
 from pathlib import Path
 from typing import Sequence
 
+from rag.files import entries_under, write_atomically
 from rag.index.chunking import chunking_manifest
 from rag.index.folder import FORMAT_VERSION, current_generation_name
 from rag.index.lexical import tokenizer_id
@@ -57,12 +58,7 @@ def seen_now(paths: Sequence[str | Path], uploads: Path, model_name: str, finger
 
 
 def _list(folder: str, seen: list[str]) -> None:
-    with os.scandir(folder) as entries:
-        for entry in entries:
-            if entry.is_dir():
-                _list(entry.path, seen)
-            else:
-                seen.append(_file(entry.path, entry.stat()))
+    seen.extend(_file(entry.path, entry.stat()) for entry in entries_under(folder))
 
 
 def _file(name: str, info: os.stat_result) -> str:
@@ -103,8 +99,6 @@ def remember(index_dir: Path, seen: str | None, said: dict) -> None:
             path.unlink(missing_ok=True)
             return
         manifest = hashlib.sha256((Path(index_dir) / live / "manifest.json").read_bytes()).hexdigest()
-        temporary = path.with_name(f".{SNAPSHOT}.{os.getpid()}")
-        temporary.write_text(json.dumps({"digest": seen, "generation": live, "manifest": manifest, "said": said}))
-        os.replace(temporary, path)
+        write_atomically(path, json.dumps({"digest": seen, "generation": live, "manifest": manifest, "said": said}))
     except OSError:
         path.unlink(missing_ok=True)

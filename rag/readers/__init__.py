@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from rag.errors import InputError
+from rag.files import entries_under
 from rag.readers.reading import Facts, Reading
 
 
@@ -75,14 +76,8 @@ def letter_paths(paths: Iterable[str | Path]) -> list[Path]:
 
 
 def _files_under(folder: Path) -> Iterator[Path]:
-    """The files in a folder and its subfolders, as `rglob` finds them, from the directory entries (no call per
-    file to ask what it is)."""
-    with os.scandir(folder) as entries:
-        for entry in entries:
-            if entry.is_dir():
-                yield from _files_under(Path(entry.path))
-            elif entry.is_file():
-                yield Path(entry.path)
+    """The files in a folder and its subfolders, as `rglob` finds them."""
+    return (Path(entry.path) for entry in entries_under(os.fspath(folder)) if entry.is_file())
 
 
 def _preferred_forms(files: list[Path]) -> list[Path]:
