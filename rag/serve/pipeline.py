@@ -20,8 +20,8 @@ from rag.answer.scorer import LearnedScorer
 from rag.answer.generated import generated_answer, generated_answer_stream
 from rag.embed.model import Embedder, load_embedder, model_fingerprint
 from rag.errors import InputError, RagError
-from rag.index.folder import check_compatible, current_generation_name, read_manifest
 from rag.index import unchanged
+from rag.index.folder import check_compatible, current_generation_name, read_manifest
 from rag.index.ingest import UPLOADS, IngestSummary, ingest, uploaded_letters
 from rag.index.store import Generation, load_index
 from rag.readers import letter_paths
