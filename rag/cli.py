@@ -299,7 +299,8 @@ def evaluate_command(questions_path: Path, split: str, k: int, as_json: bool, ba
     if calibrate:
         pipeline = evaluation.open_eval_pipeline(settings, index_dir)
         calibration, effect = calibration_fit.calibrate(pipeline, load_questions(questions_path, "dev"),
-                                                        settings.evaluation.false_abstention_budget)
+                                                        settings.evaluation.false_abstention_budget,
+                                                        settings.evaluation.decision_l2)
         calibration_fit.write_calibration(pipeline.embedder.question_encoder, calibration, settings.answer.calibration_file)
         rule = (f"abstain below a P(answerable) of {calibration.answerable} ({calibration.answerable_english} for "
                 f"English questions)" if calibration.answerable is not None else

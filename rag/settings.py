@@ -296,6 +296,9 @@ class EvaluationSettings:
     # `rag eval --calibrate`: the abstention threshold that refuses the most unanswerable dev questions while
     # wrongly refusing at most this share of the answerable ones (90% of them answered is the target).
     false_abstention_budget: float = 0.12
+    # and the L2 penalty of the decision model fitted beside them (`scorer.DECISION_FEATURES`; three weights on about
+    # 1,300 dev questions: strong, chosen by cross-validation on dev, where 0.1 to 10 differ by two points).
+    decision_l2: float = 10.0
     # Per-kind groups hold 8-18 questions, so one question moves them by 0.06-0.12.
     tolerance: tuple[tuple[str, float], ...] = (("default", 0.04), ("hit@1", 0.06), ("mrr@10", 0.05),
                                                  ("chars_per_passage", 60.0))

@@ -162,6 +162,31 @@ def test_calibration_refuses_to_look_at_the_test_split(eval_pipeline):
         calibrate(eval_pipeline, load_questions(project.EVAL_QUESTIONS, "test"))
 
 
+@pytest.mark.slow
+def test_abstaining_is_decided_by_the_scorer_and_the_sentence_it_would_quote_as_fitted_on_dev(tmp_path, eval_pipeline):
+    """`rag eval --calibrate` fits the decision model on dev questions (and each asked without its letters), stores
+    it with the thresholds set on its P, and an answer reads it back: the same scorer P with the sentence to be quoted
+    further from the question is a refusal."""
+    from dataclasses import replace
+
+    from rag.answer.extractive import Calibration, abstains
+    from rag.evaluation.calibrate import calibrate, write_calibration
+    from rag.settings import AnswerSettings
+
+    questions = [q for q in load_questions(project.EVAL_QUESTIONS, "dev") if q.corpus in ("seeds", "real")]
+    calibration, effect = calibrate(eval_pipeline, questions, 0.12)
+    assert calibration.decision is not None and effect["false_abstention"] <= 0.12
+    assert effect["abstention_unanswerable"] > 0.3
+    path = tmp_path / "calibration.json"
+    write_calibration("m+tower-t", calibration, path)
+    read = Calibration.for_model("m+tower-t", AnswerSettings(calibration_file=path))
+    evidence = [eval_pipeline.evidence(eval_pipeline.query(q.question)) for q in questions if q.gold][:20]
+    assert [read.answerable_p(e) for e in evidence] == pytest.approx([calibration.answerable_p(e) for e in evidence])
+    answered = min((e for e in evidence if not abstains(e, read, english=False)), key=read.answerable_p)
+    assert read.answerable_p(answered) != answered.answerable  # the decision model's P, not the scorer's
+    assert abstains(replace(answered, first_dense=answered.first_dense - 0.1), read, english=False)
+
+
 def test_calibrating_a_tower_drops_the_thresholds_of_towers_no_longer_committed(tmp_path):
     from rag.answer.extractive import Calibration
     from rag.evaluation.calibrate import write_calibration

@@ -10,8 +10,9 @@ about a position across letters ("Wat zei Nederland over X?") gets one quote per
 ordered by date, so the answer reads as a short timeline.
 
 It abstains ("Daarover vind ik geen antwoord in de brieven.", with the nearest passages as
-possibly relevant) when the learned scorer (`rag.answer.scorer`) gives the letters searched a
-P(they answer) below the threshold chosen on the eval's dev split (`rag/answer/calibration.json`).
+possibly relevant) when the learned scorer's P(the letters searched answer) (`rag.answer.scorer`),
+set beside the sentence it would quote first by the decision fitted on the eval's dev split, is below
+the threshold chosen there (`rag/answer/calibration.json`).
 Among its signals: key words of the question that no letter holds, not even inside a compound
 ("vangst" in "bijvangst") or as one ("bronheffingstarief"), weighted by how rare they are in
 Dutch at large; the first such word is named ("'Arctische' komt in geen enkele brief voor").
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from rag.answer.scorer import QUESTION_FEATURES, SENTENCE_FEATURES, LearnedScorer, english_view
+from rag.answer.scorer import DECISION_FEATURES, QUESTION_FEATURES, SENTENCE_FEATURES, LearnedScorer, LogisticModel, english_view
 from rag.index.lexical import tokenize
 from rag.index.store import Generation
 from rag.language import (ANSWER_HEADING_IN_TEXT, MONTH_ALTERNATION, QUESTION_WORDS, REPORTING_VERBS, fold, frequency,
@@ -52,11 +53,21 @@ class Calibration:
     # An English question shares no words with Dutch letters: its P rests on similarity alone and is lower for
     # the same evidence, so it has a threshold of its own.
     answerable_english: float | None = None
+    # The learned scorer's P set beside the sentence quoted first (`scorer.DECISION_FEATURES`), fitted on dev; the
+    # thresholds above are then on its P. None: on the scorer's P itself.
+    decision: LogisticModel | None = None
+
+    def answerable_p(self, evidence: "Evidence") -> float | None:
+        """P(the letters answer) that the thresholds are set on."""
+        if evidence.answerable is None or self.decision is None:
+            return evidence.answerable
+        return float(self.decision.probability(decision_row(evidence))[0])
 
     @classmethod
     def for_model(cls, model_name: str, settings: AnswerSettings) -> "Calibration":
         try:
             stored = json.loads(settings.calibration_file.read_text())[model_name]
+            decision = LogisticModel.from_json(stored["decision"], DECISION_FEATURES) if "decision" in stored else None
             answerable, english = stored.get("answerable"), stored.get("answerable_english", stored.get("answerable"))
             if answerable is None and "weak_evidence" not in stored:
                 raise KeyError("weak_evidence")  # neither rule was fitted
@@ -64,7 +75,7 @@ class Calibration:
             # takes the conservative one: every key term must stand in the passages quoted.
             return cls(float(stored.get("weak_evidence", 0.0)), float(stored.get("key_terms", 1.0)),
                        answerable=float(answerable) if answerable is not None else None,
-                       answerable_english=float(english) if english is not None else None)
+                       answerable_english=float(english) if english is not None else None, decision=decision)
         except (OSError, ValueError, KeyError, TypeError):
             # A model without calibration: a conservative rule; `rag eval` says the model is uncalibrated.
             return cls(weak_evidence=0.0, key_terms=1.0, calibrated=False)
@@ -185,6 +196,14 @@ class Evidence:
     absent: tuple[str, ...] = ()  # key words of the question that no letter searched holds, rarest first
     features: tuple[float, ...] = ()  # `scorer.QUESTION_FEATURES`
     answerable: float | None = None
+    first_dense: float = 0.0  # the sentence the answer would quote first: its similarity to the question
+    first_answers: float = 0.0  # and the sentence model's P that it answers
+
+
+def decision_row(evidence: Evidence) -> tuple[float, ...]:
+    """`scorer.DECISION_FEATURES` of one question's evidence."""
+    p = min(max(evidence.answerable or 0.0, 1e-6), 1 - 1e-6)
+    return float(np.log(p / (1 - p))), evidence.first_dense, evidence.first_answers
 
 
 def score_sentences(question: str, hits: list[Hit], index: Generation, query_vector: np.ndarray,
@@ -275,7 +294,8 @@ def weigh_evidence(question: str, scored: list[ScoredSentence], index: Generatio
     if is_english(question):
         features = english_view(features, QUESTION_FEATURES)
     answerable = float(scorer.answerable.probability(features)[0]) if scorer is not None and scored else None
-    return Evidence(best_dense, near_share, tuple(absent), features, answerable if scored else 0.0 if scorer else None)
+    return Evidence(best_dense, near_share, tuple(absent), features, answerable if scored else 0.0 if scorer else None,
+                    scored[0].dense if scored else 0.0, (scored[0].answers or 0.0) if scored else 0.0)
 
 
 def _held(index: Generation, word: str, allowed: np.ndarray | None) -> bool:
@@ -313,7 +333,7 @@ def abstains(evidence: Evidence, calibration: Calibration, english: bool) -> boo
     if evidence.answerable is not None and calibration.answerable is not None:
         threshold = calibration.answerable_english if english and calibration.answerable_english is not None \
             else calibration.answerable
-        return evidence.answerable < threshold
+        return calibration.answerable_p(evidence) < threshold
     if evidence.best_dense < calibration.weak_evidence:
         return True
     # An English question about Dutch letters shares few words with them: its key terms do not decide.
