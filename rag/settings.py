@@ -158,6 +158,7 @@ class LexicalSettings:
 
 INDEX_KINDS = ("auto", "flat", "hnsw", "ivf")
 HNSW_VECTORS = ("sq8", "fp16")  # how an HNSW graph holds its vectors (`IndexSettings.hnsw_vectors`)
+IVF_VECTORS = ("sq8", "flat")  # how IVF lists hold their vectors (`IndexSettings.ivf_vectors`)
 
 
 @dataclass(frozen=True)
@@ -171,11 +172,16 @@ class IndexSettings:
     hnsw_training_sample: int = 100_000  # vectors the sq8 ranges are trained on (an even sample at a million)
     hnsw_ef_construction: int = 80
     hnsw_ef_search: int = 512  # a search-time parameter: changed without a rebuild (recall@10 0.977 on real passages)
-    ivf_nprobe: int = 32
+    # How IVF lists hold their vectors: "sq8" (384 B a passage, the candidates rescored on the stored vectors) or
+    # "flat" (float32). IVF over 8-bit codes is what `auto` builds above `exact_search_limit`: on the scale bench's
+    # synthetic million, tight clumps of noisy copies, HNSW's graph found 0.70 of the exact top 10 at efSearch 512
+    # and IVF 0.956 at nprobe 256; a graph links clumps poorly, lists hold them whole.
+    ivf_vectors: str = "sq8"
+    ivf_nprobe: int = 256  # lists searched, a search-time parameter (changed without a rebuild); more for a filter
     # Not recorded in the manifest: how the index is used and maintained, not how it was built.
-    exact_search_limit: int = 50_000  # "auto" searches exactly up to this many passages, HNSW above (`rag bench --corpus`)
+    exact_search_limit: int = 50_000  # "auto" searches exactly up to this many passages, IVF above (`rag bench --corpus`)
     exact_filter_passages: int = 20_000  # a filter admitting at most this many passages is searched exactly
-    filtered_search_depth: int = 2_048  # the deepest graph search a narrow filter asks of HNSW
+    filtered_search_depth: int = 2_048  # the deepest search a narrow filter asks (HNSW's efSearch; IVF lists in kind)
     rebuild_tombstones: float = 0.10  # HNSW is rebuilt when tombstones make up this share of it
     rebuild_ivf_growth: float = 2.0  # IVF is retrained when it has grown this many times past its training
     ivf_training_per_list: int = 40  # k-means samples per list: minutes, not an hour, at a million
@@ -187,18 +193,20 @@ class IndexSettings:
             raise InputError(f"unknown index type {self.kind!r}; choose one of {', '.join(INDEX_KINDS)}")
         if self.hnsw_vectors not in HNSW_VECTORS:
             raise InputError(f"unknown form of HNSW vectors {self.hnsw_vectors!r}; choose one of {', '.join(HNSW_VECTORS)}")
+        if self.ivf_vectors not in IVF_VECTORS:
+            raise InputError(f"unknown form of IVF vectors {self.ivf_vectors!r}; choose one of {', '.join(IVF_VECTORS)}")
         if self.kind != "auto":
             return self.kind
-        return "flat" if count <= self.exact_search_limit else "hnsw"
+        return "flat" if count <= self.exact_search_limit else "ivf"
 
     def built_differently(self, other: "IndexSettings") -> bool:
         """Whether an index built with `other` must be rebuilt to have these settings."""
-        return ((self.kind, self.hnsw_m, self.hnsw_ef_construction, self.hnsw_vectors)
-                != (other.kind, other.hnsw_m, other.hnsw_ef_construction, other.hnsw_vectors))
+        return ((self.kind, self.hnsw_m, self.hnsw_ef_construction, self.hnsw_vectors, self.ivf_vectors)
+                != (other.kind, other.hnsw_m, other.hnsw_ef_construction, other.hnsw_vectors, other.ivf_vectors))
 
     def as_manifest(self) -> dict:
-        return {name: getattr(self, name)
-                for name in ("kind", "hnsw_m", "hnsw_ef_construction", "hnsw_vectors", "hnsw_ef_search", "ivf_nprobe")}
+        return {name: getattr(self, name) for name in ("kind", "hnsw_m", "hnsw_ef_construction", "hnsw_vectors",
+                                                       "hnsw_ef_search", "ivf_vectors", "ivf_nprobe")}
 
     def from_manifest(self, recorded: dict) -> "IndexSettings":
         """These settings with what an index's manifest recorded of how it was built."""

@@ -173,11 +173,49 @@ def test_flat_and_ivf_indexes_remove_what_was_removed(kind):
     assert 3 not in found.tolist() and len(set(found.tolist())) == 5
 
 
-def test_auto_picks_exact_search_for_small_corpora_and_hnsw_for_large():
+def test_auto_picks_exact_search_for_small_corpora_and_ivf_over_8_bit_codes_for_large():
 
     assert IndexSettings().resolved_kind(IndexSettings.exact_search_limit) == "flat"
-    assert IndexSettings().resolved_kind(IndexSettings.exact_search_limit + 1) == "hnsw"
-    assert IndexSettings(kind="ivf").resolved_kind(10) == "ivf"
+    assert IndexSettings().resolved_kind(IndexSettings.exact_search_limit + 1) == "ivf"
+    assert IndexSettings().ivf_vectors == "sq8"
+    assert IndexSettings(kind="hnsw").resolved_kind(10) == "hnsw"
+
+
+def test_ivf_over_8_bit_codes_is_a_quarter_of_float32_and_read_as_recorded(tmp_path):
+    """The codes take a byte a dimension; an IVF index whose manifest predates the choice is float32, as it was built."""
+    import faiss
+
+    vectors = _unit_vectors(4000)
+    slots = np.arange(len(vectors), dtype=np.int64)
+    built = {form: VectorIndex.build(vectors, slots, IndexSettings(kind="ivf", ivf_vectors=form)) for form in ("sq8", "flat")}
+    sizes = {form: len(faiss.serialize_index(index.index)) for form, index in built.items()}
+    codes = {form: size - 8 * len(vectors) - 4 * 64 * faiss.extract_index_ivf(built[form].index).nlist
+             for form, size in sizes.items()}  # less the ids and the lists' centres
+    assert codes["sq8"] <= 0.3 * codes["flat"], codes
+    recorded = built["sq8"].save(tmp_path)
+    assert recorded["settings"]["ivf_vectors"] == "sq8" and "8-bit" in describe(recorded)
+    before = {**recorded, "settings": {k: v for k, v in recorded["settings"].items() if k != "ivf_vectors"}}
+    legacy = VectorIndex.load(tmp_path, before, IndexSettings())
+    assert legacy.settings.ivf_vectors == "flat" and "float32" in describe(before)
+    assert not legacy.updated(np.zeros(0, np.int64), vectors[:0], np.zeros(0, np.int64), IndexSettings(kind="ivf"),
+                              len(vectors))  # the default is 8-bit codes: rebuilt
+
+
+def test_a_filter_searches_as_many_more_ivf_lists_as_it_admits_fewer_passages():
+    """Few lists searched hold few of a narrow filter's passages: the search widens by the share the filter admits,
+    so it still returns k of them, nearly all of the exact best."""
+    vectors = _unit_vectors(20000)
+    settings = IndexSettings(kind="ivf", ivf_nprobe=4)
+    index = VectorIndex.build(vectors, np.arange(len(vectors), dtype=np.int64), settings)
+    admitted = np.random.default_rng(5).choice(len(vectors), 400, replace=False)
+    bitmap = SlotBitmap(admitted, len(vectors))
+    query = vectors[admitted[0]] + 0.5 * vectors[7]
+    narrow = index.search(query, 10, bitmap)[1]
+    assert (narrow >= 0).sum() < 10  # searched as if it admitted everything: too few of its passages found
+    _, found = index.search(query, 10, bitmap, share=len(admitted) / len(vectors))
+    exact = admitted[np.argsort(-(vectors[admitted] @ query))[:10]]
+    assert set(found.tolist()) <= set(admitted.tolist()) and len(set(found.tolist())) == 10
+    assert len(set(found.tolist()) & set(exact.tolist())) >= 8
 
 
 def _same_vectors(index_dir, reference_dir, embedder) -> None:

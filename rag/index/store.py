@@ -225,11 +225,12 @@ class Generation:
             return [(int(rows[i]), float(scores[i])) for i in best]
         bitmap = self._live if mask is None else SlotBitmap(self.faiss_ids[mask], self.next_slot)
         depth = 0 if mask is None else min(4 * k * len(self) // allowed, self.settings.filtered_search_depth)
+        share = allowed / len(self)
         if self.vector_index.kind == "flat":
-            scores, slots = self.vector_index.search(vector, k, bitmap, depth)
+            scores, slots = self.vector_index.search(vector, k, bitmap, depth, share)
             return [(int(self.row_of_slot[slot]), float(score)) for score, slot in zip(scores, slots) if slot >= 0]
         # Approximate: twice the candidates, rescored exactly from the vectors on disk (a few pages per question).
-        _, slots = self.vector_index.search(vector, min(2 * k, allowed), bitmap, depth)
+        _, slots = self.vector_index.search(vector, min(2 * k, allowed), bitmap, depth, share)
         rows = np.sort(self.row_of_slot[slots[slots >= 0]])
         scores = np.asarray(self.vectors[rows], dtype=np.float32) @ vector
         best = np.argsort(-scores, kind="stable")[:k]

@@ -9,9 +9,10 @@ kind or its settings change, when tombstones make up `rebuild_tombstones` of an 
 an IVF index has grown to `rebuild_ivf_growth` times what its lists were trained on. Slots also make
 filters cheap: the passages a filter admits become a bitmap, not a hash set of ids.
 
-`auto` is exact search up to `IndexSettings.exact_search_limit` passages and HNSW above it. efSearch 512
-is where `rag bench --corpus` measured recall@10 against exact search at 0.977 on 28,000 real
-passages (128 gave 0.888); at a million synthetic passages it is not enough (README, "Scale").
+`auto` is exact search up to `IndexSettings.exact_search_limit` passages and IVF over 8-bit codes above
+it (`IndexSettings.ivf_vectors`): at a million synthetic passages HNSW's graph found too few of the exact
+top 10 (README, "Scale"), and IVF removes what was removed instead of keeping tombstones. HNSW stays a
+choice (`--index-type hnsw`): on 28,000 real passages efSearch 512 found 0.96 of them in under a millisecond.
 """
 
 from __future__ import annotations
@@ -62,7 +63,11 @@ class VectorIndex:
             index = faiss.IndexIDMap(graph)
         else:  # IVF stores ids itself and removes them without renumbering
             lists = ivf_lists(count)
-            index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dimension), dimension, lists, faiss.METRIC_INNER_PRODUCT)
+            if settings.ivf_vectors == "sq8":  # 8-bit codes of each vector's offset from its list's centre
+                index = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(dimension), dimension, lists,
+                                                      faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
+            else:
+                index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dimension), dimension, lists, faiss.METRIC_INNER_PRODUCT)
             if count:  # k-means on an even sample of `ivf_training_per_list` vectors a list: minutes, not an hour, at 1M
                 step = max(1, count // (settings.ivf_training_per_list * lists))
                 index.train(np.ascontiguousarray(vectors[::step], dtype=np.float32))
@@ -94,15 +99,18 @@ class VectorIndex:
         return True
 
     def search(self, vector: np.ndarray, k: int, allowed: "SlotBitmap | None" = None,
-               depth_hint: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        """Scores and slots of the k best vectors among the allowed slots (all live ones by default)."""
+               depth_hint: int = 0, share: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+        """Scores and slots of the k best vectors among the allowed slots (all live ones by default), which are
+        `share` of the vectors: a graph searches `depth_hint` deep, IVF as many more lists as the share is small."""
         import faiss
 
         selector = allowed.selector() if allowed is not None else None
         if self.kind == "hnsw":
             params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(self.settings.hnsw_ef_search, k, depth_hint))
         elif self.kind == "ivf":
-            params = faiss.SearchParametersIVF(sel=selector, nprobe=self.settings.ivf_nprobe)
+            # The lists searched hold as many admitted vectors under a filter as without one.
+            nprobe = min(int(self.settings.ivf_nprobe / max(share, 1e-6)), faiss.extract_index_ivf(self.index).nlist)
+            params = faiss.SearchParametersIVF(sel=selector, nprobe=nprobe)
         else:
             params = faiss.SearchParameters(sel=selector) if selector is not None else None
         scores, slots = self.index.search(np.asarray(vector, dtype=np.float32).reshape(1, -1), k, params=params)
@@ -122,8 +130,10 @@ class VectorIndex:
         """The index a generation holds, as `recorded` in its manifest, used with these `settings`."""
         import faiss
 
-        # A graph built before its vectors' form was recorded holds them in float16 (the next ingest rebuilds it).
-        built = {"hnsw_vectors": "fp16", **recorded["settings"]} if recorded["kind"] == "hnsw" else recorded["settings"]
+        # An index built before its vectors' form was recorded holds them as it did then: a graph in float16, IVF
+        # lists in float32 (the next ingest rebuilds it).
+        before = {"hnsw": {"hnsw_vectors": "fp16"}, "ivf": {"ivf_vectors": "flat"}}.get(recorded["kind"], {})
+        built = {**before, **recorded["settings"]}
         return cls(faiss.read_index(str(folder / "vectors.faiss")), recorded["kind"],
                    settings.from_manifest(built), np.load(folder / "tombstones.npy"),
                    int(recorded["trained_on"]))
@@ -154,7 +164,8 @@ def describe(recorded: dict) -> str:
         detail = (f"{codec}, M {settings['hnsw_m']}, efConstruction {settings['hnsw_ef_construction']}, "
                   f"efSearch {settings['hnsw_ef_search']}")
     elif recorded["kind"] == "ivf":
-        detail = f"{ivf_lists(recorded['trained_on'])} lists, nprobe {settings['ivf_nprobe']}"
+        codec = {"sq8": "8-bit", "flat": "float32"}[settings.get("ivf_vectors", "flat")]
+        detail = f"{codec}, {ivf_lists(recorded['trained_on'])} lists, nprobe {settings['ivf_nprobe']}"
     else:
         detail = "exact"
     return f"{recorded['kind']} ({detail}; {recorded['tombstones']} tombstones)" + ("" if settings["kind"] != "auto" else ", chosen by auto")
