@@ -31,6 +31,32 @@ def test_dense_search_alone_finds_the_passage_that_answers(pipeline):
     assert any("gaf Nederland aan China als uitdaging te zien" in hit.text for hit in hits)
 
 
+def test_a_hybrid_search_runs_its_dense_half_beside_its_bm25_half(pipeline, monkeypatch):
+    """Each half waits until the other has begun: run one after the other, the first would wait in vain."""
+    import threading
+
+    from rag.search.conversation import Turn
+    from rag.search.retrieval import Filters, Query, rank
+
+    generation = pipeline.generation
+    question = "Welke afspraken maakten de bondgenoten over defensie-uitgaven?"
+    query = Query(Turn(question, question), Filters())
+    vector = pipeline.embedder.encode_queries([question])[0]
+    alone = rank(generation, query, vector, 5, pipeline.retrieval)
+    begun = {"dense": threading.Event(), "bm25": threading.Event()}
+
+    def meeting(half: str, other: str, search):
+        def searched(*arguments):
+            begun[half].set()
+            assert begun[other].wait(60), f"the {other} half did not run beside the {half} half"
+            return search(*arguments)
+        return searched
+
+    monkeypatch.setattr(generation, "dense_search", meeting("dense", "bm25", generation.dense_search))
+    monkeypatch.setattr(generation.lexical, "top", meeting("bm25", "dense", generation.lexical.top))
+    assert rank(generation, query, vector, 5, pipeline.retrieval) == alone
+
+
 def test_english_question_finds_dutch_afghanistan_passages(pipeline):
     hits = pipeline.search("What did the ministers agree about Afghanistan?", k=5)
     assert sum("Afghanistan" in hit.section for hit in hits[:3]) >= 2
