@@ -181,7 +181,7 @@ class IndexSettings:
     # Not recorded in the manifest: how the index is used and maintained, not how it was built.
     exact_search_limit: int = 50_000  # "auto" searches exactly up to this many passages, IVF above (`rag bench --corpus`)
     exact_filter_passages: int = 20_000  # a filter admitting at most this many passages is searched exactly
-    filtered_search_depth: int = 2_048  # the deepest search a narrow filter asks (HNSW's efSearch; IVF lists in kind)
+    filtered_search_depth: int = 2_048  # the deepest graph search a narrow filter asks of HNSW (IVF widens by share)
     rebuild_tombstones: float = 0.10  # HNSW is rebuilt when tombstones make up this share of it
     rebuild_ivf_growth: float = 2.0  # IVF is retrained when it has grown this many times past its training
     ivf_training_per_list: int = 40  # k-means samples per list: minutes, not an hour, at a million

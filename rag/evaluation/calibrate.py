@@ -38,12 +38,12 @@ def calibrate(pipeline, questions: Sequence[EvalQuestion], most_false_abstention
         return [(gold, abstains(evidence, calibration, english)) for gold, evidence, english in measured]
 
     if pipeline.scorer is not None:
-        decision = LogisticModel.fit(np.array([decision_row(evidence) for _g, evidence, _en in measured]),
-                                     np.array([gold for gold, _e, _en in measured]), DECISION_FEATURES, l2=decision_l2)
-        decided = Calibration(0.0, 0.0, decision=decision)
+        rows = np.array([decision_row(evidence) for _g, evidence, _en in measured])
+        decision = LogisticModel.fit(rows, np.array([gold for gold, _e, _en in measured]), DECISION_FEATURES, l2=decision_l2)
+        decided = [(gold, float(p), english) for (gold, _e, english), p in zip(measured, decision.probability(rows))]
         # One threshold for Dutch questions and one for English ones, each fitted on its own questions.
-        dutch = _learned_threshold([(g, decided.answerable_p(e)) for g, e, en in measured if not en], most_false_abstentions)
-        english = _learned_threshold([(g, decided.answerable_p(e)) for g, e, en in measured if en], most_false_abstentions)
+        dutch = _learned_threshold([(g, p) for g, p, en in decided if not en], most_false_abstentions)
+        english = _learned_threshold([(g, p) for g, p, en in decided if en], most_false_abstentions)
         calibration = Calibration(0.0, 0.0, answerable=dutch, answerable_english=english, decision=decision)
     else:
         grid = [Calibration(round(float(weak), 4), round(float(share), 2))
