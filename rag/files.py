@@ -50,41 +50,52 @@ def built_once(target: Path, build: Callable[[Path], None]) -> Path:
 
 
 class NpyRows:
-    """Rows of a 2-D .npy file read on demand with pread: the process holds only the rows it asked for.
+    """Rows of 2-D .npy files read on demand with pread: the process holds only the rows it asked for. Several
+    files (a generation's segments) read as one, their rows numbered on from one file to the next.
 
     A memory map would do the same work, but every page it ever touched stays in the process's resident
     memory until the system needs it back; a server's memory should show what it holds, not what it read.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, *paths: Path) -> None:
         import numpy as np
 
-        with path.open("rb") as handle:
-            version = np.lib.format.read_magic(handle)
-            header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            shape, fortran, dtype = header(handle)
-            self.offset = handle.tell()
-        if fortran or len(shape) != 2:
-            raise ValueError(f"{path}: not a C-ordered 2-D array")
-        self.shape, self.dtype = shape, dtype
-        self.row_bytes = shape[1] * dtype.itemsize
-        self._descriptor = os.open(path, os.O_RDONLY)
+        self._parts: list[tuple[int, int, int, int]] = []  # descriptor, data offset, first row, rows
+        self.shape, self.dtype = (0, 0), np.dtype(np.float32)
+        total = 0
+        for number, path in enumerate(paths):
+            with path.open("rb") as handle:
+                version = np.lib.format.read_magic(handle)
+                header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                shape, fortran, dtype = header(handle)
+                offset = handle.tell()
+            if fortran or len(shape) != 2 or (number and (shape[1], dtype) != (self.shape[1], self.dtype)):
+                self.close()
+                raise ValueError(f"{path}: not a C-ordered 2-D array like the others")
+            self.shape, self.dtype = (total + shape[0], shape[1]), dtype
+            self._parts.append((os.open(path, os.O_RDONLY), offset, total, shape[0]))
+            total += shape[0]
+        self.row_bytes = self.shape[1] * self.dtype.itemsize
 
     def __del__(self) -> None:
-        # A server drops a generation when a newer one goes live; its file may be deleted by then.
-        if getattr(self, "_descriptor", None) is not None:
+        # A server drops a generation when a newer one goes live; its files may be deleted by then.
+        if getattr(self, "_parts", None):
             self.close()
 
     def __len__(self) -> int:
         return self.shape[0]
 
     def block(self, start: int, stop: int):
-        """Rows start..stop (a contiguous block, one read)."""
+        """Rows start..stop (a contiguous block, one read per file it spans)."""
         import numpy as np
 
-        count = max(0, stop - start)
-        data = os.pread(self._descriptor, count * self.row_bytes, self.offset + start * self.row_bytes)
-        return np.frombuffer(data, dtype=self.dtype).reshape(count, self.shape[1])
+        pieces = []
+        for descriptor, offset, first, rows in self._parts:
+            low, high = max(start, first), min(stop, first + rows)
+            if low < high:
+                pieces.append(os.pread(descriptor, (high - low) * self.row_bytes, offset + (low - first) * self.row_bytes))
+        data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        return np.frombuffer(data, dtype=self.dtype).reshape(max(0, stop - start), self.shape[1])
 
     def take(self, rows):
         """Rows by index, in the order given (one read per run of adjacent rows)."""
@@ -117,6 +128,6 @@ class NpyRows:
         return rows if dtype is None else rows.astype(dtype)
 
     def close(self) -> None:
-        if self._descriptor is not None:
-            os.close(self._descriptor)
-            self._descriptor = None
+        parts, self._parts = self._parts, []
+        for descriptor, *_ in parts:
+            os.close(descriptor)

@@ -187,6 +187,12 @@ class IndexSettings:
     ivf_training_per_list: int = 40  # k-means samples per list: minutes, not an hour, at a million
     letter_cache: int = 256  # stored letters a serving process keeps in memory, most recently used
     copy_block: int = 65_536  # rows copied at a time between memory-mapped arrays by an ingest
+    # An ingest that only adds letters appends them as a segment of their own (searched exactly) instead of copying
+    # the index, while the appended segments stay few and small: at most `max_segments` beside the first, holding at
+    # most `append_passages` or `append_share` of all passages, whichever is more; past that the next ingest merges.
+    max_segments: int = 8
+    append_passages: int = 5_000  # an exact search of this many vectors costs under a millisecond
+    append_share: float = 0.05
 
     def resolved_kind(self, count: int) -> str:
         if self.kind not in INDEX_KINDS:

@@ -81,7 +81,7 @@ def test_manifest_records_what_the_index_holds(seed_index_dir, embedder):
     assert manifest["model"] == {"name": embedder.name, "fingerprint": embedder.fingerprint, "dimension": 384}
     assert manifest["counts"]["letters"] == 5 and manifest["index"]["kind"] == "flat"
     assert {"vectors.faiss", "store.sqlite", "arrays.npz", "vectors.npy", "sentence_vectors.npy", "tombstones.npy",
-            "lexical/postings_scores.npy", "lexical/bags_terms.npy"} <= set(manifest["files"])
+            "lexical/postings_counts.npy", "lexical/bags_terms.npy"} <= set(manifest["files"])
     assert manifest["counts"]["sentences"] > manifest["counts"]["chunks"]
     index = load_index(seed_index_dir, embedder.name, embedder.fingerprint)
     assert sorted(path.name for path in index.letter_files) == sorted(path.name for path in SEEDS.glob("*.txt"))
@@ -113,7 +113,7 @@ def test_incremental_add_change_remove(tmp_path, embedder, seed_index_dir):
     assert removed.removed == 1 and removed.embedded == 0 and removed.letters == 5
     index = load_index(index_dir, embedder.name, embedder.fingerprint)
     assert "004_7863b943b4599ff8" not in index.documents and "005_extra" in index.documents
-    assert len(index.chunks) == index.vector_index.stored == read_manifest(index_dir)["counts"]["chunks"]
+    assert len(index.chunks) == index.stored_vectors == read_manifest(index_dir)["counts"]["chunks"]
 
     assert len([p for p in index_dir.iterdir() if p.name.startswith("gen-")]) == 2  # the live one and the previous
 
@@ -247,9 +247,10 @@ def test_a_no_op_ingest_trusts_size_and_modification_time_and_writes_nothing(tmp
 
 def test_an_unchanged_archive_is_answered_from_its_directory_entries(tmp_path, settings, embedder, monkeypatch):
     """Ingested again unchanged, an archive is not even listed as letters: one pass over its directory entries equals
-    what the last ingest saw, and the last ingest's summary (its unreadable letter included) is said again. Whatever a
-    full check could see differently sends the ingest to it: a letter touched or added deep in a folder, a letter gone,
-    other chunking, a generation a server wrote, a damaged generation."""
+    what the last ingest saw, and the last ingest's summary (its unreadable letter included) is said again. A letter
+    added deep in a folder is read alone, still without listing the archive. Whatever else a full check could see
+    differently sends the ingest to it: a letter touched, a letter gone, other chunking, a generation a server wrote,
+    a damaged generation."""
     import os
 
     import rag.serve.pipeline as pipeline_module
@@ -279,7 +280,9 @@ def test_an_unchanged_archive_is_answered_from_its_directory_entries(tmp_path, s
     os.utime(deep, ns=(deep.stat().st_atime_ns, deep.stat().st_mtime_ns + 10**9))  # touched: checked, not changed
     assert again(True).changed is False and again(False).changed is False
     (letters / "a" / "nieuw.txt").write_text(deep.read_text(encoding="utf-8").replace("Noordzee", "Waddenzee"), encoding="utf-8")
-    assert again(True).letters == first.letters + 1 and again(False).changed is False
+    added = again(False)
+    assert (added.letters, added.read, added.skipped) == (first.letters + 1, 1, first.skipped)
+    assert again(False).changed is False
     (letters / "a" / "nieuw.txt").unlink()
     assert again(True).letters == first.letters and again(False).changed is False
     ingest(None, index, embedder.name, embedder.fingerprint, lambda texts, spans: iter(()), settings.chunking,

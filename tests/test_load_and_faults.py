@@ -143,18 +143,18 @@ def test_a_killed_ingest_resumes_without_embedding_finished_batches(tmp_path, se
 
 
 def test_checkpoints_of_another_model_or_cut_off_by_a_crash_are_dropped(tmp_path):
-    from rag.index.ingest import _VectorPool
+    from rag.index.vector_pool import VectorPool
 
     folder = tmp_path / ".embedded"
     vectors = np.eye(2, 4, dtype=np.float32)
-    _VectorPool(folder, None, "model-a").checkpoint(["first", "second"], vectors, np.ones((3, 4), np.float32), [1, 2])
-    assert _VectorPool(folder, None, "model-a").has("second", 2)
-    assert not _VectorPool(folder, None, "model-b").has("second", 2)  # another model's vectors never enter this index
+    VectorPool(folder, None, "model-a").checkpoint(["first", "second"], vectors, np.ones((3, 4), np.float32), [1, 2])
+    assert VectorPool(folder, None, "model-a").has("second", 2)
+    assert not VectorPool(folder, None, "model-b").has("second", 2)  # another model's vectors never enter this index
     assert not list(folder.glob("batch-*.npz"))
 
-    _VectorPool(folder, None, "model-a").checkpoint(["first"], vectors[:1], np.ones((1, 4), np.float32), [1])
+    VectorPool(folder, None, "model-a").checkpoint(["first"], vectors[:1], np.ones((1, 4), np.float32), [1])
     (batch,) = folder.glob("batch-*.npz")
     batch.write_bytes(batch.read_bytes()[:40])  # cut off halfway through writing
     (folder / "batch-0-empty.npz").write_bytes(b"")
-    assert not _VectorPool(folder, None, "model-a").has("first", 1)
+    assert not VectorPool(folder, None, "model-a").has("first", 1)
     assert not list(folder.glob("batch-*.npz"))

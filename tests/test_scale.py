@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rag.index.folder import live_build, read_manifest
 from rag.index.store import load_index
 from rag.index.vector_index import SlotBitmap, VectorIndex, describe
 from rag.settings import IndexSettings, LexicalSettings, Settings
@@ -26,41 +27,15 @@ def _by_chunk(index) -> dict[str, int]:
     return {index.chunk_id(row): row for row in range(len(index))}
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf"])
-def test_an_incremental_ingest_equals_a_full_build(kind, tmp_path, embedder):
-    """Add, change and remove letters one ingest at a time: the generation must hold exactly what a build from
-    scratch of the same letters holds (passages, sentences, vectors, BM25 scores, answers), with FAISS
-    updated in place rather than rebuilt."""
+def _assert_same_as_a_full_build(incremental: Path, letters: Path, full: Path, settings: Settings, embedder) -> None:
+    """The generation must hold exactly what a build from scratch of the same letters holds: passages, sentences,
+    vectors, BM25 scores, dense hits."""
     from rag.serve.pipeline import run_ingest
 
-    settings = IndexSettings(kind=kind)
-    letters = tmp_path / "letters"
-    letters.mkdir()
-    seeds = sorted(SEEDS.glob("*.txt"))
-    for path in seeds[:3]:
-        shutil.copy(path, letters)
-    incremental = tmp_path / "incremental"
-    run_ingest([letters], incremental, Settings(index=settings), embedder)
-    for path in seeds[3:]:
-        shutil.copy(path, letters)
-    added = run_ingest([letters], incremental, Settings(index=settings), embedder)
-    changed_letter = letters / seeds[0].name
-    changed_letter.write_text(changed_letter.read_text(encoding="utf-8") + "\n\nNieuwe alinea over Mali en de Sahel.\n",
-                              encoding="utf-8")
-    changed = run_ingest([letters], incremental, Settings(index=settings), embedder)
-    (letters / seeds[1].name).unlink()
-    removed = run_ingest([letters], incremental, Settings(index=settings), embedder)
-    assert added.read == len(seeds) - 3 and changed.read == 1 and removed.read == 0 and removed.removed == 1
-    assert "updated in place" in added.index
-    # HNSW cannot remove: the removed letter's passages are tombstones, over 10% of so small a graph, so it is rebuilt.
-    assert ("rebuilt" if kind == "hnsw" else "updated in place") in removed.index, removed.index
-
-    full = tmp_path / "full"
-    run_ingest([letters], full, Settings(index=settings), embedder)
+    run_ingest([letters], full, settings, embedder)
     ours, theirs = (load_index(folder, embedder.name, embedder.fingerprint) for folder in (incremental, full))
     mine, reference = _by_chunk(ours), _by_chunk(theirs)
-    assert set(mine) == set(reference) and len(ours) == ours.vector_index.stored - len(ours.vector_index.tombstones)
+    assert set(mine) == set(reference) and len(ours) == ours.stored_vectors - ours.tombstones
     for chunk_id, row in mine.items():
         other = reference[chunk_id]
         assert ours.chunk(row) == theirs.chunk(other)
@@ -73,6 +48,78 @@ def test_an_incremental_ingest_equals_a_full_build(kind, tmp_path, embedder):
         vector = embedder.encode_queries([question])[0]
         assert [ours.chunk_id(row) for row, _ in ours.dense_search(vector, 5)] == \
                [theirs.chunk_id(row) for row, _ in theirs.dense_search(vector, 5)]
+    ours.close()
+    theirs.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf"])
+def test_an_incremental_ingest_equals_a_full_build(kind, tmp_path, embedder):
+    """Add letters (appended as a segment, the live files linked, not copied), then change and remove letters (merged
+    into one segment, FAISS updated in place rather than rebuilt): each time the generation must hold exactly what
+    a build from scratch of the same letters holds."""
+    from rag.serve.pipeline import run_ingest
+
+    settings = Settings(index=IndexSettings(kind=kind))
+    letters = tmp_path / "letters"
+    letters.mkdir()
+    seeds = sorted(SEEDS.glob("*.txt"))
+    for path in seeds[:3]:
+        shutil.copy(path, letters)
+    incremental = tmp_path / "incremental"
+    run_ingest([letters], incremental, settings, embedder)
+    first = live_build(incremental)[0]
+    for path in seeds[3:]:
+        shutil.copy(path, letters)
+    added = run_ingest([letters], incremental, settings, embedder)
+    assert added.read == len(seeds) - 3 and "appended as segment 2" in added.index, added.index
+    appended = live_build(incremental)[0]
+    for name in ("store.sqlite", "vectors.npy", "vectors.faiss", "lexical/postings_counts.npy"):
+        assert (appended / name).stat().st_ino == (first / name).stat().st_ino  # the same file, linked
+    _assert_same_as_a_full_build(incremental, letters, tmp_path / "full-added", settings, embedder)
+
+    changed_letter = letters / seeds[0].name
+    changed_letter.write_text(changed_letter.read_text(encoding="utf-8") + "\n\nNieuwe alinea over Mali en de Sahel.\n",
+                              encoding="utf-8")
+    changed = run_ingest([letters], incremental, settings, embedder)
+    (letters / seeds[1].name).unlink()
+    removed = run_ingest([letters], incremental, settings, embedder)
+    assert changed.read == 1 and removed.read == 0 and removed.removed == 1
+    assert len(read_manifest(incremental)["segments"]) == 1  # merged
+    # HNSW cannot remove: the changed and removed letter's passages are tombstones, over 10% of so small a graph,
+    # so it is rebuilt.
+    for summary in (changed, removed):
+        assert ("rebuilt" if kind == "hnsw" else "updated in place") in summary.index, summary.index
+    _assert_same_as_a_full_build(incremental, letters, tmp_path / "full", settings, embedder)
+
+
+@pytest.mark.slow
+def test_appended_segments_stay_few_and_are_merged_into_one_past_their_limit(tmp_path, embedder):
+    """Each ingest that adds a letter appends a segment until `max_segments` stand beside the first; the next one
+    merges them all into one. Every generation finds each added letter by its own words and its passage by its vector."""
+    from rag.serve.pipeline import run_ingest
+
+    settings = Settings(index=IndexSettings(max_segments=2))
+    letters = tmp_path / "letters"
+    letters.mkdir()
+    seeds = sorted(SEEDS.glob("*.txt"))
+    for path in seeds[:2]:
+        shutil.copy(path, letters)
+    index_dir = tmp_path / "index"
+    run_ingest([letters], index_dir, settings, embedder)
+    segments = []
+    for number, path in enumerate(seeds[2:5]):
+        text = path.read_text(encoding="utf-8") + f"\n\nDe Kamer ontvangt het overzicht Zeldzaamwoord{number} nog dit jaar.\n"
+        (letters / path.name).write_text(text, encoding="utf-8")
+        summary = run_ingest([letters], index_dir, settings, embedder)
+        segments.append(len(read_manifest(index_dir)["segments"]))
+        index = load_index(index_dir, embedder.name, embedder.fingerprint)
+        assert len(index.documents) == 3 + number and summary.embedded < len(index)
+        (row, _score), *_ = index.lexical.top(f"Zeldzaamwoord{number}", 5)
+        assert index.letters[int(index.chunk_letter[row])].doc_id == path.stem
+        assert index.dense_search(np.asarray(index.vectors[row], dtype=np.float32), 1)[0][0] == row  # its own vector
+        index.close()
+    assert segments == [2, 3, 1]
 
 
 def test_bm25_from_stored_bags_scores_as_bm25s(documents, chunks):
@@ -288,7 +335,7 @@ def test_scale_bench_on_a_sample_of_the_real_corpus(tmp_path):
         assert figures["serve"]["after_40_answers_mb"] > figures["serve"]["after_40_answers_anon_mb"] > 0
         incremental = figures["incremental"]
         assert incremental["noop_changed"] is False and incremental["added_passages"] > 0
-        assert "updated in place" in incremental["index"]
+        assert "appended as segment 2" in incremental["index"] and incremental["merged_s"] > 0
     real_median, synthetic_median = real_quantile = (synthetic["calibration"]["real_quantiles"][2],
                                                      synthetic["calibration"]["synthetic_quantiles"][2])
     assert abs(real_median - synthetic_median) < 0.01, real_quantile
@@ -334,7 +381,7 @@ def test_an_index_whose_letters_all_changed_never_reuses_a_slot(tmp_path, embedd
     assert "updated in place" in replaced.index  # few tombstones beside many new passages: no rebuild
     new = load_index(index_dir, embedder.name, embedder.fingerprint)
     assert not old_slots & set(new.faiss_ids.tolist())
-    assert set(new.vector_index.tombstones.tolist()) == old_slots
+    assert set(new.vector_indexes[0].tombstones.tolist()) == old_slots
     for question in ("Wat zei Nederland over China?", "defensie-uitgaven twee procent"):
         rows = [row for row, _ in new.dense_search(embedder.encode_queries([question])[0], 10)]
         assert len(rows) == len(set(rows)) == 10
@@ -357,3 +404,38 @@ def test_a_dropped_row_reader_closes_its_file(tmp_path):
     assert len(os.listdir("/proc/self/fd")) == open_before + 1
     del rows
     assert len(os.listdir("/proc/self/fd")) == open_before
+
+
+@pytest.mark.slow
+def test_letters_added_to_an_archive_ingested_before_are_indexed_without_listing_it_again(tmp_path, embedder,
+                                                                                           monkeypatch):
+    """Letter files added to an archive and nothing else changed: the ingest finds them from the directory entries
+    and reads only them (the archive is not listed, its letters stay as stored), a copy of a letter under another
+    name is a letter of its own, not the first one moved; any other change falls back to the full check."""
+    from rag.readers import letter_paths
+    from rag.serve import pipeline
+
+    seeds = sorted(SEEDS.glob("*.txt"))
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    for path in seeds[:3]:
+        shutil.copy(path, archive)
+    index_dir = tmp_path / "index"
+    pipeline.run_ingest([archive], index_dir, Settings(), embedder)
+    listed = []
+    monkeypatch.setattr(pipeline, "letter_paths", lambda paths: listed.append(paths) or letter_paths(paths))
+
+    shutil.copy(seeds[3], archive)
+    shutil.copy(seeds[0], archive / "kopie_van_de_eerste.txt")
+    added = pipeline.run_ingest([archive], index_dir, Settings(), embedder)
+    assert listed == [] and added.read == 2 and added.letters == 5 and "appended" in added.index, added.line()
+    index = load_index(index_dir, embedder.name, embedder.fingerprint)
+    assert {seeds[0].stem, seeds[3].stem, "kopie_van_de_eerste"} <= set(index.documents)
+    index.close()
+    assert not pipeline.run_ingest([archive], index_dir, Settings(), embedder).changed and listed == []
+
+    changed = archive / seeds[1].name
+    changed.write_text(changed.read_text(encoding="utf-8") + "\n\nNieuwe alinea over Mali.\n", encoding="utf-8")
+    shutil.copy(seeds[4], archive)
+    summary = pipeline.run_ingest([archive], index_dir, Settings(), embedder)
+    assert len(listed) == 1 and summary.read == 2 and summary.letters == 6 and "appended" not in summary.index

@@ -98,7 +98,8 @@ def build_synthetic_index(real, plan: list[tuple[int, int]], vectors: np.ndarray
     to `letters_dir`), with the given vectors, written by the ingest's own writer; its letter files and the
     seconds the writing took."""
     from rag.files import file_sha256
-    from rag.index.build import NewLetters, write_generation
+    from rag.index.build import write_generation
+    from rag.index.segments import NewLetters
     from rag.index.chunking import chunk_document
     from rag.index.lexical import ranges
 

@@ -2,7 +2,8 @@
 generation's store without loading it (for an ingest, `rag show` and `rag verify`).
 
     CURRENT                  the name of the live generation
-    gen-<time>-<id>/         one complete build (`store` reads it, `build` writes it)
+    gen-<time>-<id>/         one complete build (`store` reads it, `build` writes it): its first segment's files,
+        seg-<id>/            and those of the segments appended to it since (`build`)
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import sqlite3
 from pathlib import Path
 from typing import Iterator, Sequence
 
+import numpy as np
+
 from rag.errors import RagError
 from rag.files import file_sha256
 from rag.index.chunking import chunking_manifest
@@ -19,7 +22,10 @@ from rag.index.lexical import tokenizer_id
 from rag.readers.document import READER_VERSION, Document, document_from_json
 from rag.settings import ChunkSettings, LexicalSettings, display_path
 
-FORMAT_VERSION = 3
+# 4: BM25 postings hold term counts and a generation may have segments. A generation of format 3 still lends its
+# vectors to the next ingest (`ingest`): its letters are chunked again from their stored text, nothing is embedded.
+FORMAT_VERSION = 4
+LENDS_VECTORS = (3, 4)
 POINTER = "CURRENT"
 
 
@@ -119,8 +125,71 @@ def verify(index_dir: Path) -> list[str]:
 # --- a generation's store, read without loading the generation --------------------------
 
 def open_store(folder: Path, **options) -> sqlite3.Connection:
-    """A generation's database, read-only and immutable: it is never written after its build."""
+    """A segment's database, read-only and immutable: it is never written after its build."""
     return sqlite3.connect(f"file:{folder / 'store.sqlite'}?mode=ro&immutable=1", uri=True, **options)
+
+
+def segment_records(manifest: dict) -> list[dict]:
+    """A generation's segments in order, each with its path in the generation folder and its counts."""
+    if "segments" in manifest:
+        return manifest["segments"]
+    return [{"path": ".", **manifest["counts"], "index": manifest["index"]}]  # written before segments
+
+
+def segment_folders(folder: Path, manifest: dict) -> list[Path]:
+    return [folder / record["path"] for record in segment_records(manifest)]
+
+
+def generation_arrays(folder: Path, manifest: dict) -> dict[str, np.ndarray]:
+    """The per-passage and per-sentence arrays of all segments as one (a segment numbers letters, sections,
+    passages, sentences and slots on from the segments before it)."""
+    parts = [dict(np.load(segment / "arrays.npz")) for segment in segment_folders(folder, manifest)]
+    if len(parts) == 1:
+        return parts[0]
+    joined = {name: np.concatenate([part[name] for part in parts]) for name in parts[0]
+              if name not in ("sentence_first", "next_slot")}
+    joined["sentence_first"] = np.concatenate([parts[0]["sentence_first"], *(part["sentence_first"][1:] for part in parts[1:])])
+    joined["next_slot"] = parts[-1]["next_slot"]
+    return joined
+
+
+class Stores:
+    """A generation's databases, one per segment, read as one: letters and passages are numbered across them."""
+
+    def __init__(self, folder: Path, manifest: dict, **options) -> None:
+        self.connections: list[sqlite3.Connection] = []
+        try:
+            for segment in segment_folders(folder, manifest):
+                self.connections.append(open_store(segment, **options))
+        except sqlite3.Error:
+            self.close()
+            raise
+
+    def all(self, query: str, parameters: Sequence = ()) -> list[tuple]:
+        """The rows of every segment, in segment order."""
+        return [row for connection in self.connections for row in connection.execute(query, parameters)]
+
+    def one(self, query: str, parameters: Sequence = ()) -> tuple | None:
+        """The first row any segment has."""
+        for connection in self.connections:
+            found = connection.execute(query, parameters).fetchone()
+            if found is not None:
+                return found
+        return None
+
+    def where_in(self, query: str, keys: Sequence) -> Iterator[tuple]:
+        for connection in self.connections:
+            yield from rows_where_in(connection, query, keys)
+
+    def close(self) -> None:
+        for connection in self.connections:
+            connection.close()
+
+    def __enter__(self) -> "Stores":
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.close()
 
 
 def rows_where_in(database: sqlite3.Connection, query: str, keys: Sequence) -> Iterator[tuple]:
@@ -130,13 +199,10 @@ def rows_where_in(database: sqlite3.Connection, query: str, keys: Sequence) -> I
         yield from database.execute(query.format(",".join("?" * len(part))), part)
 
 
-def stored_documents(folder: Path, doc_ids: set[str]) -> dict[str, Document]:
+def stored_documents(folder: Path, manifest: dict, doc_ids: set[str]) -> dict[str, Document]:
     """Stored letters of a generation, as they were read, for an ingest that reuses them unchanged."""
     if not doc_ids:
         return {}
-    database = open_store(folder)
-    try:
+    with Stores(folder, manifest) as stores:
         return {doc_id: document_from_json({**json.loads(meta), "text": text}) for doc_id, meta, text in
-                rows_where_in(database, "SELECT doc_id, meta, text FROM letters WHERE doc_id IN ({})", sorted(doc_ids))}
-    finally:
-        database.close()
+                stores.where_in("SELECT doc_id, meta, text FROM letters WHERE doc_id IN ({})", sorted(doc_ids))}

@@ -2,7 +2,7 @@
 
 Letters are compared by the hash of their file: an unchanged letter read by the same reader
 version, chunked and tokenized the same way, is carried into the next generation as stored
-(`rag.index.build`), without being read, chunked or embedded again. Of the letters that are new or
+(`rag.index.segments`), without being read, chunked or embedded again. Of the letters that are new or
 changed, a passage whose embedded text was embedded before (in the live generation or in a
 checkpoint of an interrupted ingest) keeps its vectors. The rest is embedded in batches sorted
 by length, each written to `.embedded/` as soon as it is done, so a killed ingest resumes where
@@ -13,12 +13,8 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
-import shutil
 import sqlite3
 import time
-import uuid
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -28,10 +24,12 @@ import numpy as np
 from rag.errors import InputError, RagError
 from rag.files import file_sha256, write_atomically
 from rag.index import unchanged
-from rag.index.build import Carried, NewLetters, fault_point, text_hash, write_generation
+from rag.index.build import write_generation
 from rag.index.chunking import Chunk, chunk_document, chunking_manifest, sentence_spans
-from rag.index.folder import FORMAT_VERSION, live_build, open_store, rows_where_in, shown, stored_documents
-from rag.index.lexical import ranges, tokenizer_id
+from rag.index.folder import FORMAT_VERSION, LENDS_VECTORS, Stores, live_build, shown, stored_documents
+from rag.index.lexical import tokenizer_id
+from rag.index.segments import Carried, NewLetters, fault_point, text_hash
+from rag.index.vector_pool import VectorPool
 from rag.language import iso_date
 from rag.readers import is_letter_file
 from rag.readers.document import READER_VERSION, Document, cannot_read, read_or_reason, unique_ids
@@ -89,7 +87,7 @@ def ingest(paths: Sequence[str | Path] | None, index_dir: Path, model_name: str,
            chunk_settings: ChunkSettings = ChunkSettings(), index_settings: IndexSettings = IndexSettings(),
            fault: str = "", exclude: frozenset[str] = frozenset(), wait: bool = False,
            lexical_settings: LexicalSettings = LexicalSettings(), fresh_uploads: frozenset[Path] = frozenset(),
-           seen: str | None = None) -> IngestSummary:
+           seen: unchanged.Seen | None = None, added_only: bool = False) -> IngestSummary:
     """Bring the index in line with the letter files `paths` (folders expanded by `letter_paths`) and the letters
     uploaded into it, without the doc_ids in
     `exclude`, embedding only what is new. `paths` None: the letters the live index holds now, read from disk
@@ -99,6 +97,8 @@ def ingest(paths: Sequence[str | Path] | None, index_dir: Path, model_name: str,
 
     One writer at a time: a second writer is refused (`wait` False: a command) or waits its turn (a server).
     `seen`: what was seen of these letters before they were listed (`unchanged.seen_now`), kept for the next ingest.
+    `added_only`: `paths` are the letter files added since the last ingest and nothing else changed
+    (`unchanged.added_letters`): the letters the index holds stay as stored, their files are not looked at.
     """
     index_dir = Path(index_dir)
     index_dir.mkdir(parents=True, exist_ok=True)
@@ -107,12 +107,13 @@ def ingest(paths: Sequence[str | Path] | None, index_dir: Path, model_name: str,
             fcntl.flock(lock, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise RagError(f"{shown(index_dir)}: another `rag ingest` is writing this index; wait for it to finish") from None
-        keep_stored = paths is None
-        if keep_stored:
+        keep_stored = paths is None or added_only
+        if paths is None:
             paths = _indexed_letter_files(index_dir)
         summary = _ingest(paths, index_dir, model_name, fingerprint, embed, chunk_settings, index_settings, fault,
-                          exclude, lexical_settings, keep_stored, fresh_uploads)
-        unchanged.remember(index_dir, seen if not (keep_stored or exclude or fresh_uploads) else None, summary.said())
+                          exclude, lexical_settings, keep_stored, fresh_uploads, added_only)
+        listed = added_only or not keep_stored  # `seen` is what these paths hold
+        unchanged.remember(index_dir, seen if listed and not (exclude or fresh_uploads) else None, summary.said())
         return summary
 
 
@@ -121,11 +122,8 @@ def _indexed_letter_files(index_dir: Path) -> list[Path]:
     build = live_build(index_dir)
     if build is None:
         return []
-    database = open_store(build[0])
-    try:
-        sources = [source for (source,) in database.execute("SELECT source FROM letters ORDER BY row")]
-    finally:
-        database.close()
+    with Stores(*build) as stores:
+        sources = [source for (source,) in stores.all("SELECT source FROM letters ORDER BY row")]
     return [path for path in (PROJECT_ROOT / source for source in sources) if path.is_file()]
 
 
@@ -135,11 +133,13 @@ class _Previous:
     manifest: dict
     letters: dict[str, tuple[int, str | None]]  # doc_id -> (row, file hash)
     sources: dict[str, str]  # doc_id -> the file it was read from, as stored (`display_path`)
+    lends_rows: bool  # of this format: unchanged letters carried as stored (else chunked again, vectors kept)
 
 
 def _ingest(paths, index_dir: Path, model_name: str, fingerprint: str, embed: EmbedBatches, chunk_settings: ChunkSettings,
             index_settings: IndexSettings, fault: str, exclude: frozenset[str], lexical_settings: LexicalSettings,
-            keep_stored: bool = False, fresh_uploads: frozenset[Path] = frozenset()) -> IngestSummary:
+            keep_stored: bool = False, fresh_uploads: frozenset[Path] = frozenset(), added_only: bool = False
+            ) -> IngestSummary:
     started = time.perf_counter()
     uploads = uploaded_letters(index_dir)
     files = sorted({path if isinstance(path, Path) else Path(path) for path in paths} | set(uploads),
@@ -147,7 +147,7 @@ def _ingest(paths, index_dir: Path, model_name: str, fingerprint: str, embed: Em
     skipped: list[str] = []
     skipped_files: list[Path] = []
     previous = _previous_build(index_dir, model_name, fingerprint)
-    known_stats = _letter_stats(index_dir, fingerprint)
+    known_stats = {} if added_only else _letter_stats(index_dir, fingerprint)  # only new files: hashed
     hashes, stats = {}, {}
     for path in files:
         try:
@@ -162,7 +162,7 @@ def _ingest(paths, index_dir: Path, model_name: str, fingerprint: str, embed: Em
     files = [path for path in files if path in hashes]
     stored = previous.letters if previous else {}
     shown = display_paths(files)
-    ids, renamed = unique_ids(files, _held_ids(previous, files, hashes, keep_stored, shown), shown)
+    ids, renamed = unique_ids(files, _held_ids(previous, files, hashes, keep_stored, shown, moved=not added_only), shown)
     warnings: list[str] = list(renamed)
     files = [path for path in files if ids[path] not in exclude]
     doc_ids = [ids[path] for path in files]
@@ -170,14 +170,16 @@ def _ingest(paths, index_dir: Path, model_name: str, fingerprint: str, embed: Em
     unlisted = set(stored) - set(doc_ids) - exclude if keep_stored else set()
     same_reading = previous is not None and previous.manifest["reader"]["version"] == READER_VERSION
     # Carried as stored only when today's chunking and tokenizing would give the same passages and bags.
-    carry = same_reading and previous.manifest["chunking"] == chunking_manifest(chunk_settings) and (
+    carry = same_reading and previous.lends_rows and previous.manifest["chunking"] == chunking_manifest(chunk_settings) and (
         previous.manifest["lexical"].get("tokenizer") == tokenizer_id(lexical_settings))
     kept: list[int] = []
     rechunk: set[str] = set()  # unchanged letters whose stored text is chunked anew
     to_read: list[Path] = []
     # Files this reader could not read last time and that have not changed: said again, not read again.
     known_unreadable = previous.manifest.get("skipped", {}) if same_reading else {}
-    unreadable: dict[str, dict] = {}
+    unreadable: dict[str, dict] = dict(known_unreadable) if added_only else {}  # not listed: said again as they were
+    skipped += [known["reason"] for known in unreadable.values()]
+    skipped_files += [Path(name) for name in unreadable]
     pending = [path.name for path in uploads if path in ids and ids[path] not in stored and ids[path] not in exclude
                and path not in fresh_uploads and str(path) not in known_unreadable]
     if pending and previous is not None:  # an upload cut off by a stop of the server is indexed now, and said
@@ -209,14 +211,14 @@ def _ingest(paths, index_dir: Path, model_name: str, fingerprint: str, embed: Em
     removed = len(set(stored) - set(doc_ids) - unlisted)
     if carry and not to_read and len(kept) == len(stored) and unreadable == known_unreadable and (
             previous.manifest["index"]["settings"] == index_settings.as_manifest()):
-        if stats != known_stats:  # a no-op writes nothing when nothing changed, not even what it knew of the files
+        if stats != known_stats and not added_only:  # a no-op writes nothing when nothing changed
             _keep_letter_stats(index_dir, fingerprint, stats)
         counts = previous.manifest["counts"]
         return IngestSummary(counts["letters"], 0, counts["chunks"], 0, counts["chunks"], 0,
                              time.perf_counter() - started, changed=False, skipped=skipped, skipped_files=skipped_files,
                              uploads=len(uploads))
 
-    documents: list[Document] = list(stored_documents(previous.folder, rechunk).values()) if rechunk else []
+    documents: list[Document] = list(stored_documents(previous.folder, previous.manifest, rechunk).values()) if rechunk else []
     reused_letters = len(documents)
     chunks = [chunk for document in documents for chunk in chunk_document(document, chunk_settings)]
     for path in to_read:
@@ -242,7 +244,7 @@ def _ingest(paths, index_dir: Path, model_name: str, fingerprint: str, embed: Em
 
     texts = {d.doc_id: d.text for d in documents}
     sentences = [sentence_spans(texts[c.doc_id], c.start, c.end) for c in chunks]
-    pool = _VectorPool(index_dir / CHECKPOINTS, previous, fingerprint)
+    pool = VectorPool(index_dir / CHECKPOINTS, (previous.folder, previous.manifest) if previous else None, fingerprint)
     wanted = [text_hash(chunk.embed_text) for chunk in chunks]
     pool.look_up(wanted)
     # A text embedded before keeps its vectors, unless its sentences were cut otherwise (the same words as another
@@ -277,13 +279,21 @@ def _ingest(paths, index_dir: Path, model_name: str, fingerprint: str, embed: Em
     manifest = write_generation(index_dir, Carried(previous.folder, previous.manifest, np.array(sorted(kept), dtype=np.int64))
                                 if carry else None, new, model, chunk_settings, index_settings, fault, unreadable,
                                 lexical_settings)
-    _keep_letter_stats(index_dir, fingerprint, stats)
+    if not added_only:  # else what it knew stands, and the next full check hashes the added files
+        _keep_letter_stats(index_dir, fingerprint, stats)
     pool.clear()
-    record = manifest["index"]
     return IngestSummary(manifest["counts"]["letters"], len(documents) - reused_letters, manifest["counts"]["chunks"], len(missing),
                          len(chunks) - len(missing), removed, time.perf_counter() - started, changed=True,
                          warnings=warnings, embedding_seconds=embedding_seconds, skipped=skipped, skipped_files=skipped_files, uploads=len(uploads),
-                         index=f"{record['kind']} index {'rebuilt' if record['rebuilt'] else 'updated in place'}")
+                         index=_written(manifest))
+
+
+def _written(manifest: dict) -> str:
+    """How the FAISS index was written, for the ingest's line."""
+    record = manifest["index"]
+    if "appended" in record:
+        return f"{record['kind']} index kept, the new letters appended as segment {len(manifest['segments'])}"
+    return f"{record['kind']} index {'rebuilt' if record['rebuilt'] else 'updated in place'}"
 
 
 def _read_letter(path: Path, doc_id: str, chunk_settings: ChunkSettings) -> tuple[Document, list[Chunk]] | str:
@@ -298,16 +308,17 @@ def _read_letter(path: Path, doc_id: str, chunk_settings: ChunkSettings) -> tupl
 
 
 def _held_ids(previous: "_Previous | None", files: list[Path], hashes: dict[Path, str], keep_stored: bool,
-              shown: dict[Path, str]) -> dict[str, str]:
+              shown: dict[Path, str], moved: bool = True) -> dict[str, str]:
     """The ids letters hold and keep (source -> doc_id): of the letters read from these files before (`shown`: each
-    file as a source is stored), a file moved elsewhere with its content unchanged, and (`keep_stored`) every letter
-    the index holds."""
+    file as a source is stored), a file moved elsewhere with its content unchanged (unless no file can have gone:
+    `moved` False), and (`keep_stored`) every letter the index holds."""
     if previous is None:
         return {}
     sources = set(shown.values())
     held = {source: doc_id for doc_id, source in previous.sources.items() if keep_stored or source in sources}
-    gone = {previous.letters[doc_id][1]: doc_id for doc_id, source in previous.sources.items() if source not in sources}
-    for path in files:
+    gone = {previous.letters[doc_id][1]: doc_id for doc_id, source in previous.sources.items()
+            if source not in sources} if moved else {}
+    for path in files if moved else ():
         doc_id = gone.pop(hashes[path], None)
         if doc_id is not None and shown[path] not in held:
             held[shown[path]] = doc_id
@@ -347,93 +358,22 @@ def _previous_build(index_dir: Path, model_name: str, fingerprint: str) -> _Prev
         return None
     folder, manifest = build
     built_with = manifest.get("model", {})
-    if manifest.get("format_version") != FORMAT_VERSION or (built_with.get("name"), built_with.get("fingerprint")) != (
+    if manifest.get("format_version") not in LENDS_VECTORS or (built_with.get("name"), built_with.get("fingerprint")) != (
             model_name, fingerprint):
         return None
     try:
-        database = open_store(folder)
-        try:
+        with Stores(folder, manifest) as stores:
             letters, sources = {}, {}
-            for row, doc_id, file_hash, source in database.execute("SELECT row, doc_id, file_sha256, source FROM letters"):
+            for row, doc_id, file_hash, source in stores.all("SELECT row, doc_id, file_sha256, source FROM letters"):
                 letters[doc_id], sources[doc_id] = (row, file_hash), source
-            dates = [stated for (stated,) in database.execute("SELECT date FROM letters WHERE date IS NOT NULL")]
-        finally:
-            database.close()
+            # Dates the calendar does not have come from an older reader only: today's never stores one.
+            dates = [] if manifest["reader"]["version"] == READER_VERSION else [
+                stated for (stated,) in stores.all("SELECT date FROM letters WHERE date IS NOT NULL")]
     except sqlite3.Error:
         return None  # a damaged live build lends nothing; everything is read and embedded anew
     if any(iso_date(stated) != stated for stated in dates):
         return None  # letters stored with a date the calendar does not have (an older reader): read them anew
-    return _Previous(folder, manifest, letters, sources)
+    return _Previous(folder, manifest, letters, sources, manifest["format_version"] == FORMAT_VERSION)
 
 
-class _VectorPool:
-    """Vectors by embedded-text hash: of passages the live generation holds, from checkpoints, and new ones."""
-
-    def __init__(self, checkpoints: Path, previous: _Previous | None, fingerprint: str) -> None:
-        self.checkpoints = checkpoints
-        self.previous = previous
-        self.fingerprint = fingerprint
-        self.found: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        self.dimension = 0
-        for path in sorted(checkpoints.glob("batch-*.npz")) if checkpoints.exists() else []:
-            try:
-                with np.load(path) as saved:
-                    if str(saved["fingerprint"]) != fingerprint:  # left by an ingest with another model
-                        path.unlink(missing_ok=True)
-                        continue
-                    self._add(list(saved["hashes"]), saved["vectors"], saved["sentence_vectors"], saved["sentence_first"])
-            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
-                path.unlink(missing_ok=True)  # a checkpoint cut off by the crash it was for
-
-    def _add(self, hashes, vectors, sentence_vectors, sentence_first) -> None:
-        for row, key in enumerate(hashes):
-            self.found[str(key)] = (vectors[row], sentence_vectors[sentence_first[row]:sentence_first[row + 1]])
-        if len(vectors):
-            self.dimension = int(vectors.shape[1])
-
-    def look_up(self, hashes: list[str]) -> None:
-        """Fetch the vectors the live generation holds for these texts (one indexed query per 500)."""
-        wanted = sorted({key for key in hashes if key not in self.found})
-        if self.previous is None or not wanted:
-            return
-        folder = self.previous.folder
-        try:
-            database = open_store(folder)
-            try:
-                rows = dict(rows_where_in(database, "SELECT text_hash, row FROM chunks WHERE text_hash IN ({})", wanted))
-            finally:
-                database.close()
-            if not rows:
-                return
-            order = np.array(sorted(rows.values()), dtype=np.int64)
-            vectors = np.load(folder / "vectors.npy", mmap_mode="r")[order]
-            sentence_first = np.load(folder / "arrays.npz")["sentence_first"]
-            positions, offsets = ranges(sentence_first, order)
-            sentence_vectors = np.load(folder / "sentence_vectors.npy", mmap_mode="r")[positions]
-        except (OSError, ValueError, KeyError, sqlite3.Error):
-            return  # a damaged live build lends nothing
-        by_row = {row: key for key, row in rows.items()}
-        self._add([by_row[row] for row in order.tolist()], vectors, sentence_vectors, offsets)
-
-    def has(self, key: str, sentences: int) -> bool:
-        return key in self.found and len(self.found[key][1]) == sentences
-
-    def get(self, key: str) -> tuple[np.ndarray, np.ndarray]:
-        return self.found[key]
-
-    def checkpoint(self, hashes: list[str], vectors: np.ndarray, sentence_vectors: np.ndarray, counts: list[int]) -> None:
-        first = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        self.checkpoints.mkdir(exist_ok=True)
-        name = f"batch-{time.time_ns()}-{uuid.uuid4().hex[:6]}.npz"
-        path, temporary = self.checkpoints / name, self.checkpoints / f"partial-{name}"  # never read as a batch
-        with temporary.open("wb") as handle:
-            np.savez(handle, hashes=np.array(hashes), vectors=vectors, sentence_vectors=sentence_vectors.astype(np.float16),
-                     sentence_first=first, fingerprint=np.array(self.fingerprint))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-        self._add(hashes, vectors, sentence_vectors.astype(np.float16), first)
-
-    def clear(self) -> None:
-        shutil.rmtree(self.checkpoints, ignore_errors=True)
 

@@ -5,10 +5,12 @@ projecten"); BM25 finds them. Tokens are lower-cased, accents folded, stop words
 stemmed with the Dutch Snowball stemmer, so "bondgenoten" matches "bondgenoot".
 
 Each passage is tokenized once, at ingest, into its bag of words (distinct term ids and their
-counts). The BM25 index is computed from the bags with numpy: every ingest that changes the
-passages changes the collection's statistics (passage count, average length, document
-frequencies), so the index is rebuilt, but from the stored bags, never from the texts again
-(`rag bench --corpus` measures what that costs). The scores are those of bm25s's "lucene"
+counts). The postings (per term: the passages holding it and how often) are computed from the
+bags with numpy, per segment of a generation (`rag.index.segments`): a segment appended later
+brings its own postings and the words first seen in it, and the collection's statistics
+(passage count, average length, document frequencies) are taken over all segments when a
+question is asked, so appending ten letters never recomputes a million passages' postings.
+A full write recomputes them from the stored bags, never from the texts. The scores are those of bm25s's "lucene"
 variant (k1 1.2, b 0.75; a test holds them equal to bm25s's own), computed and read back with
 numpy alone (from the stored bags, without a tokenized copy of the corpus in Python lists),
 so a serving process imports neither bm25s nor scipy.
@@ -122,76 +124,116 @@ def ranges(first: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return positions, offsets
 
 
-class LexicalIndex:
-    """BM25 scores per term and passage (a term's postings: passages and scores), computed from the bags."""
+@dataclass(frozen=True)
+class Postings:
+    """One segment's postings: for each term number below len(first) - 1, the passages holding it (rows of the
+    whole generation) and how often. Term counts, not scores: a segment appended later changes the collection's
+    statistics, so BM25 is computed when a question is asked, from counts that never change."""
 
-    def __init__(self, data: np.ndarray, indices: np.ndarray, indptr: np.ndarray, vocabulary: dict[str, int],
-                 count: int, settings: LexicalSettings) -> None:
-        self.data, self.indices, self.indptr = data, indices, indptr
+    first: np.ndarray  # int64, terms + 1
+    passages: np.ndarray  # int32
+    counts: np.ndarray  # int32
+
+    @classmethod
+    def of_bags(cls, bags: Bags, terms: int, first_row: int) -> "Postings":
+        frequency = np.bincount(bags.terms, minlength=terms)
+        passage_of = np.repeat(np.arange(first_row, first_row + len(bags), dtype=np.int32), np.diff(bags.first))
+        order = np.argsort(bags.terms, kind="stable")  # by term, each term's passages in row order
+        return cls(np.concatenate([[0], np.cumsum(frequency)]).astype(np.int64), passage_of[order],
+                   np.asarray(bags.counts)[order].astype(np.int32))
+
+    def of_term(self, number: int) -> tuple[np.ndarray, np.ndarray]:
+        if number + 1 >= len(self.first):  # a term first seen in a later segment
+            return np.zeros(0, np.int32), np.zeros(0, np.int32)
+        start, end = int(self.first[number]), int(self.first[number + 1])
+        return self.passages[start:end], self.counts[start:end]
+
+    def save(self, folder: Path) -> None:
+        for name in ("first", "passages", "counts"):
+            np.save(folder / f"postings_{name}.npy", getattr(self, name))
+
+    @classmethod
+    def load(cls, folder: Path) -> "Postings":
+        return cls(*(np.load(folder / f"postings_{name}.npy", mmap_mode="r") for name in ("first", "passages", "counts")))
+
+
+class LexicalIndex:
+    """BM25 over the postings of a generation's segments, with the statistics of all of them (passage count,
+    average length, document frequencies) taken when a question is asked."""
+
+    def __init__(self, parts: Sequence[Postings], vocabulary: dict[str, int], lengths: np.ndarray,
+                 settings: LexicalSettings) -> None:
+        self.parts = list(parts)
         self.vocabulary = vocabulary
-        self.count = count  # passages
+        self.count = len(lengths)  # passages
         self.settings = settings  # how its terms were cut: questions are cut the same way
+        average = float(lengths.mean()) if self.count and lengths.sum() else 1.0
+        self._norm = (K1 * (1 - B + B * np.asarray(lengths, dtype=np.float64) / average)).astype(np.float32)
 
     def tokenize(self, text: str) -> list[str]:
         return tokenize(text, self.settings)
 
     @classmethod
     def build(cls, vocabulary: dict[str, int], bags: Bags, settings: LexicalSettings) -> tuple["LexicalIndex", Bags]:
-        """The index, and the bags with the vocabulary compacted to the terms some passage still holds
-        (letters removed leave terms nobody uses)."""
+        """The index of one segment holding every passage, and the bags with the vocabulary compacted to the terms
+        some passage still holds (letters removed leave terms nobody uses)."""
         frequency = np.bincount(bags.terms, minlength=len(vocabulary))
         used = frequency > 0
         renumbered = np.cumsum(used) - 1
         words = [word for word, number in sorted(vocabulary.items(), key=lambda item: item[1]) if used[number]]
         bags = Bags(np.asarray(bags.first), renumbered[bags.terms].astype(np.int32), np.asarray(bags.counts),
                     np.asarray(bags.lengths))
-        frequency = frequency[used]
-        count = len(bags)
-        average = float(bags.lengths.mean()) if count and bags.lengths.sum() else 1.0
-        passage_of = np.repeat(np.arange(count, dtype=np.int32), np.diff(bags.first))
-        order = np.argsort(bags.terms, kind="stable")  # by term, each term's passages in row order
-        term_frequency = bags.counts[order].astype(np.float32)
-        rows = passage_of[order]
-        idf = np.log(1 + (count - frequency + 0.5) / (frequency + 0.5)).astype(np.float32)
-        norm = (K1 * (1 - B + B * bags.lengths / average)).astype(np.float32)
-        data = idf[bags.terms[order]] * term_frequency / (term_frequency + norm[rows])
-        indptr = np.concatenate([[0], np.cumsum(frequency)]).astype(np.int64)
-        return cls(data.astype(np.float32), rows, indptr, {word: number for number, word in enumerate(words)}, count,
-                   settings), bags
+        return cls([Postings.of_bags(bags, len(words), 0)], {word: number for number, word in enumerate(words)},
+                   bags.lengths, settings), bags
 
     def save(self, folder: Path) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        np.save(folder / "postings_scores.npy", self.data)
-        np.save(folder / "postings_passages.npy", self.indices)
-        np.save(folder / "postings_first.npy", self.indptr)
-        words = sorted(self.vocabulary, key=self.vocabulary.__getitem__)
-        (folder / "vocabulary.json").write_text(json.dumps(words, ensure_ascii=False))
-        (folder / "params.json").write_text(json.dumps({"passages": self.count, "k1": K1, "b": B,
-                                                        "tokenizer": tokenizer_id(self.settings),
-                                                        "stemmer": self.settings.stemmer,
-                                                        "compounds": self.settings.compounds}))
+        """Write a generation's only segment (`write_segment` writes one appended to others)."""
+        (part,) = self.parts
+        write_segment(folder, part, sorted(self.vocabulary, key=self.vocabulary.__getitem__), 0, self.settings)
 
     @classmethod
-    def load(cls, folder: Path) -> "LexicalIndex":
-        params = json.loads((folder / "params.json").read_text())
-        words = json.loads((folder / "vocabulary.json").read_text())
-        arrays = [np.load(folder / f"postings_{name}.npy", mmap_mode="r") for name in ("scores", "passages", "first")]
-        settings = LexicalSettings(params.get("stemmer", "dutch"), bool(params.get("compounds", False)))
-        return cls(*arrays, {word: number for number, word in enumerate(words)}, int(params["passages"]), settings)
+    def load(cls, folders: Sequence[Path]) -> "LexicalIndex":
+        """The segments' postings, in order; each segment's vocabulary holds the words first seen in it."""
+        words: list[str] = []
+        parts, lengths = [], []
+        settings = LexicalSettings()
+        for folder in folders:
+            params = json.loads((folder / "params.json").read_text())
+            if params.get("first_term", 0) != len(words):
+                raise ValueError(f"{folder}: its terms begin at {params.get('first_term')}, not {len(words)}")
+            words += json.loads((folder / "vocabulary.json").read_text())
+            parts.append(Postings.load(folder))
+            lengths.append(np.load(folder / "bags_lengths.npy"))
+            settings = LexicalSettings(params.get("stemmer", "dutch"), bool(params.get("compounds", False)))
+        return cls(parts, {word: number for number, word in enumerate(words)},
+                   np.concatenate(lengths) if lengths else np.zeros(0, np.int32), settings)
 
     @staticmethod
-    def load_vocabulary(folder: Path) -> dict[str, int]:
-        return {word: number for number, word in enumerate(json.loads((folder / "vocabulary.json").read_text()))}
+    def load_vocabulary(folders: Sequence[Path]) -> dict[str, int]:
+        words = [word for folder in folders for word in json.loads((folder / "vocabulary.json").read_text())]
+        return {word: number for number, word in enumerate(words)}
+
+    def _postings(self, number: int) -> tuple[np.ndarray, np.ndarray]:
+        found = [part.of_term(number) for part in self.parts]
+        if len(found) == 1:
+            return found[0]
+        return np.concatenate([rows for rows, _ in found]), np.concatenate([counts for _, counts in found])
+
+    def _idf(self, frequency: int) -> float:
+        return float(np.log(1 + (self.count - frequency + 0.5) / (frequency + 0.5)))
 
     def scores(self, query: str) -> np.ndarray:
         """BM25 score of every passage for the query (zeros when no query term is known)."""
         ids = [self.vocabulary[token] for token in self.tokenize(query) if token in self.vocabulary]
-        if not ids:
+        rows, weights = [], []
+        for number in ids:
+            passages, counts = self._postings(number)
+            frequency = counts.astype(np.float32)
+            rows.append(passages)
+            weights.append(np.float32(self._idf(len(passages))) * frequency / (frequency + self._norm[passages]))
+        if not rows:
             return np.zeros(self.count, dtype=np.float32)
-        spans = [(int(self.indptr[i]), int(self.indptr[i + 1])) for i in ids]
-        rows = np.concatenate([self.indices[start:end] for start, end in spans])
-        weights = np.concatenate([self.data[start:end] for start, end in spans])
-        return np.bincount(rows, weights=weights, minlength=self.count).astype(np.float32)
+        return np.bincount(np.concatenate(rows), weights=np.concatenate(weights), minlength=self.count).astype(np.float32)
 
     def top(self, query: str, depth: int, mask: np.ndarray | None = None) -> list[tuple[int, float]]:
         """The `depth` best passages with a positive score (among those `mask` admits), best first; only the
@@ -225,13 +267,23 @@ class LexicalIndex:
         return (sorted(self.vocabulary.items()), sorted((word[::-1], number) for word, number in self.vocabulary.items()))
 
     def passages_holding(self, number: int) -> np.ndarray:
-        return self.indices[int(self.indptr[number]):int(self.indptr[number + 1])]
+        return self._postings(number)[0]
 
     def idf(self, tokens: Sequence[str]) -> list[float]:
         """The inverse document frequency of each (stemmed) token; a token no passage holds gets the highest."""
         values = []
         for token in tokens:
             index = self.vocabulary.get(token)
-            frequency = int(self.indptr[index + 1] - self.indptr[index]) if index is not None else 0
-            values.append(float(np.log(1 + (self.count - frequency + 0.5) / (frequency + 0.5))))
+            values.append(self._idf(len(self._postings(index)[0]) if index is not None else 0))
         return values
+
+
+def write_segment(folder: Path, postings: Postings, words: Sequence[str], first_term: int,
+                  settings: LexicalSettings) -> None:
+    """A segment's postings, the words first seen in it (numbered from `first_term`) and how its terms were cut."""
+    folder.mkdir(parents=True, exist_ok=True)
+    postings.save(folder)
+    (folder / "vocabulary.json").write_text(json.dumps(list(words), ensure_ascii=False))
+    (folder / "params.json").write_text(json.dumps({
+        "k1": K1, "b": B, "first_term": first_term, "tokenizer": tokenizer_id(settings),
+        "stemmer": settings.stemmer, "compounds": settings.compounds}))

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from rag.errors import InputError
-from rag.index.folder import UnusableIndex, current_generation, open_store, shown
+from rag.index.folder import Stores, UnusableIndex, generation_arrays, live_build, shown
 from rag.index.store import Generation
 from rag.readers.document import Document, document_from_json
 
@@ -42,29 +42,29 @@ class Passage:
 
 def show_citation(index_dir: Path, citation: str, context_chars: int = 400) -> Passage:
     """The cited passage with the text around it, read from the live generation's store (no model, no FAISS)."""
-    folder = current_generation(Path(index_dir))
-    if folder is None:
+    build = live_build(Path(index_dir))
+    if build is None:
         raise UnusableIndex(f"{shown(index_dir)}: no index here; run `rag ingest --index {shown(index_dir)}`")
     span = _parse(citation)
     try:
-        database = open_store(folder)
+        stores = Stores(*build)
     except sqlite3.Error:
         raise UnusableIndex(f"{shown(index_dir)}: the store is unreadable; run `rag ingest --index {shown(index_dir)}`") from None
     try:
         if isinstance(span, str):
-            found = database.execute("SELECT row FROM chunks WHERE chunk_id = ?", (span,)).fetchone()
+            found = stores.one("SELECT row FROM chunks WHERE chunk_id = ?", (span,))
             if found is None:
                 raise InputError(_no_chunk(span, shown(index_dir)))
-            letter, start, end = _passage_span(folder, found[0])
-            (doc_id,) = database.execute("SELECT doc_id FROM letters WHERE row = ?", (letter,)).fetchone()
+            letter, start, end = _passage_span(*build, found[0])
+            (doc_id,) = stores.one("SELECT doc_id FROM letters WHERE row = ?", (letter,))
         else:
             doc_id, start, end = span
-        row = database.execute("SELECT meta, text FROM letters WHERE doc_id = ?", (doc_id,)).fetchone()
+        row = stores.one("SELECT meta, text FROM letters WHERE doc_id = ?", (doc_id,))
     except (sqlite3.Error, OSError, KeyError, ValueError) as error:  # pruned by two ingests in a row, or damaged
         raise UnusableIndex(f"{shown(index_dir)}: cannot read the stored letters ({type(error).__name__}); "
                             f"run `rag ingest --index {shown(index_dir)}` if this persists") from None
     finally:
-        database.close()
+        stores.close()
     if row is None:
         raise InputError(_no_letter(doc_id, shown(index_dir)))
     return _passage(document_from_json({**json.loads(row[0]), "text": row[1]}), start, end, context_chars)
@@ -114,7 +114,7 @@ def _no_letter(doc_id: str, where: str) -> str:
     return f"no letter {doc_id!r} in {where}; `rag chunks` lists the doc_ids"
 
 
-def _passage_span(folder: Path, row: int) -> tuple[int, int, int]:
-    """A passage's letter row and offsets, from the generation's per-passage arrays (each read alone from the npz)."""
-    with np.load(folder / "arrays.npz") as arrays:
-        return int(arrays["chunk_letter"][row]), int(arrays["chunk_start"][row]), int(arrays["chunk_end"][row])
+def _passage_span(folder: Path, manifest: dict, row: int) -> tuple[int, int, int]:
+    """A passage's letter row and offsets, from the generation's per-passage arrays."""
+    arrays = generation_arrays(folder, manifest)
+    return int(arrays["chunk_letter"][row]), int(arrays["chunk_start"][row]), int(arrays["chunk_end"][row])

@@ -1,21 +1,27 @@
 """A loaded generation: one immutable build of the index, read by a serving process.
 
     gen-<time>-<id>/         one complete build (behind the pointer, `folder`):
-        manifest.json        model, settings, versions, counts, file sizes and hashes
+        manifest.json        model, settings, versions, counts, segments, file sizes and hashes
         store.sqlite         letters (stored text, metadata, file hash), sections, passages (id, text hash)
         arrays.npz           per passage: letter, offsets, section, FAISS slot; per sentence: offsets
         vectors.npy          passage vectors, float32, read by row (candidates rescored, narrow filters searched)
         sentence_vectors.npy sentence vectors, float16, read by passage when an answer needs them
         vectors.faiss        FAISS over the passage vectors, ids are slots (`vector_index`)
         tombstones.npy       slots FAISS still holds but no passage uses (HNSW cannot remove)
-        lexical/             BM25 postings and each passage's bag of words (`lexical`)
+        lexical/             BM25 postings (term counts) and each passage's bag of words (`lexical`)
+        seg-<id>/            the same files for letters appended since (`segments`), numbered on from the above
+
+A generation is read as one: letters, sections, passages, sentences and FAISS slots are numbered
+across its segments, so per-passage arrays are concatenated, stores and vector files read by
+row in the segment that holds it, and each segment's FAISS index searched and the hits merged.
 
 SQLite, one database per generation rather than one database with generations as rows: a
 generation is written once and never changed, so a reader of the old pointer keeps a consistent
 view while the next one is written, it is opened immutable (no locks, no WAL to replay on a
 read-only share), the switch is one atomic rename of the pointer, and `rag verify` can hash it
-like any other file. The price is that an ingest copies the unchanged rows into its new database
-(by SQL, about a second per 100,000 passages). A serving process holds the numbers per passage
+like any other file. An ingest that only adds letters links the live generation's files into the
+new one and writes the new letters as a segment; any other change copies the kept rows into one
+new database (by SQL, about a second per 100,000 passages). A serving process holds the numbers per passage
 (letter, offsets, section, slot) and per letter (date, ministry, kind) as numpy arrays, and the
 FAISS and BM25 indexes; texts are read from SQLite by row when a hit or an answer needs them.
 """
@@ -36,7 +42,8 @@ import numpy as np
 
 from rag.files import NpyRows
 from rag.index.chunking import Chunk
-from rag.index.folder import UnusableIndex, check_compatible, live_build, open_store, shown
+from rag.index.folder import (Stores, UnusableIndex, check_compatible, generation_arrays, live_build, segment_folders,
+                              segment_records, shown)
 from rag.index.lexical import LexicalIndex
 from rag.index.vector_index import SlotBitmap, VectorIndex
 from rag.readers.document import Document, document_from_json
@@ -86,7 +93,8 @@ class Generation:
         # A shared lock for as long as this generation is served: an ingest never removes a generation in use.
         self._in_use = (folder / "manifest.json").open("rb")
         fcntl.flock(self._in_use, fcntl.LOCK_SH)
-        self._database = open_store(folder, check_same_thread=False)
+        segments = segment_folders(folder, manifest)
+        self._stores = Stores(folder, manifest, check_same_thread=False)
         self._lock = threading.Lock()
         self._letters_cache: OrderedDict[int, Document] = OrderedDict()
         rows = self._query("SELECT row, doc_id, title, date, date_sure, kind, ministry, source, identifiers, refs, ocr "
@@ -94,7 +102,7 @@ class Generation:
         self.letters: list[LetterInfo] = [_letter_info(*row) for row in rows]
         self._letter_of_id = {letter.doc_id: letter for letter in self.letters}
         self.sections: list[str] = [label for (label,) in self._query("SELECT label FROM sections ORDER BY row")]
-        arrays = np.load(folder / "arrays.npz")
+        arrays = generation_arrays(folder, manifest)
         self.chunk_letter = arrays["chunk_letter"]
         self.chunk_start = arrays["chunk_start"]
         self.chunk_end = arrays["chunk_end"]
@@ -107,19 +115,22 @@ class Generation:
         self.letter_day = np.array([_day_of(letter) for letter in self.letters], dtype=np.int32)
         self.letter_sure = np.array([letter.date_sure for letter in self.letters], dtype=bool)
         self.letters_by_date = np.argsort(self.letter_day, kind="stable")
-        self.sentence_vectors = NpyRows(folder / "sentence_vectors.npy")  # read by passage when an answer needs them
+        # Read by passage when an answer needs them.
+        self.sentence_vectors = NpyRows(*(segment / "sentence_vectors.npy" for segment in segments))
         # Read by row (a question's candidates, a narrow filter's passages): memory-mapped, a few rows would map
         # megabytes of the page cache around each into the process (1.3 GB after 40 answers at a million passages).
-        self.vectors = NpyRows(folder / "vectors.npy")
-        self.vector_index = VectorIndex.load(folder, manifest["index"], settings)
-        self.lexical = LexicalIndex.load(folder / "lexical")
+        self.vectors = NpyRows(*(segment / "vectors.npy" for segment in segments))
+        # One FAISS index per segment: the first of the kind the corpus called for, those appended since exact.
+        self.vector_indexes = [VectorIndex.load(segment, record["index"], settings)
+                               for segment, record in zip(segments, segment_records(manifest))]
+        self.lexical = LexicalIndex.load([segment / "lexical" for segment in segments])
         # Each letter's passages are one run of rows when the letter rows never go back (as an ingest writes them).
         ordered = bool(np.all(np.diff(self.chunk_letter) >= 0))
         self._letter_first = np.searchsorted(self.chunk_letter, np.arange(len(self.letters) + 1)) if ordered else None
         self.row_of_slot = np.full(self.next_slot, -1, dtype=np.int64)
         self.row_of_slot[self.faiss_ids] = np.arange(len(self.faiss_ids))
         # Tombstoned slots are kept out of every search by a bitmap of the live ones.
-        self._live = SlotBitmap(self.faiss_ids, self.next_slot) if len(self.vector_index.tombstones) else None
+        self._live = SlotBitmap(self.faiss_ids, self.next_slot) if self.tombstones else None
         # Per letter, what the filters look at, as codes into the few distinct values, so a filter costs numpy
         # work over integers, not string comparisons per letter.
         self.ministries, self.letter_ministry = _codes([(letter.ministry or "").lower() for letter in self.letters])
@@ -134,12 +145,26 @@ class Generation:
     def __len__(self) -> int:
         return len(self.chunk_letter)
 
+    @property
+    def stored_vectors(self) -> int:
+        """Vectors in the segments' FAISS indexes, tombstones included."""
+        return sum(index.stored for index in self.vector_indexes)
+
+    @property
+    def tombstones(self) -> int:
+        return sum(len(index.tombstones) for index in self.vector_indexes)
+
     def _query(self, sql: str, parameters: Sequence = ()) -> list[tuple]:
+        """The rows of every segment's store, in order."""
         with self._lock:
-            return self._database.execute(sql, parameters).fetchall()
+            return self._stores.all(sql, parameters)
+
+    def _query_one(self, sql: str, parameters: Sequence = ()) -> tuple | None:
+        with self._lock:
+            return self._stores.one(sql, parameters)
 
     def close(self) -> None:
-        self._database.close()
+        self._stores.close()
         self.vectors.close()
         self.sentence_vectors.close()
         self._in_use.close()
@@ -159,7 +184,7 @@ class Generation:
             if cached is not None:
                 self._letters_cache.move_to_end(row)
                 return cached
-        ((meta, text),) = self._query("SELECT meta, text FROM letters WHERE row = ?", (row,))
+        meta, text = self._query_one("SELECT meta, text FROM letters WHERE row = ?", (row,))
         document = document_from_json({**json.loads(meta), "text": text})
         with self._lock:
             self._letters_cache[row] = document
@@ -186,12 +211,12 @@ class Generation:
                      start, end, text, letter.source, embed_text="")
 
     def chunk_id(self, row: int) -> str:
-        ((chunk_id,),) = self._query("SELECT chunk_id FROM chunks WHERE row = ?", (int(row),))
+        (chunk_id,) = self._query_one("SELECT chunk_id FROM chunks WHERE row = ?", (int(row),))
         return chunk_id
 
     def row_of_chunk(self, chunk_id: str) -> int | None:
-        found = self._query("SELECT row FROM chunks WHERE chunk_id = ?", (chunk_id,))
-        return found[0][0] if found else None
+        found = self._query_one("SELECT row FROM chunks WHERE chunk_id = ?", (chunk_id,))
+        return found[0] if found else None
 
     def passages_of(self, letter_row: int) -> np.ndarray:
         """The rows of a letter's passages, in order (an ingest writes each letter's passages together)."""
@@ -226,12 +251,17 @@ class Generation:
         bitmap = self._live if mask is None else SlotBitmap(self.faiss_ids[mask], self.next_slot)
         depth = 0 if mask is None else min(4 * k * len(self) // allowed, self.settings.filtered_search_depth)
         share = allowed / len(self)
-        if self.vector_index.kind == "flat":
-            scores, slots = self.vector_index.search(vector, k, bitmap, depth, share)
-            return [(int(self.row_of_slot[slot]), float(score)) for score, slot in zip(scores, slots) if slot >= 0]
-        # Approximate: twice the candidates, rescored exactly from the vectors on disk (a few pages per question).
-        _, slots = self.vector_index.search(vector, min(2 * k, allowed), bitmap, depth, share)
-        rows = np.sort(self.row_of_slot[slots[slots >= 0]])
+        found_scores, found_slots = [], []
+        for index in self.vector_indexes:  # each segment's best, merged
+            # Approximate: twice the candidates, rescored exactly from the vectors on disk (a few pages per question).
+            scores, slots = index.search(vector, k if index.kind == "flat" else min(2 * k, allowed), bitmap, depth, share)
+            found_scores.append(scores[slots >= 0])
+            found_slots.append(slots[slots >= 0])
+        if all(index.kind == "flat" for index in self.vector_indexes):
+            scores, slots = np.concatenate(found_scores), np.concatenate(found_slots)
+            best = np.argsort(-scores, kind="stable")[:k]
+            return [(int(self.row_of_slot[slots[i]]), float(scores[i])) for i in best]
+        rows = np.sort(self.row_of_slot[np.concatenate(found_slots)])
         scores = np.asarray(self.vectors[rows], dtype=np.float32) @ vector
         best = np.argsort(-scores, kind="stable")[:k]
         return [(int(rows[i]), float(scores[i])) for i in best]
@@ -338,7 +368,7 @@ def opened(folder: Path, manifest: dict, index_settings: IndexSettings, damaged:
         generation = Generation(folder, manifest, index_settings)
     except (OSError, ValueError, KeyError, TypeError, RuntimeError, sqlite3.Error) as error:
         raise UnusableIndex(f"{damaged} ({type(error).__name__}); {rebuild}") from None
-    stored = generation.vector_index.stored - len(generation.vector_index.tombstones)
+    stored = generation.stored_vectors - generation.tombstones
     if not (stored == len(generation) == manifest["counts"]["chunks"] == generation.lexical.count == len(generation.vectors)):
         generation.close()
         raise UnusableIndex(f"{damaged} ({stored} vectors for {len(generation)} passages); {rebuild}")

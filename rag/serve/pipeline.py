@@ -82,17 +82,19 @@ def run_ingest(
     settings = settings or from_environment()
     given = list(paths) or [DEFAULT_SEEDS]
     # Letters first: a wrong path is reported before the model is looked up (or built). An index an ingest has
-    # written knows its model, and an archive ingested into it again unchanged is answered from its directory
-    # entries, before its letters are listed.
+    # written knows its model, and an archive ingested into it again unchanged, or with letter files added, is
+    # answered from its directory entries, before its letters are listed.
     started = time.perf_counter()
     files = None if unchanged.remembers_an_ingest(index_dir) else letter_paths(given)
+    added = None
     fingerprint = model_fingerprint(settings.model)
     seen = unchanged.seen_now(given, Path(index_dir) / UPLOADS, settings.model.name, fingerprint, settings.chunking,
                               settings.index, settings.lexical)
     if files is None:
         if (said := unchanged.recalled(index_dir, seen)) is not None:
             return IngestSummary.recalled(said, time.perf_counter() - started)
-        files = letter_paths(given)
+        added = unchanged.added_letters(index_dir, seen)
+        files = letter_paths(given) if added is None else added
 
     def embed(texts: list[str], sentence_spans: list[list[tuple[int, int]]]):
         if ray_address is not None:
@@ -102,7 +104,7 @@ def run_ingest(
         return (embedder or load_embedder(settings.model)).passage_batches(texts, sentence_spans, progress=progress)
 
     return ingest(files, Path(index_dir), settings.model.name, fingerprint, embed, settings.chunking, settings.index,
-                  settings.fault, lexical_settings=settings.lexical, seen=seen)
+                  settings.fault, lexical_settings=settings.lexical, seen=seen, added_only=added is not None)
 
 
 @dataclass
