@@ -39,21 +39,22 @@ def write_generation(index_dir: Path, carried: Carried | None, new: NewLetters, 
     staging = index_dir / f".{name}.partial"
     try:
         staging.mkdir()
-        if appendable(carried, new, index_settings):
+        appended = appendable(carried, new, index_settings)
+        if appended:
             manifest, segment = write_appended(staging, carried, new, fault, unreadable or {}, lexical_settings)
             _fsync_tree(staging / segment)
             for folder in [staging, *(path for path in staging.rglob("*") if path.is_dir())]:
                 fsync_folder(folder)  # the links' entries (their files were made durable by the ingest that wrote them)
         else:
-            manifest = write_merged(staging, carried, new, model, chunk_settings, index_settings, fault, unreadable or {},
-                              lexical_settings)
+            manifest = write_merged(staging, carried, new, model, chunk_settings, index_settings, fault,
+                                    unreadable or {}, lexical_settings)
             _fsync_tree(staging)
     except OSError as error:  # a full disk, a quota, a folder gone read-only: the live index is untouched
         shutil.rmtree(staging, ignore_errors=True)
         raise RagError(f"cannot write the new index in {index_dir} ({error.strerror or type(error).__name__}); "
                        f"free space or fix the folder and run `rag ingest` again; the index in use is unchanged") from None
     try:
-        if "appended" in manifest["index"]:
+        if appended:
             check_appended(staging, manifest)
         else:
             _check_before_going_live(staging, manifest, index_settings)

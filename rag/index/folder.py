@@ -140,16 +140,23 @@ def segment_folders(folder: Path, manifest: dict) -> list[Path]:
     return [folder / record["path"] for record in segment_records(manifest)]
 
 
-def generation_arrays(folder: Path, manifest: dict) -> dict[str, np.ndarray]:
+def generation_arrays(folder: Path, manifest: dict, names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
     """The per-passage and per-sentence arrays of all segments as one (a segment numbers letters, sections,
-    passages, sentences and slots on from the segments before it)."""
-    parts = [dict(np.load(segment / "arrays.npz")) for segment in segment_folders(folder, manifest)]
+    passages, sentences and slots on from the segments before it): all of them, or only those `names` (each read
+    alone from the npz)."""
+    parts = []
+    for segment in segment_folders(folder, manifest):
+        with np.load(segment / "arrays.npz") as arrays:
+            parts.append({name: arrays[name] for name in (names or arrays.files)})
     if len(parts) == 1:
         return parts[0]
     joined = {name: np.concatenate([part[name] for part in parts]) for name in parts[0]
               if name not in ("sentence_first", "next_slot")}
-    joined["sentence_first"] = np.concatenate([parts[0]["sentence_first"], *(part["sentence_first"][1:] for part in parts[1:])])
-    joined["next_slot"] = parts[-1]["next_slot"]
+    if "sentence_first" in parts[0]:
+        joined["sentence_first"] = np.concatenate([parts[0]["sentence_first"],
+                                                   *(part["sentence_first"][1:] for part in parts[1:])])
+    if "next_slot" in parts[0]:
+        joined["next_slot"] = parts[-1]["next_slot"]
     return joined
 
 

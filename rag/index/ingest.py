@@ -318,7 +318,7 @@ def _held_ids(previous: "_Previous | None", files: list[Path], hashes: dict[Path
     held = {source: doc_id for doc_id, source in previous.sources.items() if keep_stored or source in sources}
     gone = {previous.letters[doc_id][1]: doc_id for doc_id, source in previous.sources.items()
             if source not in sources} if moved else {}
-    for path in files if moved else ():
+    for path in files:
         doc_id = gone.pop(hashes[path], None)
         if doc_id is not None and shown[path] not in held:
             held[shown[path]] = doc_id
@@ -374,6 +374,3 @@ def _previous_build(index_dir: Path, model_name: str, fingerprint: str) -> _Prev
     if any(iso_date(stated) != stated for stated in dates):
         return None  # letters stored with a date the calendar does not have (an older reader): read them anew
     return _Previous(folder, manifest, letters, sources, manifest["format_version"] == FORMAT_VERSION)
-
-
-

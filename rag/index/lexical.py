@@ -148,6 +148,10 @@ class Postings:
         start, end = int(self.first[number]), int(self.first[number + 1])
         return self.passages[start:end], self.counts[start:end]
 
+    def frequency(self, number: int) -> int:
+        """How many of this segment's passages hold the term."""
+        return int(self.first[number + 1] - self.first[number]) if number + 1 < len(self.first) else 0
+
     def save(self, folder: Path) -> None:
         for name in ("first", "passages", "counts"):
             np.save(folder / f"postings_{name}.npy", getattr(self, name))
@@ -274,7 +278,7 @@ class LexicalIndex:
         values = []
         for token in tokens:
             index = self.vocabulary.get(token)
-            values.append(self._idf(len(self._postings(index)[0]) if index is not None else 0))
+            values.append(self._idf(sum(part.frequency(index) for part in self.parts) if index is not None else 0))
         return values
 
 

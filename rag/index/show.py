@@ -116,5 +116,5 @@ def _no_letter(doc_id: str, where: str) -> str:
 
 def _passage_span(folder: Path, manifest: dict, row: int) -> tuple[int, int, int]:
     """A passage's letter row and offsets, from the generation's per-passage arrays."""
-    arrays = generation_arrays(folder, manifest)
+    arrays = generation_arrays(folder, manifest, ["chunk_letter", "chunk_start", "chunk_end"])
     return int(arrays["chunk_letter"][row]), int(arrays["chunk_start"][row]), int(arrays["chunk_end"][row])

@@ -66,7 +66,7 @@ class VectorPool:
             order = np.array(sorted(rows.values()), dtype=np.int64)
             segments = segment_folders(folder, manifest)
             vectors = _rows(segments, "vectors.npy", order)
-            positions, offsets = ranges(generation_arrays(folder, manifest)["sentence_first"], order)
+            positions, offsets = ranges(generation_arrays(folder, manifest, ["sentence_first"])["sentence_first"], order)
             sentence_vectors = _rows(segments, "sentence_vectors.npy", positions)
         except (OSError, ValueError, KeyError, sqlite3.Error):
             return  # a damaged live build lends nothing
