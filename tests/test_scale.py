@@ -52,6 +52,20 @@ def _assert_same_as_a_full_build(incremental: Path, letters: Path, full: Path, s
     theirs.close()
 
 
+def _seed_letters_ingested(tmp_path: Path, count: int, settings: Settings, embedder) -> tuple[Path, Path, list[Path]]:
+    """A folder of the first `count` seed letters, ingested into an index: the folder, the index and every seed."""
+    from rag.serve.pipeline import run_ingest
+
+    seeds = sorted(SEEDS.glob("*.txt"))
+    letters = tmp_path / "letters"
+    letters.mkdir()
+    for path in seeds[:count]:
+        shutil.copy(path, letters)
+    index_dir = tmp_path / "index"
+    run_ingest([letters], index_dir, settings, embedder)
+    return letters, index_dir, seeds
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf"])
 def test_an_incremental_ingest_equals_a_full_build(kind, tmp_path, embedder):
@@ -61,13 +75,7 @@ def test_an_incremental_ingest_equals_a_full_build(kind, tmp_path, embedder):
     from rag.serve.pipeline import run_ingest
 
     settings = Settings(index=IndexSettings(kind=kind))
-    letters = tmp_path / "letters"
-    letters.mkdir()
-    seeds = sorted(SEEDS.glob("*.txt"))
-    for path in seeds[:3]:
-        shutil.copy(path, letters)
-    incremental = tmp_path / "incremental"
-    run_ingest([letters], incremental, settings, embedder)
+    letters, incremental, seeds = _seed_letters_ingested(tmp_path, 3, settings, embedder)
     first = live_build(incremental)[0]
     for path in seeds[3:]:
         shutil.copy(path, letters)
@@ -100,13 +108,7 @@ def test_appended_segments_stay_few_and_are_merged_into_one_past_their_limit(tmp
     from rag.serve.pipeline import run_ingest
 
     settings = Settings(index=IndexSettings(max_segments=2))
-    letters = tmp_path / "letters"
-    letters.mkdir()
-    seeds = sorted(SEEDS.glob("*.txt"))
-    for path in seeds[:2]:
-        shutil.copy(path, letters)
-    index_dir = tmp_path / "index"
-    run_ingest([letters], index_dir, settings, embedder)
+    letters, index_dir, seeds = _seed_letters_ingested(tmp_path, 2, settings, embedder)
     segments = []
     for number, path in enumerate(seeds[2:5]):
         text = path.read_text(encoding="utf-8") + f"\n\nDe Kamer ontvangt het overzicht Zeldzaamwoord{number} nog dit jaar.\n"
@@ -415,13 +417,7 @@ def test_letters_added_to_an_archive_ingested_before_are_indexed_without_listing
     from rag.readers import letter_paths
     from rag.serve import pipeline
 
-    seeds = sorted(SEEDS.glob("*.txt"))
-    archive = tmp_path / "archive"
-    archive.mkdir()
-    for path in seeds[:3]:
-        shutil.copy(path, archive)
-    index_dir = tmp_path / "index"
-    pipeline.run_ingest([archive], index_dir, Settings(), embedder)
+    archive, index_dir, seeds = _seed_letters_ingested(tmp_path, 3, Settings(), embedder)
     listed = []
     monkeypatch.setattr(pipeline, "letter_paths", lambda paths: listed.append(paths) or letter_paths(paths))
 
