@@ -80,13 +80,19 @@ def stopwords() -> frozenset[str]:
     return frozenset(fold(w) for w in (*_DUTCH_STOPWORDS, *_ENGLISH_STOPWORDS, *QUESTION_WORDS, *_SAYING))
 
 
+_PLAIN_WORD = re.compile(r"[a-z]+")
 COMMON = 3.0  # Zipf frequency (per billion words, log10): a word this frequent is a common word of the language
 
 
+@lru_cache(maxsize=100_000)  # a compound's parts are looked up once per cut and link: the same few words again
 def frequency(word: str) -> float:
     """How common a word is in Dutch, or else in English, on the Zipf scale (0: unknown, 7: "de")."""
-    from wordfreq import zipf_frequency
+    from wordfreq import get_frequency_dict, zipf_frequency
 
+    # A word of plain letters is its own token: one that neither word list holds is unknown, without wordfreq's
+    # tokenizing (most words a compound is cut into are none).
+    if _PLAIN_WORD.fullmatch(word) and word not in get_frequency_dict("nl") and word not in get_frequency_dict("en"):
+        return 0.0
     return max(zipf_frequency(word, "nl"), zipf_frequency(word, "en"))
 
 

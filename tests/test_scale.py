@@ -415,6 +415,7 @@ def test_letters_added_to_an_archive_ingested_before_are_indexed_without_listing
     and reads only them (the archive is not listed, its letters stay as stored), a copy of a letter under another
     name is a letter of its own, not the first one moved; any other change falls back to the full check."""
     from rag.readers import letter_paths
+    from rag.readers.document import read_document
     from rag.serve import pipeline
 
     archive, index_dir, seeds = _seed_letters_ingested(tmp_path, 3, Settings(), embedder)
@@ -423,10 +424,14 @@ def test_letters_added_to_an_archive_ingested_before_are_indexed_without_listing
 
     shutil.copy(seeds[3], archive)
     shutil.copy(seeds[0], archive / "kopie_van_de_eerste.txt")
+    (archive / "later").mkdir()
+    shutil.copy(seeds[4], archive / "later" / seeds[0].name)  # the name of a letter the index holds, another letter
     added = pipeline.run_ingest([archive], index_dir, Settings(), embedder)
-    assert listed == [] and added.read == 2 and added.letters == 5 and "appended" in added.index, added.line()
+    assert listed == [] and added.read == 3 and added.letters == 6 and "appended" in added.index, added.line()
     index = load_index(index_dir, embedder.name, embedder.fingerprint)
-    assert {seeds[0].stem, seeds[3].stem, "kopie_van_de_eerste"} <= set(index.documents)
+    assert {seeds[0].stem, seeds[3].stem, "kopie_van_de_eerste", f"{seeds[0].stem}-2"} <= set(index.documents)
+    assert index.documents[seeds[0].stem].text == read_document(seeds[0], "x").text
+    assert index.documents[f"{seeds[0].stem}-2"].text == read_document(seeds[4], "x").text
     index.close()
     assert not pipeline.run_ingest([archive], index_dir, Settings(), embedder).changed and listed == []
 
@@ -434,4 +439,4 @@ def test_letters_added_to_an_archive_ingested_before_are_indexed_without_listing
     changed.write_text(changed.read_text(encoding="utf-8") + "\n\nNieuwe alinea over Mali.\n", encoding="utf-8")
     shutil.copy(seeds[4], archive)
     summary = pipeline.run_ingest([archive], index_dir, Settings(), embedder)
-    assert len(listed) == 1 and summary.read == 2 and summary.letters == 6 and "appended" not in summary.index
+    assert len(listed) == 1 and summary.read == 2 and summary.letters == 7 and "appended" not in summary.index

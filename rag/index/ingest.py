@@ -32,7 +32,7 @@ from rag.index.segments import Carried, NewLetters, fault_point, text_hash
 from rag.index.vector_pool import VectorPool
 from rag.language import iso_date
 from rag.readers import is_letter_file
-from rag.readers.document import READER_VERSION, Document, cannot_read, read_or_reason, unique_ids
+from rag.readers.document import READER_VERSION, Document, cannot_read, doc_id_for, read_or_reason, unique_ids
 from rag.settings import PROJECT_ROOT, ChunkSettings, IndexSettings, LexicalSettings, display_paths
 
 CHECKPOINTS = ".embedded"
@@ -134,6 +134,7 @@ class _Previous:
     letters: dict[str, tuple[int, str | None]]  # doc_id -> (row, file hash)
     sources: dict[str, str]  # doc_id -> the file it was read from, as stored (`display_path`)
     lends_rows: bool  # of this format: unchanged letters carried as stored (else chunked again, vectors kept)
+    complete: bool = True  # `letters` and `sources` hold every letter (else those some files' names could name)
 
 
 def _ingest(paths, index_dir: Path, model_name: str, fingerprint: str, embed: EmbedBatches, chunk_settings: ChunkSettings,
@@ -146,7 +147,9 @@ def _ingest(paths, index_dir: Path, model_name: str, fingerprint: str, embed: Em
                    key=lambda p: (p.name, str(p)))
     skipped: list[str] = []
     skipped_files: list[Path] = []
-    previous = _previous_build(index_dir, model_name, fingerprint)
+    previous = _previous_build(index_dir, model_name, fingerprint, files if added_only else None)
+    if previous is not None and not (previous.complete or _carries(previous, chunk_settings, lexical_settings)):
+        previous = _previous_build(index_dir, model_name, fingerprint)  # every letter is chunked anew: all are read
     known_stats = {} if added_only else _letter_stats(index_dir, fingerprint)  # only new files: hashed
     hashes, stats = {}, {}
     for path in files:
@@ -169,9 +172,7 @@ def _ingest(paths, index_dir: Path, model_name: str, fingerprint: str, embed: Em
     # A letter the index holds whose file is not among these stays as stored when nothing asked for it to go.
     unlisted = set(stored) - set(doc_ids) - exclude if keep_stored else set()
     same_reading = previous is not None and previous.manifest["reader"]["version"] == READER_VERSION
-    # Carried as stored only when today's chunking and tokenizing would give the same passages and bags.
-    carry = same_reading and previous.lends_rows and previous.manifest["chunking"] == chunking_manifest(chunk_settings) and (
-        previous.manifest["lexical"].get("tokenizer") == tokenizer_id(lexical_settings))
+    carry = previous is not None and _carries(previous, chunk_settings, lexical_settings)
     kept: list[int] = []
     rechunk: set[str] = set()  # unchanged letters whose stored text is chunked anew
     to_read: list[Path] = []
@@ -276,7 +277,7 @@ def _ingest(paths, index_dir: Path, model_name: str, fingerprint: str, embed: Em
                      np.concatenate(sentence_vectors).astype(np.float16) if sentence_vectors
                      else np.zeros((0, dimension), np.float16))
     model = {"name": model_name, "fingerprint": fingerprint, "dimension": int(dimension)}
-    manifest = write_generation(index_dir, Carried(previous.folder, previous.manifest, np.array(sorted(kept), dtype=np.int64))
+    manifest = write_generation(index_dir, Carried(previous.folder, previous.manifest, _kept_rows(previous, kept))
                                 if carry else None, new, model, chunk_settings, index_settings, fault, unreadable,
                                 lexical_settings)
     if not added_only:  # else what it knew stands, and the next full check hashes the added files
@@ -294,6 +295,25 @@ def _written(manifest: dict) -> str:
     if "appended" in record:
         return f"{record['kind']} index kept, the new letters appended as segment {len(manifest['segments'])}"
     return f"{record['kind']} index {'rebuilt' if record['rebuilt'] else 'updated in place'}"
+
+
+def _carries(previous: _Previous, chunk_settings: ChunkSettings, lexical_settings: LexicalSettings) -> bool:
+    """Whether unchanged letters are carried as stored: today's reading, chunking and tokenizing would give the same
+    passages and bags."""
+    manifest = previous.manifest
+    return (manifest["reader"]["version"] == READER_VERSION and previous.lends_rows
+            and manifest["chunking"] == chunking_manifest(chunk_settings)
+            and manifest["lexical"].get("tokenizer") == tokenizer_id(lexical_settings))
+
+
+def _kept_rows(previous: _Previous, kept: list[int]) -> np.ndarray:
+    """The rows of the letters carried as stored: `kept`, and when the previous build was read only for the letters
+    some files could name, every letter it did not read as well."""
+    rows = np.array(sorted(kept), dtype=np.int64)
+    if previous.complete:
+        return rows
+    read = np.array([row for row, _hash in previous.letters.values()], dtype=np.int64)
+    return np.union1d(np.setdiff1d(np.arange(previous.manifest["counts"]["letters"]), read), rows)
 
 
 def _read_letter(path: Path, doc_id: str, chunk_settings: ChunkSettings) -> tuple[Document, list[Chunk]] | str:
@@ -348,8 +368,11 @@ def uploaded_letters(index_dir: Path) -> list[Path]:
     return sorted(path for path in folder.iterdir() if path.is_file() and is_letter_file(path)) if folder.is_dir() else []
 
 
-def _previous_build(index_dir: Path, model_name: str, fingerprint: str) -> _Previous | None:
-    """The live build, when it can lend to the next one: vectors of the same model, stored letters."""
+def _previous_build(index_dir: Path, model_name: str, fingerprint: str, named: Sequence[Path] | None = None
+                    ) -> _Previous | None:
+    """The live build, when it can lend to the next one: vectors of the same model, stored letters. `named`: only
+    the letters whose ids these files' names give (`<id>` or `<id>-N`), for letters added to an archive whose other
+    letters stay as stored: a million letters' rows are not read to index ten."""
     try:
         build = live_build(index_dir)
     except RagError:
@@ -361,11 +384,17 @@ def _previous_build(index_dir: Path, model_name: str, fingerprint: str) -> _Prev
     if manifest.get("format_version") not in LENDS_VECTORS or (built_with.get("name"), built_with.get("fingerprint")) != (
             model_name, fingerprint):
         return None
+    columns = "SELECT row, doc_id, file_sha256, source FROM letters"
     try:
         with Stores(folder, manifest) as stores:
-            letters, sources = {}, {}
-            for row, doc_id, file_hash, source in stores.all("SELECT row, doc_id, file_sha256, source FROM letters"):
-                letters[doc_id], sources[doc_id] = (row, file_hash), source
+            if named is None:
+                rows = stores.all(columns)
+            else:  # by the unique index on doc_id; '-' < '.' bounds the ids that begin "<id>-"
+                bases = sorted({doc_id_for(path) for path in named})
+                rows = [row for base in bases for row in stores.all(
+                    f"{columns} WHERE doc_id = ? OR (doc_id > ? AND doc_id < ?)", (base, f"{base}-", f"{base}."))]
+            letters = {doc_id: (row, file_hash) for row, doc_id, file_hash, _source in rows}
+            sources = {doc_id: source for _row, doc_id, _hash, source in rows}
             # Dates the calendar does not have come from an older reader only: today's never stores one.
             dates = [] if manifest["reader"]["version"] == READER_VERSION else [
                 stated for (stated,) in stores.all("SELECT date FROM letters WHERE date IS NOT NULL")]
@@ -373,4 +402,4 @@ def _previous_build(index_dir: Path, model_name: str, fingerprint: str) -> _Prev
         return None  # a damaged live build lends nothing; everything is read and embedded anew
     if any(iso_date(stated) != stated for stated in dates):
         return None  # letters stored with a date the calendar does not have (an older reader): read them anew
-    return _Previous(folder, manifest, letters, sources, manifest["format_version"] == FORMAT_VERSION)
+    return _Previous(folder, manifest, letters, sources, manifest["format_version"] == FORMAT_VERSION, named is None)

@@ -12,6 +12,7 @@ the body starts; the lines of the head are dropped again wherever they repeat on
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -62,6 +63,7 @@ _PUBLICATION = re.compile(r"^(?:Aanhangsel van de Handelingen|Handelingen|Kamers
 _QUESTIONS_MASTHEAD = re.compile(r"^Vragen gesteld door de leden der Kamer\b", re.IGNORECASE)
 # The standard sentences of the Rijkshuisstijl letter head, which every ministry prints: a line that is a piece of
 # one of them is letterhead wherever an extractor put it (inside the subject, between two halves of a sentence).
+_NOT_ASCII_LETTERS = re.compile(r"[^a-z]+")
 _BOILERPLATE = (
     "correspondentie uitsluitend richten aan het retouradres met vermelding van de datum en het kenmerk van deze brief",
     "bij beantwoording de datum en ons kenmerk vermelden",
@@ -95,7 +97,7 @@ class Head:
 
     def repeats(self, text: str, _previous: str = "") -> bool:
         """True for a line of the head printed again on a later page (the letterhead column)."""
-        return _key(text) in {_key(line) for line in self.lines if len(line.split()) <= 8}
+        return _key(text) in _short_line_keys(tuple(self.lines))
 
     def is_letterhead(self, text: str, previous: str = "") -> bool:
         """True for a line of the letterhead column wherever it stands: a line of this head printed again, a label
@@ -135,8 +137,16 @@ def is_boilerplate(text: str, previous: str = "") -> bool:
     return bool(previous and words) and is_boilerplate(previous) and any(joined in phrase for phrase in _BOILERPLATE)
 
 
+@functools.lru_cache(maxsize=4)
+def _short_line_keys(lines: tuple[str, ...]) -> frozenset[str]:
+    """The keys of a head's short lines, once per head rather than once per line of the letter."""
+    return frozenset(_key(line) for line in lines if len(line.split()) <= 8)
+
+
 def _plain_words(text: str) -> str:
     """Lower case letters and single spaces: "Bij beantwoording datum," -> "bij beantwoording datum"."""
+    if text.isascii():  # most lines: no accents to fold, and a letter is a-z
+        return " ".join(_NOT_ASCII_LETTERS.sub(" ", text.lower()).split())
     folded = unicodedata.normalize("NFKD", text.lower())
     letters = "".join(c if c.isalpha() else " " for c in folded if not unicodedata.combining(c))
     return " ".join(letters.split())
