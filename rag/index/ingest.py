@@ -389,7 +389,8 @@ def _previous_build(index_dir: Path, model_name: str, fingerprint: str, named: S
         with Stores(folder, manifest) as stores:
             if named is None:
                 rows = stores.all(columns)
-            else:  # by the unique index on doc_id; '-' < '.' bounds the ids that begin "<id>-"
+            else:  # by the unique index on doc_id; '-' < '.' bounds the ids that begin "<id>-". No letter was read
+                # from a file added since (every letter's file was seen by the last ingest), so none is found by source.
                 bases = sorted({doc_id_for(path) for path in named})
                 rows = [row for base in bases for row in stores.all(
                     f"{columns} WHERE doc_id = ? OR (doc_id > ? AND doc_id < ?)", (base, f"{base}-", f"{base}."))]
