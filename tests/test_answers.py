@@ -118,3 +118,20 @@ def test_ask_and_show_on_the_command_line(seed_index_dir):
     assert by_chunk.returncode == 0 and citation["title"] in by_chunk.stdout
     outside = run_rag("show", "--index", str(seed_index_dir), f"{citation['doc_id']}:0-99999999")
     assert outside.returncode == 2 and "outside" in outside.stderr
+
+
+def test_a_question_after_a_reason_quotes_the_sentence_that_gives_it(eval_pipeline, eval_questions):
+    """"Waarom ...?" is answered by the sentence that gives a reason ("omdat", "vanwege", "wijt ... aan"), in other
+    words than the question's, not by the sentence that repeats its topic (dev questions; six of them were answered
+    by such a sentence before the reason was asked for)."""
+    from rag.evaluation.dataset import evidence_spans
+    from rag.evaluation.metrics import quotes_evidence
+
+    texts = {doc_id: document.text for doc_id, document in eval_pipeline.generation.documents.items()}
+    asked = {question.id: question for question in eval_questions}
+    for question_id in ("x095", "p042", "p152", "p217", "p268", "p436"):
+        question = asked[question_id]
+        answer = eval_pipeline.ask(question.question)
+        first = answer.citations[0]
+        assert not answer.abstained and any(quotes_evidence((first.hit.doc_id, first.start, first.end), span)
+                                            for span in evidence_spans(question, texts)), (question.question, first.quote)

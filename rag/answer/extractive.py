@@ -120,6 +120,10 @@ _WHEN = re.compile(r"^\s*(?:en\s+)?(?:wanneer|per wanneer|sinds wanneer|tot wann
                    r"|\b(?:welke datum|welk jaar|hoe lang)\b", re.IGNORECASE)
 _HOW_MANY = re.compile(r"\b(?:hoeveel|hoe groot|hoe hoog|welk bedrag|welk percentage|how many|how much)\b", re.IGNORECASE)
 _COUNTRIES = re.compile(r"\b(?:welke|which)\s+(?:landen|bondgenoten|lidstaten|countries|allies|member states)\b", re.IGNORECASE)
+# A question after a reason or cause: its answer gives one ("De inspectie wijt de daling aan ..."), in other words than
+# the question's, which the sentences repeating the question's topic would otherwise outscore.
+_WHY = re.compile(r"\b(?:waarom|hoe verklaart|hoe verklaren|wat is de reden|wat zijn de redenen|wat is de oorzaak|"
+                  r"wat zijn de oorzaken|hoe komt het|waardoor|why|what is the reason|what caused)\b", re.IGNORECASE)
 _POSITION = re.compile(r"\b(?:wat\s+(?:zei|zegt|vond|vindt|vinden|vonden)|standpunt|positie|inzet|"
                        r"what\s+(?:did|does)\s+\w+\s+(?:say|think))\b", re.IGNORECASE)
 
@@ -127,6 +131,8 @@ _DATE_IN_SENTENCE = re.compile(rf"\b(?:\d{{1,2}}\s+(?:{MONTH_ALTERNATION})|(?:{M
                                re.IGNORECASE)
 _NUMBER_IN_SENTENCE = re.compile(r"\b\d+(?:[.,]\d+)?\b|\b(?:een|twee|drie|vier|vijf|zes|zeven|acht|negen|tien|elf|twaalf|"
                                  r"twintig|dertig|veertig|vijftig|honderd|duizend|miljoen|miljard|procent)\b", re.IGNORECASE)
+_REASON_IN_SENTENCE = re.compile(r"\b(?:omdat|doordat|vanwege|als gevolg van|wijt|toe te schrijven|reden|redenen|oorzaak|"
+                                 r"oorzaken|daardoor|veroorzaakt|komt door|het gevolg van|because|due to)\b", re.IGNORECASE)
 _NAME_IN_SENTENCE = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-ZÀ-Ý][a-zà-ÿ’'-]+(?:\s+(?:van|de|der|den)?\s*[A-ZÀ-Ý][a-zà-ÿ’'-]+)+")
 _COUNTRY_NAMES = re.compile(
     r"\b(?:Nederland|België|Duitsland|Frankrijk|Verenigd Koninkrijk|Engeland|Verenigde Staten|VS|Italië|Spanje|Portugal|"
@@ -141,6 +147,8 @@ _LEANS_BACK = re.compile(r"^(?:(?:Dit|Deze|Dat|Die|Hij|Zij|Ze|Ook|Tevens|Bovendi
 
 
 def _asks_for(question: str):
+    if _WHY.search(question):
+        return _REASON_IN_SENTENCE
     if _COUNTRIES.search(question):
         return _COUNTRY_NAMES
     if _HOW_MANY.search(question):
