@@ -61,9 +61,9 @@ _BARE_NUMBER = re.compile(r"^[\d\s/.-]{1,12}$")
 _PUBLICATION = re.compile(r"^(?:Aanhangsel van de Handelingen|Handelingen|Kamerstukken|(?:Tweede|Eerste) Kamer der Staten-Generaal)$",
                           re.IGNORECASE)
 _QUESTIONS_MASTHEAD = re.compile(r"^Vragen gesteld door de leden der Kamer\b", re.IGNORECASE)
+_NOT_A_TO_Z = re.compile(r"[^a-z]+")
 # The standard sentences of the Rijkshuisstijl letter head, which every ministry prints: a line that is a piece of
 # one of them is letterhead wherever an extractor put it (inside the subject, between two halves of a sentence).
-_NOT_ASCII_LETTERS = re.compile(r"[^a-z]+")
 _BOILERPLATE = (
     "correspondentie uitsluitend richten aan het retouradres met vermelding van de datum en het kenmerk van deze brief",
     "bij beantwoording de datum en ons kenmerk vermelden",
@@ -146,7 +146,7 @@ def _short_line_keys(lines: tuple[str, ...]) -> frozenset[str]:
 def _plain_words(text: str) -> str:
     """Lower case letters and single spaces: "Bij beantwoording datum," -> "bij beantwoording datum"."""
     if text.isascii():  # most lines: no accents to fold, and a letter is a-z
-        return " ".join(_NOT_ASCII_LETTERS.sub(" ", text.lower()).split())
+        return " ".join(_NOT_A_TO_Z.sub(" ", text.lower()).split())
     folded = unicodedata.normalize("NFKD", text.lower())
     letters = "".join(c if c.isalpha() else " " for c in folded if not unicodedata.combining(c))
     return " ".join(letters.split())
