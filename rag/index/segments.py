@@ -102,8 +102,6 @@ def write_merged(staging: Path, carried: Carried | None, new: NewLetters, model:
     lexical_record = _write_lexical(staging, carried, carried_rows, new, lexical_settings)
     counts = {"letters": len(kept_letters) + len(new.documents), "chunks": len(arrays["chunk_letter"]),
               "sentences": len(arrays["sentence_start"])}
-    import faiss
-
     manifest = {
         "format_version": FORMAT_VERSION,
         "model": model,
@@ -114,12 +112,8 @@ def write_merged(staging: Path, carried: Carried | None, new: NewLetters, model:
         "counts": counts,
         "segments": [{"path": ".", **counts, "sections": len(sections), "index": index_record}],
         "skipped": unreadable,  # files that could not be read, by path: their hash and why (said again, not read again)
-        "versions": {"rag": __version__, "faiss": faiss.__version__, "numpy": np.__version__},
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "files": {
-            str(path.relative_to(staging)): {"size": path.stat().st_size, "sha256": file_sha256(path)}
-            for path in sorted(staging.rglob("*")) if path.is_file()
-        },
+        **_written_now(),
+        "files": _file_records(staging, staging),
     }
     (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
     return manifest
@@ -346,8 +340,6 @@ def write_appended(staging: Path, carried: Carried, new: NewLetters, fault: str,
                   [word for _number, word in words], first_term, lexical_settings)
     bags.save(segment / "lexical")
     added = {"letters": len(new.documents), "chunks": len(new.chunks), "sentences": int(sentence_counts.sum())}
-    import faiss
-
     manifest = {
         **previous,
         "index": {**previous["index"], "appended": name},
@@ -355,14 +347,25 @@ def write_appended(staging: Path, carried: Carried, new: NewLetters, fault: str,
         "counts": {key: counts[key] + added[key] for key in counts},
         "segments": [*records, {"path": name, **added, "sections": len(sections), "index": index_record}],
         "skipped": unreadable,
-        "versions": {"rag": __version__, "faiss": faiss.__version__, "numpy": np.__version__},
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "files": {**previous["files"], **{
-            str(path.relative_to(staging)): {"size": path.stat().st_size, "sha256": file_sha256(path)}
-            for path in sorted(segment.rglob("*")) if path.is_file()}},
+        **_written_now(),
+        "files": {**previous["files"], **_file_records(staging, segment)},
     }
     (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
     return manifest, name
+
+
+def _written_now() -> dict:
+    """What wrote a generation and when, for its manifest."""
+    import faiss
+
+    return {"versions": {"rag": __version__, "faiss": faiss.__version__, "numpy": np.__version__},
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
+def _file_records(staging: Path, folder: Path) -> dict[str, dict]:
+    """Size and SHA-256 of every file under `folder`, by its path in the generation (what `rag verify` checks)."""
+    return {str(path.relative_to(staging)): {"size": path.stat().st_size, "sha256": file_sha256(path)}
+            for path in sorted(folder.rglob("*")) if path.is_file()}
 
 
 def check_appended(staging: Path, manifest: dict) -> None:
