@@ -14,7 +14,7 @@ from rag.evaluation.metrics import (
     CITATION_LIMIT, answer_metrics, covers, first_ranks, hit_at, ndcg_at, question_metrics, recall_at, reciprocal_rank,
 )
 from rag.evaluation.runner import compare_to_baseline, evaluate
-from rag.settings import RetrievalSettings, Settings
+from rag.settings import AnswerSettings, RetrievalSettings, Settings
 
 BASELINE = project.EVAL_BASELINE
 CORPUS_SAMPLE = Path(__file__).parent / "data" / "statengeneraal-sample.jsonl.gz"
@@ -107,8 +107,21 @@ def test_ndcg_credits_each_evidence_once():
 def test_answer_metrics_count_quotes_of_gold_evidence():
     quotes = [("a", 120, 180), ("c", 0, 10)]
     metrics = answer_metrics(quotes, GOLD, abstained=False)
-    assert metrics == {"abstained": 0.0, "quotes_gold": 1.0, "evidence_recall": 0.5}
+    assert metrics == {"abstained": 0.0, "quotes_gold": 1.0, "evidence_recall": 0.5, "quoted_chars": 70.0}
     assert answer_metrics([], GOLD, abstained=True)["quotes_gold"] == 0.0
+
+
+def test_quoting_more_cannot_buy_a_better_score():
+    """An answer that quotes every sentence near the best holds the gold one more often; what it quotes is counted, and
+    the gate fails on the growth as it fails on longer passages."""
+    sparing = answer_metrics([("a", 300, 400)], GOLD, abstained=False)
+    lavish = answer_metrics([("a", 300, 400), ("a", 120, 180), ("b", 0, 50), ("c", 0, 200)], GOLD, abstained=False)
+    assert sparing["quotes_gold"] == 0.0 and lavish["quotes_gold"] == 1.0
+    assert lavish["quoted_chars"] == 410.0 > sparing["quoted_chars"] == 100.0
+    baseline = {"metrics": {"real/test": {"answer_quotes_gold": 0.5, "quoted_chars": 100.0}},
+                "tolerance": {"default": 0.03, "quoted_chars": 60.0}}
+    report = {"groups": {"real/test": {"answer_quotes_gold": 1.0, "quoted_chars": 410.0}}, "by_kind": {}}
+    assert compare_to_baseline(report, baseline) == ["real/test quoted_chars: 410.000 rose above the baseline 100.000 by more than 60.0"]
 
 
 def test_baseline_comparison_reports_moves_the_wrong_way():
@@ -151,6 +164,33 @@ def test_gate_fails_on_a_worse_configuration(eval_pipeline, eval_questions):
     test = [q for q in eval_questions if q.split == "test"]
     drops = compare_to_baseline(evaluate(worse, test, 5, answers=False), json.loads(BASELINE.read_text()))
     assert any(" hit@1" in drop or " mrr@10" in drop for drop in drops), drops
+
+
+@pytest.mark.slow
+def test_gate_fails_on_answers_that_quote_every_sentence_near_the_best(eval_pipeline, eval_questions):
+    from rag.serve.pipeline import Pipeline
+
+    lavish = Pipeline(eval_pipeline.embedder, eval_pipeline.generation, eval_pipeline.index_dir,
+                      Settings(answer=AnswerSettings(quote_margin=1.0)))
+    test = [q for q in eval_questions if q.split == "test" and q.corpus == "real"]
+    drops = compare_to_baseline(evaluate(lavish, test, 5), json.loads(BASELINE.read_text()))
+    assert any(drop.startswith("real/test quoted_chars") for drop in drops), drops
+
+
+@pytest.mark.slow
+def test_the_top_of_either_list_counts_more_than_the_depths_of_both(eval_pipeline, eval_questions):
+    """Reciprocal rank fusion with a constant of 10: the evidence of these dev questions (of every corpus) is the top
+    of one list and far down the other; with the usual constant of 60, passages standing halfway down both lists
+    push it out of the first five, for all eight."""
+    from rag.evaluation.dataset import evidence_spans
+
+    texts = {doc_id: document.text for doc_id, document in eval_pipeline.generation.documents.items()}
+    asked = {question.id: question for question in eval_questions}
+    for question_id in ("q066", "r002", "x122", "p005", "p022", "p046", "p081", "p104"):
+        question = asked[question_id]
+        hits = eval_pipeline.search(question.question, k=5, history=question.context)
+        ranks = first_ranks([(hit.doc_id, hit.start, hit.end) for hit in hits], evidence_spans(question, texts))
+        assert any(rank is not None for rank in ranks), (question.question, [hit.text[:60] for hit in hits])
 
 
 @pytest.mark.slow
@@ -198,6 +238,27 @@ def test_calibrating_a_tower_drops_the_thresholds_of_towers_no_longer_committed(
     stored = json.loads(path.read_text())
     assert set(stored) == {"m", "m+tower-new", "other+tower-x"}
     assert stored["m+tower-new"]["answerable"] == 0.1 and stored["m"]["weak_evidence"] == 0.7
+    # calibrating the plain model (the tower switched off) keeps the committed tower's thresholds
+    write_calibration("m", Calibration(0.71, 0.1), path)
+    assert set(json.loads(path.read_text())) == {"m", "m+tower-new", "other+tower-x"}
+
+
+def test_a_trained_tower_s_scorer_replaces_those_of_towers_no_longer_committed(tmp_path):
+    """`rag train` writes the scorer of the tower in use: older towers' scorers (each holding a background of 256
+    passages) are not kept in the committed file, and training the plain model's keeps the tower's."""
+    from rag.answer.training import write_scorer
+
+    path = tmp_path / "scorer.json"
+    path.write_text(json.dumps({"m": {"date": "1"}, "m+tower-old": {"date": "2"}, "other+tower-x": {"date": "3"}}))
+    write_scorer("m+tower-new", {"date": "4"}, path)
+    assert json.loads(path.read_text()) == {"m": {"date": "1"}, "other+tower-x": {"date": "3"}, "m+tower-new": {"date": "4"}}
+    write_scorer("m", {"date": "5"}, path)
+    assert set(json.loads(path.read_text())) == {"m", "m+tower-new", "other+tower-x"}
+
+
+def test_the_committed_scorers_are_those_of_the_plain_model_and_the_committed_tower(embedder):
+    stored = json.loads(project.AnswerSettings().scorer_file.read_text())
+    assert set(stored) == {embedder.name, embedder.question_encoder}
 
 
 @pytest.mark.slow

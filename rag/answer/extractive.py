@@ -211,7 +211,7 @@ class Evidence:
 def decision_row(evidence: Evidence) -> tuple[float, ...]:
     """`scorer.DECISION_FEATURES` of one question's evidence."""
     p = min(max(evidence.answerable or 0.0, 1e-6), 1 - 1e-6)
-    return float(np.log(p / (1 - p))), evidence.first_dense, evidence.first_answers
+    return float(np.log(p / (1 - p))), evidence.first_dense, evidence.first_answers, *evidence.features
 
 
 def score_sentences(question: str, hits: list[Hit], index: Generation, query_vector: np.ndarray,

@@ -27,7 +27,7 @@ import numpy as np
 
 from rag.answer.extractive import score_sentences, weigh_evidence
 from rag.answer.scorer import (BACKGROUND, QUESTION_FEATURES, SENTENCE_FEATURES, LogisticModel, background_as_json,
-                               english_view)
+                               english_view, without_retired_towers)
 from rag.index.chunking import split_sentences
 from rag.readers.document import Document
 from rag.search.retrieval import Filters
@@ -241,6 +241,6 @@ def background_of(generation) -> np.ndarray:
 
 
 def write_scorer(model_name: str, record: dict, path: Path) -> None:
-    stored = json.loads(path.read_text()) if path.exists() else {}
+    stored = without_retired_towers(json.loads(path.read_text()) if path.exists() else {}, model_name)
     stored[model_name] = record
     path.write_text(json.dumps(stored, indent=1) + "\n")

@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from rag.answer.extractive import Calibration, abstains, decision_row
-from rag.answer.scorer import DECISION_FEATURES, LogisticModel
+from rag.answer.scorer import DECISION_FEATURES, LogisticModel, without_retired_towers
 from rag.language import is_english
 from rag.errors import InputError
 from rag.evaluation.dataset import EvalQuestion
@@ -79,11 +79,7 @@ def _rates(refused: list[tuple[bool, bool]]) -> dict[str, float]:
 
 
 def write_calibration(model_name: str, calibration, path: Path) -> None:
-    stored = json.loads(path.read_text()) if path.exists() else {}
-    # a question tower's thresholds go with it: those of towers no longer committed are dropped
-    base = model_name.split("+tower-")[0]
-    stored = {name: entry for name, entry in stored.items() if name == model_name or "+tower-" not in name
-              or name.split("+tower-")[0] != base}
+    stored = without_retired_towers(json.loads(path.read_text()) if path.exists() else {}, model_name)
     previous = stored.get(model_name, {})
     stored[model_name] = {**previous, "fitted_on": "eval/questions.jsonl, dev split", "date": time.strftime("%Y-%m-%d")}
     if calibration.answerable is not None:

@@ -20,10 +20,11 @@ def configurations(settings: Settings) -> dict[str, Settings]:
         "reference: fixed 1000/200, dense": replace(settings, model=plain, chunking=naive, retrieval=replace(
             retrieval, mode="dense", understand_time=False, sentence_weight=0.0)),
         "reference: fixed 1000/200, BM25 + dense, RRF": replace(settings, model=plain, chunking=naive, retrieval=replace(
-            retrieval, fusion="rrf", understand_time=False, sentence_weight=0.0)),
+            retrieval, fusion="rrf", rrf_k=60, understand_time=False, sentence_weight=0.0)),
         "dense only": replace(settings, retrieval=replace(retrieval, mode="dense")),
         "BM25 only": replace(settings, retrieval=replace(retrieval, mode="lexical")),
         "reciprocal rank fusion": replace(settings, retrieval=replace(retrieval, fusion="rrf")),
+        "RRF constant 60": replace(settings, retrieval=replace(retrieval, rrf_k=60)),
         "dense weight 0.8": replace(settings, retrieval=replace(retrieval, dense_weight=0.8)),
         "dense weight 0.4": replace(settings, retrieval=replace(retrieval, dense_weight=0.4)),
         "no best-sentence score": replace(settings, retrieval=replace(retrieval, sentence_weight=0.0)),

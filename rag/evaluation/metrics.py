@@ -19,10 +19,10 @@ COVERAGE = EvaluationSettings.coverage
 CITATION_LIMIT = EvaluationSettings.citation_limit
 DEPTH = EvaluationSettings.depth
 RETRIEVAL = ("hit@1", "hit@k", "recall@k", "mrr@10", "ndcg@10", "chars_per_passage")
-ANSWERS = ("answer_quotes_gold", "evidence_recall", "false_abstention", "abstention_unanswerable",
+ANSWERS = ("answer_quotes_gold", "evidence_recall", "quoted_chars", "false_abstention", "abstention_unanswerable",
            "abstention_without_its_letters")
 TRUST = ("answered_right", "answered_wrong", "abstained_right", "abstained_wrong")
-LOWER_IS_BETTER = {"false_abstention", "chars_per_passage", "answered_wrong", "abstained_wrong"}
+LOWER_IS_BETTER = {"false_abstention", "chars_per_passage", "quoted_chars", "answered_wrong", "abstained_wrong"}
 
 
 def overlap(a: Span, b: Span) -> int:
@@ -86,10 +86,13 @@ def quotes_evidence(quote: Span, evidence: Span) -> bool:
 
 
 def answer_metrics(quotes: Sequence[Span], gold: Sequence[Span], abstained: bool) -> dict[str, float]:
-    """For an answerable question: did it abstain, does it quote a gold evidence, which share of them."""
+    """For an answerable question: did it abstain, does it quote a gold evidence, which share of them, and how many
+    characters it quotes (an answer quoting more sentences, or longer ones, holds a gold one more often: the quoted
+    length is gated as the passage length is, so that quoting more cannot buy a better score)."""
     quoted = [any(quotes_evidence(quote, evidence) for quote in quotes) for evidence in gold]
     return {"abstained": float(abstained), "quotes_gold": float(any(quoted)),
-            "evidence_recall": sum(quoted) / len(quoted) if quoted else 0.0}
+            "evidence_recall": sum(quoted) / len(quoted) if quoted else 0.0,
+            "quoted_chars": float(sum(end - start for _doc_id, start, end in quotes))}
 
 
 def average(rows: Iterable[dict[str, float]]) -> dict[str, float]:

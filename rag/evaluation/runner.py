@@ -113,6 +113,7 @@ def summarise(rows: list[dict], answers: bool) -> dict[str, float]:
         unanswerable = [row for row in rows if not row["answerable"]]
         summary["answer_quotes_gold"] = round(mean(m["quotes_gold"] for m in answered), 4) if answered else 0.0
         summary["evidence_recall"] = round(mean(m["evidence_recall"] for m in answered), 4) if answered else 0.0
+        summary["quoted_chars"] = round(mean(m["quoted_chars"] for m in answered), 1) if answered else 0.0
         summary["false_abstention"] = round(mean(row["abstained"] for row in answerable), 4) if answerable else 0.0
         if unanswerable:
             summary["abstention_unanswerable"] = round(mean(row["abstained"] for row in unanswerable), 4)
@@ -214,7 +215,7 @@ def run(pipeline, questions: Sequence[EvalQuestion], k: int, compare: bool = Fal
         rows_by_group = {group: {name: r["groups"][group] for name, r in reports.items() if group in r["groups"]}
                          for group in report["groups"]}
         result["compare"] = rows_by_group
-        columns = RETRIEVAL + ("answer_quotes_gold", "false_abstention", "abstention_unanswerable",
+        columns = RETRIEVAL + ("answer_quotes_gold", "quoted_chars", "false_abstention", "abstention_unanswerable",
                                "abstention_without_its_letters")
         result["compare_table"] = "\n\n".join(f"{group}\n" + table(rows, columns) for group, rows in rows_by_group.items())
         if report_dir is not None:
