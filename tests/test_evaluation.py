@@ -107,8 +107,12 @@ def test_ndcg_credits_each_evidence_once():
 def test_answer_metrics_count_quotes_of_gold_evidence():
     quotes = [("a", 120, 180), ("c", 0, 10)]
     metrics = answer_metrics(quotes, GOLD, abstained=False)
-    assert metrics == {"abstained": 0.0, "quotes_gold": 1.0, "evidence_recall": 0.5, "quoted_chars": 70.0}
+    assert metrics == {"abstained": 0.0, "quotes_gold": 1.0, "first_sentence_gold": 0.0, "evidence_recall": 0.5,
+                       "quoted_chars": 70.0}
     assert answer_metrics([], GOLD, abstained=True)["quotes_gold"] == 0.0
+    # the sentence ranked first counts whether or not the answer was given, and whatever is quoted beside it
+    assert answer_metrics([], GOLD, abstained=True, first=("b", 0, 40))["first_sentence_gold"] == 1.0
+    assert answer_metrics(quotes, GOLD, abstained=False, first=("c", 0, 10))["first_sentence_gold"] == 0.0
 
 
 def test_quoting_more_cannot_buy_a_better_score():

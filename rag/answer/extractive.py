@@ -206,6 +206,7 @@ class Evidence:
     answerable: float | None = None
     first_dense: float = 0.0  # the sentence the answer would quote first: its similarity to the question
     first_answers: float = 0.0  # and the sentence model's P that it answers
+    first: tuple[str, int, int] | None = None  # and where it stands: its letter, start and end
 
 
 def decision_row(evidence: Evidence) -> tuple[float, ...]:
@@ -302,8 +303,9 @@ def weigh_evidence(question: str, scored: list[ScoredSentence], index: Generatio
     if is_english(question):
         features = english_view(features, QUESTION_FEATURES)
     answerable = float(scorer.answerable.probability(features)[0]) if scorer is not None and scored else None
+    first = scored[0] if scored else None
     return Evidence(best_dense, near_share, tuple(absent), features, answerable if scored else 0.0 if scorer else None,
-                    scored[0].dense if scored else 0.0, (scored[0].answers or 0.0) if scored else 0.0)
+                    *((first.dense, first.answers or 0.0, (first.hit.doc_id, first.start, first.end)) if first else ()))
 
 
 def _held(index: Generation, word: str, allowed: np.ndarray | None) -> bool:

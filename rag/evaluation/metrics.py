@@ -19,7 +19,7 @@ COVERAGE = EvaluationSettings.coverage
 CITATION_LIMIT = EvaluationSettings.citation_limit
 DEPTH = EvaluationSettings.depth
 RETRIEVAL = ("hit@1", "hit@k", "recall@k", "mrr@10", "ndcg@10", "chars_per_passage")
-ANSWERS = ("answer_quotes_gold", "evidence_recall", "quoted_chars", "false_abstention", "abstention_unanswerable",
+ANSWERS = ("answer_quotes_gold", "first_sentence_gold", "evidence_recall", "quoted_chars", "false_abstention", "abstention_unanswerable",
            "abstention_without_its_letters")
 TRUST = ("answered_right", "answered_wrong", "abstained_right", "abstained_wrong")
 LOWER_IS_BETTER = {"false_abstention", "chars_per_passage", "quoted_chars", "answered_wrong", "abstained_wrong"}
@@ -85,12 +85,16 @@ def quotes_evidence(quote: Span, evidence: Span) -> bool:
     return quote[0] == evidence[0] and overlap(quote, evidence) >= 0.5 * shorter
 
 
-def answer_metrics(quotes: Sequence[Span], gold: Sequence[Span], abstained: bool) -> dict[str, float]:
+def answer_metrics(quotes: Sequence[Span], gold: Sequence[Span], abstained: bool,
+                   first: Span | None = None) -> dict[str, float]:
     """For an answerable question: did it abstain, does it quote a gold evidence, which share of them, and how many
     characters it quotes (an answer quoting more sentences, or longer ones, holds a gold one more often: the quoted
-    length is gated as the passage length is, so that quoting more cannot buy a better score)."""
+    length is gated as the passage length is, so that quoting more cannot buy a better score); and whether `first`,
+    the sentence the answer ranks first (answered or not), is a gold evidence: how often the right sentence wins,
+    whatever else is quoted beside it."""
     quoted = [any(quotes_evidence(quote, evidence) for quote in quotes) for evidence in gold]
     return {"abstained": float(abstained), "quotes_gold": float(any(quoted)),
+            "first_sentence_gold": float(first is not None and any(quotes_evidence(first, evidence) for evidence in gold)),
             "evidence_recall": sum(quoted) / len(quoted) if quoted else 0.0,
             "quoted_chars": float(sum(end - start for _doc_id, start, end in quotes))}
 

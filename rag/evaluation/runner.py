@@ -95,7 +95,7 @@ def evaluate(pipeline, questions: Sequence[EvalQuestion], k: int = 5, answers: b
             quotes = [(c.hit.doc_id, c.start, c.end) for c in answer.citations]
             row.update(answer=answer.text, abstained=answer.abstained, citations=[c.as_json() for c in answer.citations])
             if gold:
-                row["answer_metrics"] = answer_metrics(quotes, gold, answer.abstained)
+                row["answer_metrics"] = answer_metrics(quotes, gold, answer.abstained, pipeline.evidence(query).first)
                 # Asked again with its own letters left out, the question is one these letters cannot answer.
                 without = query.without_letters(doc_id for doc_id, *_ in gold)
                 row["abstained_without_its_letters"] = pipeline.answer_query(without).abstained
@@ -105,13 +105,16 @@ def evaluate(pipeline, questions: Sequence[EvalQuestion], k: int = 5, answers: b
 
 
 def summarise(rows: list[dict], answers: bool) -> dict[str, float]:
-    """Retrieval metrics over the answerable questions, answer metrics over the answered ones."""
+    """Retrieval metrics and the sentence ranked first over the answerable questions, answer metrics over the answered
+    ones."""
     answerable = [row for row in rows if row["answerable"]]
     summary = average(row["metrics"] for row in answerable)
     if answers and rows:
         answered = [row["answer_metrics"] for row in answerable if not row["abstained"]]
         unanswerable = [row for row in rows if not row["answerable"]]
         summary["answer_quotes_gold"] = round(mean(m["quotes_gold"] for m in answered), 4) if answered else 0.0
+        summary["first_sentence_gold"] = round(mean(row["answer_metrics"]["first_sentence_gold"] for row in answerable), 4) \
+            if answerable else 0.0
         summary["evidence_recall"] = round(mean(m["evidence_recall"] for m in answered), 4) if answered else 0.0
         summary["quoted_chars"] = round(mean(m["quoted_chars"] for m in answered), 1) if answered else 0.0
         summary["false_abstention"] = round(mean(row["abstained"] for row in answerable), 4) if answerable else 0.0
@@ -215,7 +218,7 @@ def run(pipeline, questions: Sequence[EvalQuestion], k: int, compare: bool = Fal
         rows_by_group = {group: {name: r["groups"][group] for name, r in reports.items() if group in r["groups"]}
                          for group in report["groups"]}
         result["compare"] = rows_by_group
-        columns = RETRIEVAL + ("answer_quotes_gold", "quoted_chars", "false_abstention", "abstention_unanswerable",
+        columns = RETRIEVAL + ("answer_quotes_gold", "first_sentence_gold", "quoted_chars", "false_abstention", "abstention_unanswerable",
                                "abstention_without_its_letters")
         result["compare_table"] = "\n\n".join(f"{group}\n" + table(rows, columns) for group, rows in rows_by_group.items())
         if report_dir is not None:
