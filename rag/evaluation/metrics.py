@@ -19,8 +19,8 @@ COVERAGE = EvaluationSettings.coverage
 CITATION_LIMIT = EvaluationSettings.citation_limit
 DEPTH = EvaluationSettings.depth
 RETRIEVAL = ("hit@1", "hit@k", "recall@k", "mrr@10", "ndcg@10", "chars_per_passage")
-ANSWERS = ("answer_quotes_gold", "first_sentence_gold", "evidence_recall", "quoted_chars", "false_abstention", "abstention_unanswerable",
-           "abstention_without_its_letters")
+ANSWERS = ("answer_quotes_gold", "first_sentence_gold", "evidence_recall", "quoted_chars", "false_abstention",
+           "abstention_unanswerable", "abstention_without_its_letters")
 TRUST = ("answered_right", "answered_wrong", "abstained_right", "abstained_wrong")
 LOWER_IS_BETTER = {"false_abstention", "chars_per_passage", "quoted_chars", "answered_wrong", "abstained_wrong"}
 
