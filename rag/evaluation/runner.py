@@ -16,8 +16,8 @@ from rag.embed.model import load_embedder
 from rag.errors import InputError
 from rag.evaluation.compare import configurations
 from rag.evaluation.dataset import SPLITS, EvalQuestion, evidence_spans
-from rag.evaluation.metrics import (CITATION_LIMIT, DEPTH, LOWER_IS_BETTER, RETRIEVAL, answer_metrics, average, first_ranks,
-                                    question_metrics)
+from rag.evaluation.metrics import (ANSWERS, CITATION_LIMIT, DEPTH, LOWER_IS_BETTER, RETRIEVAL, answer_metrics, average,
+                                    first_ranks, question_metrics)
 from rag.evaluation.reports import table, write_chart, write_trec
 from rag.index.ingest import UPLOADS
 from rag.index.store import load_index
@@ -218,8 +218,8 @@ def run(pipeline, questions: Sequence[EvalQuestion], k: int, compare: bool = Fal
         rows_by_group = {group: {name: r["groups"][group] for name, r in reports.items() if group in r["groups"]}
                          for group in report["groups"]}
         result["compare"] = rows_by_group
-        columns = RETRIEVAL + ("answer_quotes_gold", "first_sentence_gold", "quoted_chars", "false_abstention", "abstention_unanswerable",
-                               "abstention_without_its_letters")
+        # every answer metric but the share of a question's evidences quoted, which "answers quote gold" already tells
+        columns = RETRIEVAL + tuple(name for name in ANSWERS if name != "evidence_recall")
         result["compare_table"] = "\n\n".join(f"{group}\n" + table(rows, columns) for group, rows in rows_by_group.items())
         if report_dir is not None:
             report_dir.mkdir(parents=True, exist_ok=True)
