@@ -34,9 +34,10 @@ EVAL_EXTRACTS = PROJECT_ROOT / "eval" / "extracts"  # Kamerstukken of 2019 and 2
 # Other Kamerstukken of 2019 and 2022, with questions written blind over each, paraphrased as users ask (dev only).
 EVAL_PARAPHRASED = PROJECT_ROOT / "eval" / "paraphrased"
 EVAL_FOLDERS = (DEFAULT_SEEDS, EVAL_LETTERS, EVAL_EXTRACTS, EVAL_PARAPHRASED)  # what the eval's index holds
-# Questions in users' words over yet other Kamerstukken of those years, and their letters: what `rag train` learns
-# from (never evaluated on).
+# Questions in users' words over yet other Kamerstukken (of those years; the second round of 2017 and 2018), and their
+# letters: what `rag train` learns from (never evaluated on).
 TRAINING_DATA = PROJECT_ROOT / "eval" / "training"
+TRAINING_ROUNDS = (TRAINING_DATA, TRAINING_DATA / "round2")
 EVAL_INDEX = PROJECT_ROOT / "eval" / "index"  # the seeds, eval/letters and eval/extracts together, built by `rag eval`
 REPORT_DIR = PROJECT_ROOT / "eval" / "report"
 CALIBRATION_FILE = PROJECT_ROOT / "rag" / "answer" / "calibration.json"  # abstention thresholds per model
@@ -115,7 +116,7 @@ class TowerSettings:
 
     rank: int = 8  # of each low-rank update
     alpha: float = 16.0  # the updates are scaled by alpha / rank
-    epochs: int = 4  # the epoch that did best on dev is kept
+    epochs: int = 3  # the epoch that did best on dev is kept
     learning_rate: float = 2e-4
     batch: int = 16  # questions per step
     temperature: float = 0.02  # of the contrastive loss (e5's similarities lie close together)
@@ -123,6 +124,8 @@ class TowerSettings:
     answerable_weight: float = 1.0  # the loss on whether the nearest sentence answers at all
     answer_similarity: float = 0.85  # where that threshold starts (e5's similarities of an answer lie near it)
     candidates: int = 50  # passages of today's retrieval each question is scored against
+    mined: int = 50  # and of the tower's own dense search over the whole index,
+    mining_steps: int = 64  # mined again before each stretch of this many steps
     seed: int = 0
 
 

@@ -183,18 +183,23 @@ def test_gate_fails_on_answers_that_quote_every_sentence_near_the_best(eval_pipe
 
 @pytest.mark.slow
 def test_the_top_of_either_list_counts_more_than_the_depths_of_both(eval_pipeline, eval_questions):
-    """Reciprocal rank fusion with a constant of 10: the evidence of these dev questions (of every corpus) is the top
-    of one list and far down the other; with the usual constant of 60, passages standing halfway down both lists
-    push it out of the first five, for all eight."""
+    """Reciprocal rank fusion with a constant of 10: the evidence of these dev questions is the top of one list and
+    far down the other; with the usual constant of 60, passages standing halfway down both lists push it out of the
+    first five, for all eight (on dev, with today's question tower, 15 questions gain and 5 lose)."""
+    from dataclasses import replace
+
     from rag.evaluation.dataset import evidence_spans
 
+    usual = replace(eval_pipeline, settings=replace(eval_pipeline.settings,
+                                                    retrieval=replace(eval_pipeline.retrieval, rrf_k=60)))
     texts = {doc_id: document.text for doc_id, document in eval_pipeline.generation.documents.items()}
     asked = {question.id: question for question in eval_questions}
-    for question_id in ("q066", "r002", "x122", "p005", "p022", "p046", "p081", "p104"):
+    for question_id in ("p083", "p104", "p115", "p188", "p237", "p242", "p246", "p252"):
         question = asked[question_id]
-        hits = eval_pipeline.search(question.question, k=5, history=question.context)
-        ranks = first_ranks([(hit.doc_id, hit.start, hit.end) for hit in hits], evidence_spans(question, texts))
-        assert any(rank is not None for rank in ranks), (question.question, [hit.text[:60] for hit in hits])
+        for pipeline, found in ((eval_pipeline, True), (usual, False)):
+            hits = pipeline.search(question.question, k=5, history=question.context)
+            ranks = first_ranks([(hit.doc_id, hit.start, hit.end) for hit in hits], evidence_spans(question, texts))
+            assert any(rank is not None for rank in ranks) is found, (question.question, pipeline.retrieval.rrf_k)
 
 
 @pytest.mark.slow

@@ -49,8 +49,8 @@ def test_rag_train_fits_a_tower_that_moves_questions_toward_their_answers(tmp_pa
     """A short fit on the seed letters: the record, and a question now nearer the sentence that answers it."""
     from rag.embed.model import load_embedder, resolve_model
     from rag.embed.tower import write_tower
-    from rag.embed.tower_training import train_tower
-    from rag.evaluation.train import tower_examples, with_unanswerable
+    from rag.embed.tower_training import TowerData, train_tower
+    from rag.evaluation.train import tower_data, with_unanswerable
 
     asked = []
     for question, evidence in (("Hoeveel mensen zitten in de denkgroep die de NAVO adviseert?", "De reflectiegroep is samengesteld uit 10 personen"),
@@ -62,10 +62,12 @@ def test_rag_train_fits_a_tower_that_moves_questions_toward_their_answers(tmp_pa
                 asked.append((question, [(letter.doc_id, start, start + len(evidence))]))
     assert len(asked) == 2
     plain = replace(pipeline, embedder=replace(pipeline.embedder, question_engine=None, tower=None))
-    examples = tower_examples(plain, with_unanswerable(asked, ["Hoeveel kost een nieuwe fregat voor de marine?"]), 20)
+    data = tower_data(plain, with_unanswerable(asked, ["Hoeveel kost een nieuwe fregat voor de marine?"]), 20)
+    examples = data.examples
     assert sum(example.answerable for example in examples) == 2 and len(examples) == 5
     quick = replace(settings.tower, epochs=2, learning_rate=1e-3, batch=5)
-    updates, record = train_tower(resolve_model(settings.model), examples * 4, examples, quick, pipeline.embedder.query_prompt,
+    updates, record = train_tower(resolve_model(settings.model), TowerData(data.passages, examples * 4), data, quick,
+                                  pipeline.embedder.query_prompt,
                                   progress=lambda line: None)
     assert record["dev_best"]["sentence_top1"] >= record["dev_before"]["sentence_top1"]
     tower_file = tmp_path / "question_tower.npz"

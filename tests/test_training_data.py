@@ -12,14 +12,14 @@ import pytest
 from rag.answer.training_data import check_questions, load_training_data, section_pairs, shared_words
 from rag.evaluation.dataset import load_questions
 from rag.readers.document import parse_letter
-from rag.settings import EVAL_QUESTIONS, PROJECT_ROOT, TRAINING_DATA
+from rag.settings import EVAL_QUESTIONS, PROJECT_ROOT, TRAINING_ROUNDS
 
 
 HELD_OUT_YEARS = ("2020", "2021", "2023")  # the archive's years that measure the project: never trained on
 
 
-# The data `rag train` learns from, and a second round of the same kind not trained on yet (eval/training/README.md).
-@pytest.fixture(scope="module", params=[TRAINING_DATA, TRAINING_DATA / "round2"], ids=["trained-on", "round2"])
+# The data `rag train` learns from, round by round (eval/training/README.md).
+@pytest.fixture(scope="module", params=TRAINING_ROUNDS, ids=["round1", "round2"])
 def training(request):
     return load_training_data(request.param)
 

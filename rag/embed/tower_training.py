@@ -1,7 +1,8 @@
 """Training the question tower (`rag.embed.tower`): low-rank updates to every layer of the default model, fitted so a
 question lands near the stored vectors of the passage and the sentence that answer it, against the other passages
-today's retrieval brings and the other sentences of the passages an answer reads. The stored vectors stay as the
-plain model made them; the updates start at zero, so training starts from today's similarity.
+today's retrieval brings, the passages the tower in training itself ranks highest of the whole index (mined again
+every few steps), and the other sentences of the passages an answer reads. The stored vectors stay as the plain model made
+them, so mining is one matrix product; the updates start at zero, so training starts from today's similarity.
 
 Torch is imported here and only here, by `rag train`; a GPU is used when one is visible.
 """
@@ -22,14 +23,15 @@ from rag.settings import TowerSettings, quiet_libraries
 
 @dataclass(frozen=True)
 class TowerExample:
-    """One question and what it is scored against: passage vectors (today's top passages, and the gold ones) and
-    sentence vectors (of the passages an answer reads, and the gold ones), each labelled. A question the letters
-    searched do not answer has no positive: it teaches the tower to keep such questions away from every sentence."""
+    """One question and what it is scored against: passages (rows of the index asked: today's top passages, then the
+    gold ones) and sentence vectors (of the passages an answer reads, and the gold ones), each labelled. A question the
+    letters searched do not answer has no positive: it teaches the tower to keep such questions away from every
+    sentence."""
 
     question: str
-    passages: np.ndarray  # (n, dimension) float16
+    passage_rows: np.ndarray  # (n,) int
     passage_labels: np.ndarray  # (n,) 0/1
-    sentences: np.ndarray
+    sentences: np.ndarray  # (m, dimension) float16
     sentence_labels: np.ndarray
 
     @property
@@ -37,7 +39,15 @@ class TowerExample:
         return bool(self.sentence_labels.any())
 
 
-def train_tower(model_folder: Path, examples: list[TowerExample], dev: list[TowerExample], settings: TowerSettings,
+@dataclass(frozen=True)
+class TowerData:
+    """Questions and the index they were asked of: every stored passage vector, by row (what mining searches)."""
+
+    passages: np.ndarray  # (rows, dimension) float16
+    examples: list[TowerExample]
+
+
+def train_tower(model_folder: Path, training: TowerData, dev: TowerData, settings: TowerSettings,
                 query_prompt: str, progress=print) -> tuple[dict[str, np.ndarray], dict]:
     """The updates of the epoch that did best on `dev`, and the record of the training (dev before and after)."""
     quiet_libraries()
@@ -56,14 +66,21 @@ def train_tower(model_folder: Path, examples: list[TowerExample], dev: list[Towe
              f"top 5 {before['passage_hit5']:.3f}, nearest sentence tells answerable (AUC) {before['answerable_auc']:.3f}")
     best, best_updates, history = None, _updates(model), []
     started = time.perf_counter()
-    examples = list(examples)
+    passages = training.passages.astype(np.float32)
+    stretch = settings.batch * settings.mining_steps
     for epoch in range(settings.epochs):
+        examples = list(training.examples)
         order.shuffle(examples)
         total = 0.0
         for first in range(0, len(examples), settings.batch):
-            batch = examples[first:first + settings.batch]
-            questions = _encode(tokenizer, model, [example.question for example in batch], query_prompt, device)
-            loss = sum(_loss(question, example, threshold, settings, device) for question, example in zip(questions, batch)) / len(batch)
+            if first % stretch == 0:  # the negatives of the next stretch, mined by the tower as it is now
+                mined = _mine(tokenizer, model, passages, examples[first:first + stretch], settings.mined, query_prompt,
+                              device)
+            batch = list(zip(examples[first:first + settings.batch], mined[first % stretch:]))
+            questions = _encode(tokenizer, model, [example.question for example, _ in batch], query_prompt, device)
+            loss = sum(_loss(question, example, passages[np.concatenate([example.passage_rows, negatives])],
+                             threshold, settings, device)
+                       for question, (example, negatives) in zip(questions, batch)) / len(batch)
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
@@ -77,8 +94,8 @@ def train_tower(model_folder: Path, examples: list[TowerExample], dev: list[Towe
             best, best_updates = {"epoch": epoch + 1, **scores}, _updates(model)
     record = {"rank": settings.rank, "scale": settings.alpha / settings.rank, "targets": list(TARGETS),
               "answer_similarity": round(float(threshold.detach()), 4),
-              "dev_before": before, "dev_best": best, "epochs": history, "examples": len(examples),
-              "dev_examples": len(dev), "device": device, "seconds": round(time.perf_counter() - started)}
+              "dev_before": before, "dev_best": best, "epochs": history, "examples": len(training.examples),
+              "dev_examples": len(dev.examples), "device": device, "seconds": round(time.perf_counter() - started)}
     return best_updates, record
 
 
@@ -148,9 +165,39 @@ def _encode(tokenizer, model, questions: list[str], prompt: str, device: str):
     return torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1)
 
 
-def _loss(question, example: TowerExample, threshold, settings: TowerSettings, device: str):
-    """Which sentence and passage answer (contrastive, for a question the letters answer), and whether one does (the
-    nearest sentence's similarity against a learned threshold, for every question)."""
+def _encoded(tokenizer, model, questions: list[str], prompt: str, device: str) -> np.ndarray:
+    """The questions as the tower in training puts them now, without gradients."""
+    import torch
+
+    model.eval()
+    with torch.no_grad():
+        vectors = [_encode(tokenizer, model, questions[first:first + 64], prompt, device).cpu().numpy()
+                   for first in range(0, len(questions), 64)]
+    model.train()
+    return np.concatenate(vectors) if vectors else np.zeros((0, 0), dtype=np.float32)
+
+
+def _mine(tokenizer, model, passages: np.ndarray, examples: list[TowerExample], count: int, prompt: str,
+          device: str) -> list[np.ndarray]:
+    """For each question the letters answer, the `count` passages of the whole index the tower in training ranks
+    highest, beyond those it is already scored against (its gold ones among them): the negatives it confuses now.
+    Today's retrieval alone never shows it the passages it learns to prefer."""
+    answerable = [number for number, example in enumerate(examples) if example.answerable]
+    mined = [np.zeros(0, dtype=np.int64) for _ in examples]
+    vectors = _encoded(tokenizer, model, [examples[number].question for number in answerable], prompt, device)
+    for number, vector in zip(answerable, vectors):
+        similarities = passages @ vector
+        similarities[examples[number].passage_rows] = -np.inf
+        best = np.argpartition(-similarities, count)[:count] if count < len(passages) else np.arange(len(passages))
+        best = best[np.argsort(-similarities[best], kind="stable")]
+        mined[number] = best[np.isfinite(similarities[best])]
+    return mined
+
+
+def _loss(question, example: TowerExample, passages: np.ndarray, threshold, settings: TowerSettings, device: str):
+    """Which sentence and passage answer (contrastive, for a question the letters answer; `passages` are the example's
+    and its mined negatives' vectors), and whether one does (the nearest sentence's similarity against a learned
+    threshold, for every question)."""
     import torch
 
     similarities = torch.from_numpy(example.sentences.astype(np.float32)).to(device) @ question
@@ -160,7 +207,8 @@ def _loss(question, example: TowerExample, threshold, settings: TowerSettings, d
     if not example.answerable:
         return settings.answerable_weight * answered
     return (_contrastive(question, example.sentences, example.sentence_labels, settings.temperature, device)
-            + settings.passage_weight * _contrastive(question, example.passages, example.passage_labels,
+            + settings.passage_weight * _contrastive(question, passages, np.pad(example.passage_labels,
+                                                                                 (0, len(passages) - len(example.passage_labels))),
                                                      settings.temperature, device)
             + settings.answerable_weight * answered)
 
@@ -174,28 +222,25 @@ def _contrastive(question, candidates: np.ndarray, labels: np.ndarray, temperatu
     return torch.logsumexp(logits, 0) - torch.logsumexp(logits[positives], 0)
 
 
-def _dev_scores(tokenizer, model, dev: list[TowerExample], prompt: str, device: str) -> dict[str, float]:
-    """How often the most similar sentence answers, a gold passage stands in the dense top 5 of today's top 50, and
-    how well the nearest sentence's similarity parts the questions the letters answer from the others (AUC)."""
-    import torch
-
-    model.eval()
+def _dev_scores(tokenizer, model, dev: TowerData, prompt: str, device: str) -> dict[str, float]:
+    """How often the most similar sentence answers, a gold passage stands in the dense top 5 of the whole index (what
+    the tower's own search finds, filters aside), and how well the nearest sentence's similarity parts the questions the
+    letters answer from the others (AUC)."""
     top1 = hit5 = answerable = 0
     nearest, labels = [], []
-    with torch.no_grad():
-        for first in range(0, len(dev), 64):
-            batch = dev[first:first + 64]
-            for question, example in zip(_encode(tokenizer, model, [e.question for e in batch], prompt, device).cpu().numpy(), batch):
-                similarities = example.sentences.astype(np.float32) @ question
-                nearest.append(float(similarities.max()) if len(similarities) else 0.0)
-                labels.append(example.answerable)
-                if not example.answerable:
-                    continue
-                answerable += 1
-                top1 += int(example.sentence_labels[int(np.argmax(similarities))])
-                shown = example.passages[:50].astype(np.float32) @ question
-                hit5 += int(example.passage_labels[:50][np.argsort(-shown)[:5]].any())
-    model.train()
+    vectors = _encoded(tokenizer, model, [example.question for example in dev.examples], prompt, device)
+    passages = dev.passages.astype(np.float32)
+    for question, example in zip(vectors, dev.examples):
+        similarities = example.sentences.astype(np.float32) @ question
+        nearest.append(float(similarities.max()) if len(similarities) else 0.0)
+        labels.append(example.answerable)
+        if not example.answerable:
+            continue
+        answerable += 1
+        top1 += int(example.sentence_labels[int(np.argmax(similarities))])
+        shown = passages @ question
+        fifth = -np.partition(-shown, 4)[4] if len(shown) > 5 else -np.inf
+        hit5 += int(shown[example.passage_rows[example.passage_labels.astype(bool)]].max() >= fifth)
     return {"sentence_top1": round(top1 / max(1, answerable), 4), "passage_hit5": round(hit5 / max(1, answerable), 4),
             "answerable_auc": round(_auc(np.asarray(nearest), np.asarray(labels)), 4)}
 

@@ -23,14 +23,14 @@ from rag.answer.training import (OFF_TOPIC, asked_of_pairs, background_of, corpu
 from rag.answer.training_data import check_questions, load_training_data, section_pairs, write_letters
 from rag.embed.model import load_embedder, resolve_model
 from rag.embed.tower import tower_id, write_tower
-from rag.embed.tower_training import TowerExample, train_tower
+from rag.embed.tower_training import TowerData, TowerExample, train_tower
 from rag.errors import InputError
 from rag.evaluation.dataset import load_questions, locate
 from rag.files import file_sha256
 from rag.index.store import Generation, load_index
 from rag.search.retrieval import Filters, rank
 from rag.serve.pipeline import Pipeline, run_ingest
-from rag.settings import EVAL_QUESTIONS, TRAINING_DATA, Settings
+from rag.settings import EVAL_QUESTIONS, TRAINING_ROUNDS, Settings
 
 Span = tuple[str, int, int]
 Asked = tuple[str, list[Span] | None, tuple[str, ...]]  # a question, what answers it (None: nothing), letters left out
@@ -41,10 +41,14 @@ def training_pipeline(settings: Settings, work_dir: Path, question_tower: bool,
                       letters_limit: int | None = None) -> tuple[Pipeline, list]:
     """The training letters (the first `letters_limit` of them, for a quick run) indexed with the model (questions
     through the tower or not), and their questions."""
-    letters, questions = load_training_data(TRAINING_DATA)
-    problems = check_questions(letters, questions)
-    if problems:
-        raise InputError(f"{TRAINING_DATA}: {len(problems)} training questions fail their check, the first: {problems[0]}")
+    letters, questions = {}, []
+    for folder in TRAINING_ROUNDS:
+        round_letters, round_questions = load_training_data(folder)
+        problems = check_questions(round_letters, round_questions)
+        if problems:
+            raise InputError(f"{folder}: {len(problems)} training questions fail their check, the first: {problems[0]}")
+        letters.update(round_letters)
+        questions += round_questions
     if letters_limit is not None:
         letters = dict(list(letters.items())[:letters_limit])
         questions = [question for question in questions if question.letter in letters]
@@ -98,10 +102,11 @@ def with_unanswerable(answered: list[tuple[str, list[Span]]], unanswerable: list
             + [(question, None, ()) for question in unanswerable])
 
 
-def tower_examples(pipeline: Pipeline, asked: Sequence[Asked], candidates: int) -> list[TowerExample]:
+def tower_data(pipeline: Pipeline, asked: Sequence[Asked], candidates: int) -> TowerData:
     """Each question against today's top passages (plus the gold ones at the end) and the sentences of the passages
     an answer reads (plus the gold passages'), labelled: a passage holds most of an evidence, a sentence shares at
-    least half of the shorter of it and an evidence. A question these letters do not answer has no positive."""
+    least half of the shorter of it and an evidence. A question these letters do not answer has no positive. With
+    every passage vector of the index, which training mines for the passages the tower itself ranks high."""
     generation = pipeline.generation
     found = []
     for question, spans, without in asked:
@@ -122,10 +127,10 @@ def tower_examples(pipeline: Pipeline, asked: Sequence[Asked], candidates: int) 
                                       for d, s, e in spans or ()))
         if not sentences or (spans and not any(labels)):
             continue
-        found.append(TowerExample(question, np.asarray(generation.vectors[np.asarray(rows)], dtype=np.float16),
+        found.append(TowerExample(question, np.asarray(rows, dtype=np.int64),
                                   np.asarray([row in gold for row in rows], dtype=np.int8),
                                   np.asarray(sentences, dtype=np.float16), np.asarray(labels, dtype=np.int8)))
-    return found
+    return TowerData(np.asarray(generation.vectors.block(0, len(generation.vectors)), dtype=np.float16), found)
 
 
 def _shared(a_start: int, a_end: int, b_start: int, b_end: int) -> int:
@@ -150,16 +155,17 @@ def train_question_tower(settings: Settings, work_dir: Path, progress: Progress 
 
     pipeline, questions = training_pipeline(settings, work_dir, question_tower=False)
     near_topic = [question.question for question in questions if not question.answerable]
-    examples = tower_examples(pipeline, with_unanswerable(asked_in_training(pipeline, questions), near_topic),
-                              settings.tower.candidates)
+    training = tower_data(pipeline, with_unanswerable(asked_in_training(pipeline, questions), near_topic),
+                          settings.tower.candidates)
     plain = replace(settings, model=replace(settings.model, question_tower=False))
     dev_pipeline = open_eval_pipeline(plain)
     unanswerable_dev = [question.question for question in load_questions(EVAL_QUESTIONS, "dev") if not question.gold]
-    dev = tower_examples(dev_pipeline, with_unanswerable(asked_in_dev(dev_pipeline), unanswerable_dev),
-                         settings.tower.candidates)
-    progress(f"question tower: {sum(e.answerable for e in examples)} answerable and {sum(not e.answerable for e in examples)} "
-             f"unanswerable training questions over {len(pipeline.generation.letters)} letters, {len(dev)} dev questions")
-    updates, record = train_tower(Path(resolve_model(settings.model)), examples, dev, settings.tower,
+    dev = tower_data(dev_pipeline, with_unanswerable(asked_in_dev(dev_pipeline), unanswerable_dev),
+                     settings.tower.candidates)
+    answerable = sum(example.answerable for example in training.examples)
+    progress(f"question tower: {answerable} answerable and {len(training.examples) - answerable} unanswerable training "
+             f"questions over {len(pipeline.generation.letters)} letters, {len(dev.examples)} dev questions")
+    updates, record = train_tower(Path(resolve_model(settings.model)), training, dev, settings.tower,
                                   pipeline.embedder.query_prompt, progress)
     record["data_sha256"] = _training_data_hash()
     record["settings"] = {name: getattr(settings.tower, name) for name in settings.tower.__dataclass_fields__}
@@ -207,6 +213,7 @@ def _corpus_pipeline(settings: Settings, corpus: Path, work_dir: Path, limit: in
 
 def _training_data_hash() -> str:
     digest = hashlib.sha256()
-    for name in ("letters.jsonl.gz", "questions.jsonl"):
-        digest.update(file_sha256(TRAINING_DATA / name).encode())
+    for folder in TRAINING_ROUNDS:
+        for name in ("letters.jsonl.gz", "questions.jsonl"):
+            digest.update(file_sha256(folder / name).encode())
     return digest.hexdigest()
