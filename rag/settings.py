@@ -34,10 +34,10 @@ EVAL_EXTRACTS = PROJECT_ROOT / "eval" / "extracts"  # Kamerstukken of 2019 and 2
 # Other Kamerstukken of 2019 and 2022, with questions written blind over each, paraphrased as users ask (dev only).
 EVAL_PARAPHRASED = PROJECT_ROOT / "eval" / "paraphrased"
 EVAL_FOLDERS = (DEFAULT_SEEDS, EVAL_LETTERS, EVAL_EXTRACTS, EVAL_PARAPHRASED)  # what the eval's index holds
-# Questions in users' words over yet other Kamerstukken (of those years; the second round of 2017 and 2018), and their
-# letters: what `rag train` learns from (never evaluated on).
+# Questions in users' words over yet other Kamerstukken (of those years; the second round of 2017 and 2018, the third of
+# 2016), and their letters: what `rag train` learns from (never evaluated on).
 TRAINING_DATA = PROJECT_ROOT / "eval" / "training"
-TRAINING_ROUNDS = (TRAINING_DATA, TRAINING_DATA / "round2")
+TRAINING_ROUNDS = (TRAINING_DATA, TRAINING_DATA / "round2", TRAINING_DATA / "round3")
 EVAL_INDEX = PROJECT_ROOT / "eval" / "index"  # the seeds, eval/letters and eval/extracts together, built by `rag eval`
 REPORT_DIR = PROJECT_ROOT / "eval" / "report"
 CALIBRATION_FILE = PROJECT_ROOT / "rag" / "answer" / "calibration.json"  # abstention thresholds per model

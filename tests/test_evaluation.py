@@ -185,7 +185,7 @@ def test_gate_fails_on_answers_that_quote_every_sentence_near_the_best(eval_pipe
 def test_the_top_of_either_list_counts_more_than_the_depths_of_both(eval_pipeline, eval_questions):
     """Reciprocal rank fusion with a constant of 10: the evidence of these dev questions is the top of one list and
     far down the other; with the usual constant of 60, passages standing halfway down both lists push it out of the
-    first five, for all eight (on dev, with today's question tower, 15 questions gain and 5 lose)."""
+    first five, for all eight (on dev, with today's question tower, 15 questions gain and 6 lose)."""
     from dataclasses import replace
 
     from rag.evaluation.dataset import evidence_spans
@@ -194,7 +194,7 @@ def test_the_top_of_either_list_counts_more_than_the_depths_of_both(eval_pipelin
                                                     retrieval=replace(eval_pipeline.retrieval, rrf_k=60)))
     texts = {doc_id: document.text for doc_id, document in eval_pipeline.generation.documents.items()}
     asked = {question.id: question for question in eval_questions}
-    for question_id in ("p083", "p104", "p115", "p188", "p237", "p242", "p246", "p252"):
+    for question_id in ("q011", "q058", "r002", "p032", "p115", "p168", "p237", "p262"):
         question = asked[question_id]
         for pipeline, found in ((eval_pipeline, True), (usual, False)):
             hits = pipeline.search(question.question, k=5, history=question.context)

@@ -19,7 +19,7 @@ HELD_OUT_YEARS = ("2020", "2021", "2023")  # the archive's years that measure th
 
 
 # The data `rag train` learns from, round by round (eval/training/README.md).
-@pytest.fixture(scope="module", params=TRAINING_ROUNDS, ids=["round1", "round2"])
+@pytest.fixture(scope="module", params=TRAINING_ROUNDS, ids=["round1", "round2", "round3"])
 def training(request):
     return load_training_data(request.param)
 
