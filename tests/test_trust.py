@@ -66,6 +66,16 @@ def test_a_question_no_letter_answers_abstains_naming_the_missing_word(pipeline)
 
 
 @pytest.mark.slow
+def test_a_verb_the_letters_hold_in_another_form_is_not_a_missing_word(pipeline):
+    """The Dutch stemmer keeps "verhoogt" apart from "verhogen" and "verhoging" (verhog), which the seed letters hold:
+    it is not named as a word no letter holds, nor counted against the letters; a word they lack still is."""
+    evidence = pipeline.evidence(pipeline.query("Waarom verhoogt Nederland de defensie-uitgaven?"))
+    assert evidence.absent == ()
+    fishing = pipeline.evidence(pipeline.query("Hoeveel vissers kregen een sloopregeling in 2021?"))
+    assert "sloopregeling" in fishing.absent
+
+
+@pytest.mark.slow
 def test_a_position_across_letters_still_answers_with_one_quote_per_letter(pipeline):
     answer = pipeline.ask("Wat zei Nederland over China?")
     assert not answer.abstained

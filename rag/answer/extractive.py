@@ -9,15 +9,14 @@ leans on the one before it ("Dit ...", "Daarbij ...") brings that one along. A q
 about a position across letters ("Wat zei Nederland over X?") gets one quote per letter,
 ordered by date, so the answer reads as a short timeline.
 
-It abstains ("Daarover vind ik geen antwoord in de brieven.", with the nearest passages as
-possibly relevant) when the learned scorer's P(the letters searched answer) (`rag.answer.scorer`),
-set beside the sentence it would quote first by the decision fitted on the eval's dev split, is below
-the threshold chosen there (`rag/answer/calibration.json`).
-Among its signals: key words of the question that no letter holds, not even inside a compound
-("vangst" in "bijvangst") or as one ("bronheffingstarief"), weighted by how rare they are in
-Dutch at large; the first such word is named ("'Arctische' komt in geen enkele brief voor").
-Without a scorer for the model, the rule before it: the best sentence's similarity and the share
-of key terms the quoted passages hold.
+It abstains ("Daarover vind ik geen antwoord in de brieven.", with the nearest passages as possibly relevant)
+when the learned scorer's P(the letters searched answer) (`rag.answer.scorer`), set beside the sentence it would
+quote first by the decision fitted on the eval's dev split, is below the threshold chosen there
+(`rag/answer/calibration.json`). Among its signals: key words of the question that no letter holds, not even
+inside a compound ("vangst" in "bijvangst"), as one ("bronheffingstarief") or in another form of a verb
+("verhoogt": verhogen), weighted by how rare they are in Dutch at large; the first such word is named ("'Arctische'
+komt in geen enkele brief voor"). Without a scorer for the model, the rule before it: the best sentence's
+similarity and the share of key terms the quoted passages hold.
 """
 
 from __future__ import annotations
@@ -38,6 +37,8 @@ from rag.search.retrieval import Hit
 from rag.settings import AnswerSettings
 
 RARE = 4.0  # Zipf frequency below which an absent key word counts as rare (4: about one in ten thousand words)
+# A verb's -t or -d form ("verhoogt", "verhoogd") that the stemmer keeps apart from its others ("verhogen": verhog).
+_VERB_FORM = re.compile(r"(?<=\w{3})(?:([aeou])\1)?([^aeiou])[td]$")
 ABSTAIN_NL = "Daarover vind ik geen antwoord in de brieven."
 ABSTAIN_EN = "I find no answer to that in the letters."
 
@@ -105,11 +106,9 @@ class Answer:
     notes: tuple[str, ...] = field(default=())
 
     def as_json(self) -> dict:
-        return {
-            "question": self.question, "answer": self.text, "abstained": self.abstained,
-            "citations": [c.as_json() for c in self.citations], "mode": self.mode, "notes": list(self.notes),
-            "related": [h.as_json() for h in self.related],
-        }
+        return {"question": self.question, "answer": self.text, "abstained": self.abstained,
+                "citations": [c.as_json() for c in self.citations], "mode": self.mode, "notes": list(self.notes),
+                "related": [h.as_json() for h in self.related]}
 
 
 # --- what the question asks for ------------------------------------------------------------
@@ -309,12 +308,13 @@ def weigh_evidence(question: str, scored: list[ScoredSentence], index: Generatio
 
 
 def _held(index: Generation, word: str, allowed: np.ndarray | None) -> bool:
-    """Whether a letter searched (`allowed`, None for all) holds the word: as a term, inside a compound of theirs
-    ("vangst" in "bijvangst") or as a compound of two terms they hold ("bronheffingstarief": bronheffing, tarief)."""
+    """Whether a letter searched (`allowed`, None for all) holds the word: as a term, in another form of a verb, inside
+    a compound of theirs ("vangst" in "bijvangst") or as a compound of two terms they hold ("bronheffingstarief")."""
     lexical = index.lexical
     terms = lexical.tokenize(word)
     if not terms:
         return True  # nothing left to look for (a number, a stop word)
+    terms += [term for term in lexical.tokenize(_VERB_FORM.sub(r"\1\2", word)) if term not in terms]
     for term in terms:
         numbers = [lexical.vocabulary[term]] if term in lexical.vocabulary else []
         if len(term) >= 5:
