@@ -70,13 +70,19 @@ class TrainingQuestion:
         return bool(self.evidence)
 
 
+def data_files(folder: Path) -> tuple[Path, Path]:
+    """The letters and the questions of one round of training data: what is read, and what `rag train` hashes."""
+    return folder / "letters.jsonl.gz", folder / "questions.jsonl"
+
+
 def load_training_data(folder: Path) -> tuple[dict[str, TrainingLetter], list[TrainingQuestion]]:
     """The letters and the questions written over them, from `folder` (eval/training/)."""
+    letters_file, questions_file = data_files(folder)
     try:
-        with gzip.open(folder / "letters.jsonl.gz", "rt", encoding="utf-8") as lines:
+        with gzip.open(letters_file, "rt", encoding="utf-8") as lines:
             letters = {row["name"]: TrainingLetter(row["name"], row["text"], row["repo_path"], row["commit"])
                        for row in map(json.loads, lines)}
-        with (folder / "questions.jsonl").open(encoding="utf-8") as lines:
+        with questions_file.open(encoding="utf-8") as lines:
             questions = [TrainingQuestion(row["letter"], row["question"], row["kind"], row["lang"], tuple(row["evidence"]))
                          for row in map(json.loads, lines) if row]
     except (OSError, ValueError, KeyError) as error:

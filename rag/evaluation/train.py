@@ -20,7 +20,7 @@ import numpy as np
 
 from rag.answer.training import (OFF_TOPIC, asked_of_pairs, background_of, corpus_letters, examples, qa_pairs, train,
                                  write_scorer)
-from rag.answer.training_data import check_questions, load_training_data, section_pairs, write_letters
+from rag.answer.training_data import check_questions, data_files, load_training_data, section_pairs, write_letters
 from rag.embed.model import load_embedder, resolve_model
 from rag.embed.tower import tower_id, write_tower
 from rag.embed.tower_training import TowerData, TowerExample, train_tower
@@ -214,6 +214,6 @@ def _corpus_pipeline(settings: Settings, corpus: Path, work_dir: Path, limit: in
 def _training_data_hash() -> str:
     digest = hashlib.sha256()
     for folder in TRAINING_ROUNDS:
-        for name in ("letters.jsonl.gz", "questions.jsonl"):
-            digest.update(file_sha256(folder / name).encode())
+        for path in data_files(folder):
+            digest.update(file_sha256(path).encode())
     return digest.hexdigest()
