@@ -5,8 +5,8 @@
    questions written over each by a helper that saw only that letter and paraphrased as a policy officer asks:
    each with the verbatim span that answers it, or none for a near-topic question the letter does not answer.
    `check_questions` is the check every question passed (`eval/training/README.md` tells how they were made; a
-   second round, `eval/training/round2/`, over Kamerstukken of 2017 and 2018, and a third, `round3/`, over those of
-   2016, were made and checked the same way).
+   second round, `eval/training/round2/`, over Kamerstukken of 2017 and 2018, a third, `round3/`, over those of
+   2016, and a fourth, `round4/`, over those of 2015 (not learned from yet), were made and checked the same way).
 2. Parliament's own question-answer pairs: an MP's or a committee's question with the answer printed under it, in
    the layouts answers to Kamervragen, a schriftelijk overleg or feitelijke vragen have ("Vraag 3" ... "Antwoord 3",
    read by the letter reader as sections), and the older Aanhangsel layout of the Staten-Generaal corpus
