@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import pytest
 
-from rag.answer.training_data import check_questions, load_training_data, section_pairs, shared_words
+from rag.answer.training_data import check_questions, data_files, load_training_data, section_pairs, shared_words
 from rag.evaluation.dataset import load_questions
 from rag.readers.document import parse_letter
 from rag.settings import EVAL_QUESTIONS, PROJECT_ROOT, TRAINING_DATA, TRAINING_ROUNDS
@@ -20,7 +20,8 @@ HELD_OUT_YEARS = ("2020", "2021", "2023")  # the archive's years that measure th
 
 # Every round of training data the project holds (eval/training/README.md): those `rag train` learns from and one
 # written and checked but not learned from yet.
-ROUNDS = (TRAINING_DATA, *sorted(path.parent for path in TRAINING_DATA.glob("round*/questions.jsonl")))
+ROUNDS = (TRAINING_DATA, *sorted(folder for folder in TRAINING_DATA.glob("round*")
+                                 if all(path.exists() for path in data_files(folder))))
 
 
 @pytest.fixture(scope="module", params=ROUNDS, ids=["round1", *(path.name for path in ROUNDS[1:])])
