@@ -75,6 +75,18 @@ def test_the_page_queue_does_not_summarise_every_event_it_recorded(pipeline, tmp
     assert queue.ANAYLTICS_CACHE_FREQUENCY >= 1000 and queue.ANALYTICS_MAX_EVENTS <= 1000
 
 
+def test_the_example_questions_on_the_page_are_answered_from_the_seed_letters(pipeline):
+    """An example offered on the page that the seed letters do not answer shows a new user a refusal first.
+    "Wat staat er in de laatste brief over Rusland?" was one: the latest letter names Russia once, in passing."""
+    from ui.app import EXAMPLES
+
+    for question in EXAMPLES:
+        answer = pipeline.ask(question)
+        assert not answer.abstained and answer.citations, question
+    latest = pipeline.ask("Wat staat er in de laatste brief over de NAVO-top?")
+    assert {citation.hit.date for citation in latest.citations} == {"2021-06-01"}  # the latest seed letter only
+
+
 def test_question_answer_source_and_letter_in_the_browser(server, browser):
     url, data_dir = server
     page = browser.new_page(viewport={"width": 1400, "height": 1000})

@@ -22,7 +22,7 @@ log = logging.getLogger("rag.ui")
 EXAMPLES = [
     "Wat zei Nederland over China?",
     "Wat is de Nederlandse inzet in Afghanistan?",
-    "Wat staat er in de laatste brief over Rusland?",
+    "Wat staat er in de laatste brief over de NAVO-top?",
     "What did the ministers agree about Afghanistan?",
 ]
 EMPTY_LETTER = "<div class='sources-empty'>Klik op een bron [n] om de brief te openen.</div>"
