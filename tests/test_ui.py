@@ -80,11 +80,12 @@ def test_the_example_questions_on_the_page_are_answered_from_the_seed_letters(pi
     "Wat staat er in de laatste brief over Rusland?" was one: the latest letter names Russia once, in passing."""
     from ui.app import EXAMPLES
 
-    for question in EXAMPLES:
-        answer = pipeline.ask(question)
+    answers = {question: pipeline.ask(question) for question in EXAMPLES}
+    for question, answer in answers.items():
         assert not answer.abstained and answer.citations, question
-    latest = pipeline.ask("Wat staat er in de laatste brief over de NAVO-top?")
-    assert {citation.hit.date for citation in latest.citations} == {"2021-06-01"}  # the latest seed letter only
+    latest = next(answer for question, answer in answers.items() if "laatste brief" in question)
+    newest = max(letter.date for letter in pipeline.generation.letters if letter.date)
+    assert {citation.hit.date for citation in latest.citations} == {newest}  # the latest seed letter only
 
 
 def test_question_answer_source_and_letter_in_the_browser(server, browser):
