@@ -343,38 +343,29 @@ def evaluate_command(questions_path: Path, split: str, k: int, as_json: bool, ba
 @click.option("--limit", type=int, default=None, help="Only the first N answers to Kamervragen of the corpus.")
 @click.option("--work-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Keep the training letters and indexes here (reused by the next run); a temporary folder otherwise.")
-@click.option("--only", type=click.Choice(["tower", "scorer"]), default=None,
-              help="Train only the question tower, or only the answer scorer (for the tower in use).")
+@click.option("--only", type=click.Choice(["tower", "scorer", "reranker"]), default=None,
+              help="Train only the question tower, the answer scorer (for the tower in use) or the sentence reranker.")
 @_model_options
 def train(corpus: Path, limit: int | None, work_dir: Path | None, only: str | None, model_name: str | None,
           model_dir: Path | None) -> None:
-    """Train the question tower on the questions of eval/training/ and the answer scorer on question-answer pairs that
-    are not the eval; stores them in rag/embed/question_tower.npz and rag/answer/scorer.json."""
+    """Train the question tower and the sentence reranker on the questions of eval/training/ and the answer scorer on
+    question-answer pairs that are not the eval; stores them in rag/embed/question_tower.npz, rag/answer/scorer.json
+    and rag/embed/sentence_reranker.npz."""
     import tempfile
 
-    from rag.evaluation.train import train_answer_scorer, train_question_tower
+    from rag.evaluation import train as training
 
     settings = _settings(model_name, model_dir)
+    progress = lambda line: click.echo(f"rag: {line}", err=True)  # noqa: E731
     with tempfile.TemporaryDirectory(prefix="rag-train-") as temporary:
         folder = Path(work_dir or temporary)
         if only in (None, "tower"):
-            tower = train_question_tower(settings, folder, progress=lambda line: click.echo(f"rag: {line}", err=True))
-            best = tower["dev_best"]
-            click.echo(f"question tower {tower['tower']} trained on {tower['examples']} questions (data "
-                       f"{tower['data_sha256'][:12]}); dev, best epoch {best['epoch']}: best sentence answers "
-                       f"{tower['dev_before']['sentence_top1']} -> {best['sentence_top1']}, gold passage in the dense "
-                       f"top 5 {tower['dev_before']['passage_hit5']} -> {best['passage_hit5']} "
-                       f"(written to {display_path(settings.model.tower_file)})")
+            click.echo(training.tower_summary(training.train_question_tower(settings, folder, progress), settings))
         if only in (None, "scorer"):
-            record = train_answer_scorer(settings, folder, corpus, limit,
-                                         progress=lambda line: click.echo(f"rag: {line}", err=True))
-            trained, metrics = record["trained_on"], record["metrics_held_out"]
-            click.echo(f"answer scorer trained on {trained['training_questions']} training questions, "
-                       f"{trained.get('pairs', 0)} answers to Kamervragen of the corpus and {trained['off_topic']} "
-                       f"off-topic questions ({trained['sentence_rows']} sentences); held-out letters: sentence AUC "
-                       f"{metrics['sentence_auc']}, best sentence answers {metrics['best_sentence_answers']}, answerable "
-                       f"AUC {metrics['answerable_auc']} (written to {display_path(settings.answer.scorer_file)}; run "
-                       f"`rag eval --calibrate` next)")
+            click.echo(training.scorer_summary(training.train_answer_scorer(settings, folder, corpus, limit, progress),
+                                               settings))
+        if only in (None, "reranker"):
+            click.echo(training.reranker_summary(training.train_sentence_reranker(settings, folder, progress), settings))
 
 
 @cli.command()

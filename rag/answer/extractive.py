@@ -4,7 +4,8 @@ No language model is needed. The sentences of the best passages were stored with
 vectors at ingest, so nothing is embedded here but the question (already done). A sentence
 is scored by its similarity to the question, the question's terms it holds (Dutch stemming,
 weighted by rarity) and what the question asks for: a person or organisation for "wie", a
-date for "wanneer", a number for "hoeveel", countries for "welke landen". A sentence that
+date for "wanneer", a number for "hoeveel", countries for "welke landen"; for quoting, the best of them are read
+again together with the question by the sentence reranker (`rag.answer.rerank`). A sentence that
 leans on the one before it ("Dit ...", "Daarbij ...") brings that one along. A question
 about a position across letters ("Wat zei Nederland over X?") gets one quote per letter,
 ordered by date, so the answer reads as a short timeline.
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from rag.answer.rerank import PairScorer, reread
 from rag.answer.scorer import DECISION_FEATURES, QUESTION_FEATURES, SENTENCE_FEATURES, LearnedScorer, LogisticModel, english_view
 from rag.index.lexical import tokenize
 from rag.index.store import Generation
@@ -145,18 +147,13 @@ _LEANS_BACK = re.compile(r"^(?:(?:Dit|Deze|Dat|Die|Hij|Zij|Ze|Ook|Tevens|Bovendi
                          r"hierover|hierin|eveneens|ook)\b)")
 
 
+# What a question asks for, the first that applies: a reason, countries, a number, a date, a name.
+_ASKED = ((_WHY, _REASON_IN_SENTENCE), (_COUNTRIES, _COUNTRY_NAMES), (_HOW_MANY, _NUMBER_IN_SENTENCE),
+          (_WHEN, _DATE_IN_SENTENCE), (_WHO, _NAME_IN_SENTENCE))
+
+
 def _asks_for(question: str):
-    if _WHY.search(question):
-        return _REASON_IN_SENTENCE
-    if _COUNTRIES.search(question):
-        return _COUNTRY_NAMES
-    if _HOW_MANY.search(question):
-        return _NUMBER_IN_SENTENCE
-    if _WHEN.search(question):
-        return _DATE_IN_SENTENCE
-    if _WHO.search(question):
-        return _NAME_IN_SENTENCE
-    return None
+    return next((answered for asked, answered in _ASKED if asked.search(question)), None)
 
 
 def key_words(question: str) -> list[str]:
@@ -216,8 +213,8 @@ def decision_row(evidence: Evidence) -> tuple[float, ...]:
 
 def score_sentences(question: str, hits: list[Hit], index: Generation, query_vector: np.ndarray,
                     settings: AnswerSettings, scorer: LearnedScorer | None = None) -> list[ScoredSentence]:
-    """The candidate sentences of the best passages, best first: scored by the learned scorer when there is one,
-    else by similarity plus small hand-set bonuses (the question's terms, what it asks for, the passage's rank)."""
+    """The candidate sentences of the best passages, best first: similarity plus small hand-set bonuses (the question's
+    terms, what it asks for, the passage's rank); with a learned scorer, its P(it answers) for each."""
     weights = dict(zip(terms := key_terms(question, index.lexical.tokenize), index.lexical.idf(terms)))
     total = sum(weights.values()) or 1.0
     share = lambda held: sum(weight for term, weight in weights.items() if term in held) / total  # noqa: E731
@@ -352,15 +349,17 @@ def abstains(evidence: Evidence, calibration: Calibration, english: bool) -> boo
 
 def extractive_answer(question: str, hits: list[Hit], index: Generation, query_vector: np.ndarray,
                       calibration: Calibration, settings: AnswerSettings, notes: tuple[str, ...] = (),
-                      scorer: LearnedScorer | None = None, allowed: np.ndarray | None = None) -> Answer:
+                      scorer: LearnedScorer | None = None, allowed: np.ndarray | None = None,
+                      reranker: PairScorer | None = None) -> Answer:
     english = is_english(question)
     scored = score_sentences(question, hits, index, query_vector, settings, scorer)
-    evidence = weigh_evidence(question, scored, index, query_vector, scorer, allowed)
+    evidence = weigh_evidence(question, scored, index, query_vector, scorer, allowed)  # on today's order (README)
     if not scored or abstains(evidence, calibration, english):
         missing = tuple(f"'{word}' occurs in none of the letters" if english else f"'{word}' komt in geen enkele brief voor"
                         for word in evidence.absent[:1])
         nearest = tuple(hit for hit in hits if hit.section != FOOTNOTES_HEADING)[:3]  # footnotes are references
         return Answer(question, ABSTAIN_EN if english else ABSTAIN_NL, True, (), nearest, notes=notes + missing)
+    scored = reread(question, scored, reranker) if reranker is not None else scored
     chosen = _timeline(scored, settings) if _POSITION.search(question) else _closest(scored, settings)
     citations = _citations(_with_leaned_on(chosen, scored, index), index)
     return Answer(question, _compose(citations, english), False, tuple(citations), notes=notes)

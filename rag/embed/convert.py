@@ -259,17 +259,20 @@ def export_onnx(bert, word_embeddings: np.ndarray, folder: Path) -> None:
     _export_graph(bert, folder / "encoder.onnx")
 
 
-def export_encoder(model_folder: Path, state: dict[str, np.ndarray], target: Path) -> None:
-    """An encoder of the converted model's shape with other weights (the question tower's), as an ONNX graph that
-    takes the same word embeddings."""
+def export_encoder(model_folder: Path, state: dict[str, np.ndarray], target: Path, layers: int | None = None) -> None:
+    """An encoder of the converted model's shape with other weights (the question tower's), or of its first `layers`
+    layers (the sentence reranker's), as an ONNX graph that takes the same word embeddings."""
     quiet_libraries()
     import torch
     from transformers import BertConfig, BertModel
 
     config = BertConfig.from_pretrained(str(model_folder))
+    config.num_hidden_layers = layers or config.num_hidden_layers
     bert = BertModel(config, add_pooling_layer=False)
+    kept = lambda name: not name.startswith("pooler.") and not (  # noqa: E731
+        name.startswith("encoder.layer.") and int(name.split(".")[2]) >= config.num_hidden_layers)
     bert.load_state_dict({name: torch.from_numpy(np.ascontiguousarray(value)) for name, value in state.items()
-                          if not name.startswith("pooler.")}, strict=True)
+                          if kept(name)}, strict=True)
     _export_graph(bert, target)
 
 

@@ -15,12 +15,15 @@ def configurations(settings: Settings) -> dict[str, Settings]:
     retrieval, chunking, lexical = settings.retrieval, settings.chunking, settings.lexical
     naive = replace(chunking, max_chars=1000, overlap_chars=200, strategy="fixed")
     plain = replace(settings.model, question_tower=False)
+    unread = replace(settings.answer, rerank=False)  # today's ranking of sentences alone, with the same thresholds
     rows = {
         "default": settings,
-        "reference: fixed 1000/200, dense": replace(settings, model=plain, chunking=naive, retrieval=replace(
+        "reference: fixed 1000/200, dense": replace(settings, model=plain, chunking=naive, answer=unread, retrieval=replace(
             retrieval, mode="dense", understand_time=False, sentence_weight=0.0)),
-        "reference: fixed 1000/200, BM25 + dense, RRF": replace(settings, model=plain, chunking=naive, retrieval=replace(
-            retrieval, fusion="rrf", rrf_k=60, understand_time=False, sentence_weight=0.0)),
+        "reference: fixed 1000/200, BM25 + dense, RRF": replace(settings, model=plain, chunking=naive, answer=unread,
+                                                                 retrieval=replace(retrieval, fusion="rrf", rrf_k=60,
+                                                                                   understand_time=False, sentence_weight=0.0)),
+        "no sentence reranker": replace(settings, answer=unread),
         "dense only": replace(settings, retrieval=replace(retrieval, mode="dense")),
         "BM25 only": replace(settings, retrieval=replace(retrieval, mode="lexical")),
         "reciprocal rank fusion": replace(settings, retrieval=replace(retrieval, fusion="rrf")),

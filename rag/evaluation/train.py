@@ -18,10 +18,13 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from rag.answer.extractive import score_sentences
 from rag.answer.training import (OFF_TOPIC, asked_of_pairs, background_of, corpus_letters, examples, qa_pairs, train,
                                  write_scorer)
 from rag.answer.training_data import check_questions, data_files, load_training_data, section_pairs, write_letters
 from rag.embed.model import load_embedder, resolve_model
+from rag.embed.reranker import write_reranker
+from rag.embed.reranker_training import RerankerExample, train_reranker
 from rag.embed.tower import tower_id, write_tower
 from rag.embed.tower_training import TowerData, TowerExample, train_tower
 from rag.errors import InputError
@@ -30,19 +33,19 @@ from rag.files import file_sha256
 from rag.index.store import Generation, load_index
 from rag.search.retrieval import Filters, rank
 from rag.serve.pipeline import Pipeline, run_ingest
-from rag.settings import EVAL_QUESTIONS, TRAINING_ROUNDS, Settings
+from rag.settings import EVAL_QUESTIONS, RERANKER_ROUNDS, TRAINING_ROUNDS, Settings, display_path
 
 Span = tuple[str, int, int]
 Asked = tuple[str, list[Span] | None, tuple[str, ...]]  # a question, what answers it (None: nothing), letters left out
 Progress = Callable[[str], None]
 
 
-def training_pipeline(settings: Settings, work_dir: Path, question_tower: bool,
-                      letters_limit: int | None = None) -> tuple[Pipeline, list]:
-    """The training letters (the first `letters_limit` of them, for a quick run) indexed with the model (questions
-    through the tower or not), and their questions."""
+def training_pipeline(settings: Settings, work_dir: Path, question_tower: bool, letters_limit: int | None = None,
+                      rounds: Sequence[Path] = TRAINING_ROUNDS) -> tuple[Pipeline, list]:
+    """The training letters of `rounds` (the first `letters_limit` of them, for a quick run) indexed with the model
+    (questions through the tower or not), and their questions."""
     letters, questions = {}, []
-    for folder in TRAINING_ROUNDS:
+    for folder in rounds:
         round_letters, round_questions = load_training_data(folder)
         problems = check_questions(round_letters, round_questions)
         if problems:
@@ -55,16 +58,16 @@ def training_pipeline(settings: Settings, work_dir: Path, question_tower: bool,
     settings = replace(settings, endpoint=None, model=replace(settings.model, question_tower=question_tower))
     embedder = load_embedder(settings.model)
     files = write_letters(list(letters.values()), work_dir / "training-letters")
-    index_dir = work_dir / "training-index"
+    index_dir = work_dir / ("training-index" if tuple(rounds) == TRAINING_ROUNDS else f"training-index-{len(rounds)}")
     run_ingest(files, index_dir, settings, embedder)
     generation = load_index(index_dir, embedder.name, embedder.fingerprint, settings.chunking, settings.index,
                             settings.lexical)
     return Pipeline(embedder, generation, index_dir, settings), questions
 
 
-def asked_in_training(pipeline: Pipeline, questions) -> list[tuple[str, list[Span]]]:
-    """The answerable training questions with their evidence located in the stored letters, and parliament's own
-    questions with the answers printed under them."""
+def asked_in_training(pipeline: Pipeline, questions, parliament: bool = True) -> list[tuple[str, list[Span]]]:
+    """The answerable training questions with their evidence located in the stored letters, and (`parliament`)
+    parliament's own questions with the answers printed under them."""
     generation = pipeline.generation
     asked = []
     for question in questions:
@@ -76,7 +79,7 @@ def asked_in_training(pipeline: Pipeline, questions) -> list[tuple[str, list[Spa
                  if document is not None and (found := locate(" ".join(evidence.split()), document.text))]
         if spans:
             asked.append((question.question, spans))
-    for letter in generation.letters:
+    for letter in generation.letters if parliament else ():
         for question, start, end in section_pairs(generation.document_at(letter.row)):
             asked.append((question, [(letter.doc_id, start, end)]))
     return asked
@@ -199,6 +202,47 @@ def train_answer_scorer(settings: Settings, work_dir: Path, corpus: Path | None 
     return record
 
 
+def reranker_examples(pipeline: Pipeline, asked: Sequence[tuple[str, list[Span]]], candidates: int) -> list[RerankerExample]:
+    """Each question's best candidate sentences as today's ranking orders them, labelled as the tower's are (a sentence
+    shares at least half of the shorter of it and an evidence); a question none of whose candidates answers is left
+    out (nothing to learn the order from)."""
+    found = []
+    for question, spans in asked:
+        query = pipeline.query(question, Filters())
+        index, vector, hits, _allowed = pipeline._retrieved(query, 6)
+        top = score_sentences(query.text, hits, index, vector, pipeline.settings.answer)[:candidates]
+        labels = np.asarray([any(d == s.hit.doc_id and _shared(s.start, s.end, a, b) >= 0.5 * min(s.end - s.start, b - a)
+                                 for d, a, b in spans) for s in top], dtype=bool)
+        if labels.any():
+            found.append(RerankerExample(question, tuple(s.hit.section for s in top),
+                                         tuple(s.hit.text[s.start - s.hit.start:s.end - s.hit.start] for s in top),
+                                         np.asarray([s.score for s in top], dtype=np.float32), labels))
+    return found
+
+
+def train_sentence_reranker(settings: Settings, work_dir: Path, progress: Progress = print) -> dict:
+    """Fit the sentence reranker on the training questions of every written round (parliament's own questions aside:
+    they share the letters' words), choose its epoch on the dev questions, write it where the answer settings say;
+    its record."""
+    from rag.evaluation.runner import open_eval_pipeline
+
+    pipeline, questions = training_pipeline(settings, work_dir, settings.model.question_tower, rounds=RERANKER_ROUNDS)
+    off = replace(settings, answer=replace(settings.answer, rerank=False))
+    candidates = settings.answer.rerank_candidates
+    training = reranker_examples(pipeline, asked_in_training(pipeline, questions, parliament=False), candidates)
+    dev_pipeline = open_eval_pipeline(off)
+    dev = reranker_examples(dev_pipeline, asked_in_dev(dev_pipeline), candidates)
+    progress(f"sentence reranker: {len(training)} training questions over {len(pipeline.generation.letters)} letters "
+             f"with an answering sentence among their best {candidates}, {len(dev)} dev questions")
+    arrays, record = train_reranker(Path(resolve_model(settings.model)), training, dev, settings.reranker,
+                                    pipeline.embedder.query_prompt, progress)
+    record["data_sha256"] = _training_data_hash(RERANKER_ROUNDS)
+    record["settings"] = {name: getattr(settings.reranker, name) for name in settings.reranker.__dataclass_fields__}
+    write_reranker(settings.answer.reranker_file, arrays, record)
+    record["reranker"] = tower_id(settings.answer.reranker_file)
+    return record
+
+
 def _corpus_pipeline(settings: Settings, corpus: Path, work_dir: Path, limit: int | None) -> Pipeline:
     """The corpus's answers to Kamervragen indexed with the model, questions through the encoder in use."""
     settings = replace(settings, endpoint=None)
@@ -211,9 +255,36 @@ def _corpus_pipeline(settings: Settings, corpus: Path, work_dir: Path, limit: in
     return Pipeline(embedder, generation, index_dir, settings)
 
 
-def _training_data_hash() -> str:
+def _training_data_hash(rounds: Sequence[Path] = TRAINING_ROUNDS) -> str:
     digest = hashlib.sha256()
-    for folder in TRAINING_ROUNDS:
+    for folder in rounds:
         for path in data_files(folder):
             digest.update(file_sha256(path).encode())
     return digest.hexdigest()
+
+
+def tower_summary(tower: dict, settings: Settings) -> str:
+    best = tower["dev_best"]
+    return (f"question tower {tower['tower']} trained on {tower['examples']} questions (data "
+            f"{tower['data_sha256'][:12]}); dev, best epoch {best['epoch']}: best sentence answers "
+            f"{tower['dev_before']['sentence_top1']} -> {best['sentence_top1']}, gold passage in the dense "
+            f"top 5 {tower['dev_before']['passage_hit5']} -> {best['passage_hit5']} "
+            f"(written to {display_path(settings.model.tower_file)})")
+
+
+def scorer_summary(record: dict, settings: Settings) -> str:
+    trained, metrics = record["trained_on"], record["metrics_held_out"]
+    return (f"answer scorer trained on {trained['training_questions']} training questions, "
+            f"{trained.get('pairs', 0)} answers to Kamervragen of the corpus and {trained['off_topic']} "
+            f"off-topic questions ({trained['sentence_rows']} sentences); held-out letters: sentence AUC "
+            f"{metrics['sentence_auc']}, best sentence answers {metrics['best_sentence_answers']}, answerable "
+            f"AUC {metrics['answerable_auc']} (written to {display_path(settings.answer.scorer_file)}; run "
+            f"`rag eval --calibrate` next)")
+
+
+def reranker_summary(record: dict, settings: Settings) -> str:
+    best = record["dev_best"]
+    return (f"sentence reranker {record['reranker']} trained on {record['examples']} questions (data "
+            f"{record['data_sha256'][:12]}); dev, best epoch {best['epoch']}: gold sentence first "
+            f"{record['dev_before']['gold_first']} -> {best['gold_first']} (written to "
+            f"{display_path(settings.answer.reranker_file)}; run `rag eval --calibrate` next)")

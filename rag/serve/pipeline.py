@@ -19,6 +19,7 @@ from rag.answer.extractive import Answer, Calibration, Evidence, extractive_answ
 from rag.answer.scorer import LearnedScorer
 from rag.answer.generated import generated_answer, generated_answer_stream
 from rag.embed.model import Embedder, load_embedder, model_fingerprint
+from rag.embed.reranker import SentenceReranker
 from rag.errors import InputError, RagError
 from rag.index import unchanged
 from rag.index.folder import check_compatible, current_generation_name, read_manifest
@@ -120,12 +121,14 @@ class Pipeline:
     _watching: threading.Event | None = field(default=None, repr=False)
     _changing: threading.Lock = field(default_factory=threading.Lock, repr=False)  # one index change at a time
     scorer: LearnedScorer | None = field(default=None, init=False, repr=False)  # from the answer settings
+    reranker: SentenceReranker | None = field(default=None, init=False, repr=False)  # likewise
 
     def __post_init__(self) -> None:
         self.calibration = self.calibration or Calibration.for_model(self.embedder.question_encoder, self.settings.answer)
         answer = self.settings.answer
         self.scorer = (LearnedScorer.for_model(self.embedder.question_encoder, answer.scorer_file)
                        if answer.scorer == "learned" else None)
+        self.reranker = SentenceReranker.for_embedder(self.embedder, answer)
         serve = self.settings.serve
         self.slots = self.slots or AnswerSlots(serve.answer_slots, serve.answer_queue, serve.answer_wait_s)
 
@@ -186,7 +189,7 @@ class Pipeline:
     def _extractive(self, query: Query, k: int) -> tuple[Generation, list[Hit], Answer]:
         index, vector, hits, allowed = self._retrieved(query, k)
         answer = extractive_answer(query.text, hits, index, vector, self.calibration, self.settings.answer,
-                                   notes=query.notes, scorer=self.scorer, allowed=allowed)
+                                   notes=query.notes, scorer=self.scorer, allowed=allowed, reranker=self.reranker)
         return index, hits, answer
 
     def _retrieved(self, query: Query, k: int) -> tuple[Generation, np.ndarray, list[Hit], np.ndarray | None]:
