@@ -359,8 +359,8 @@ def extractive_answer(question: str, hits: list[Hit], index: Generation, query_v
                         for word in evidence.absent[:1])
         nearest = tuple(hit for hit in hits if hit.section != FOOTNOTES_HEADING)[:3]  # footnotes are references
         return Answer(question, ABSTAIN_EN if english else ABSTAIN_NL, True, (), nearest, notes=notes + missing)
-    scored = reread(question, scored, reranker) if reranker is not None else scored
-    chosen = _timeline(scored, settings) if _POSITION.search(question) else _closest(scored, settings)
+    chosen = (_timeline(scored, settings) if _POSITION.search(question)  # a timeline: each letter's best by today's score
+              else _closest(reread(question, scored, reranker) if reranker is not None else scored, settings))
     citations = _citations(_with_leaned_on(chosen, scored, index), index)
     return Answer(question, _compose(citations, english), False, tuple(citations), notes=notes)
 
