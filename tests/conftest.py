@@ -100,6 +100,20 @@ def pipeline(seed_index_dir, settings, embedder):
     return serving(seed_index_dir, settings, embedder)
 
 
+def seed_questions_with_evidence(pipeline) -> list[tuple[str, list[tuple[str, int, int]]]]:
+    """Two questions in users' words about the seed letters, each with where its answer stands verbatim: what the short
+    training runs of the tower and the reranker learn from."""
+    asked = []
+    for question, evidence in (("Hoeveel mensen zitten in de denkgroep die de NAVO adviseert?", "De reflectiegroep is samengesteld uit 10 personen"),
+                               ("Wie sprak er namens ons land op de NAVO-top van maart 2021?", "De minister van Buitenlandse Zaken Stef Blok nam deel")):
+        for letter in pipeline.generation.letters:
+            text = pipeline.generation.document_at(letter.row).text
+            if evidence in text:
+                start = text.index(evidence)
+                asked.append((question, [(letter.doc_id, start, start + len(evidence))]))
+    return asked
+
+
 @pytest.fixture(scope="session")
 def eval_questions():
     from rag.evaluation.dataset import load_questions

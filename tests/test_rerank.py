@@ -8,9 +8,10 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from conftest import seed_questions_with_evidence
 
-from rag.embed.reranker import PAIR_TOKENS, SentenceReranker, pair_ids, read_reranker, second_text
-from rag.embed.tower import tower_id
+from rag.embed.reranker import PAIR_TOKENS, SentenceReranker, pair_ids, second_text
+from rag.embed.tower import read_updates, tower_id
 from rag.settings import RERANKER_FILE, RERANKER_ROUNDS
 
 pytestmark = pytest.mark.slow
@@ -20,7 +21,7 @@ def test_the_committed_reranker_is_small_and_says_what_it_was_trained_on_and_how
     from rag.evaluation.train import _training_data_hash
 
     assert RERANKER_FILE.stat().st_size < 2**20  # updates and head alone; the layers are rebuilt from the package weights
-    arrays, record = read_reranker(RERANKER_FILE)
+    arrays, record = read_updates(RERANKER_FILE)
     assert record["data_sha256"] == _training_data_hash(RERANKER_ROUNDS), "retrain: `rag train --only reranker`"
     assert record["examples"] >= 3000 and record["dev_examples"] >= 150
     assert record["dev_best"]["gold_first"] > record["dev_before"]["gold_first"]
@@ -97,19 +98,12 @@ def test_the_reranker_quotes_the_answering_sentence_first_more_often(eval_pipeli
 def test_rag_train_fits_a_reranker_that_puts_the_answer_first(tmp_path, pipeline, settings):
     """A short fit on two seed questions: the record, and the graph serving builds from the stored file ranks their
     answering sentence higher against the others than today's score alone does."""
-    from rag.embed.reranker import write_reranker
-    from rag.embed.reranker_training import train_reranker
     from rag.embed.model import resolve_model
+    from rag.embed.reranker_training import train_reranker
+    from rag.embed.tower import write_updates
     from rag.evaluation.train import reranker_examples
 
-    asked = []
-    for question, evidence in (("Hoeveel mensen zitten in de denkgroep die de NAVO adviseert?", "De reflectiegroep is samengesteld uit 10 personen"),
-                               ("Wie sprak er namens ons land op de NAVO-top van maart 2021?", "De minister van Buitenlandse Zaken Stef Blok nam deel")):
-        for letter in pipeline.generation.letters:
-            text = pipeline.generation.document_at(letter.row).text
-            if evidence in text:
-                start = text.index(evidence)
-                asked.append((question, [(letter.doc_id, start, start + len(evidence))]))
+    asked = seed_questions_with_evidence(pipeline)
     examples = reranker_examples(pipeline, asked, 8)
     assert len(examples) == 2 and all(example.labels.any() and not example.labels.all() for example in examples)
     quick = replace(settings.reranker, layers=2, epochs=3, learning_rate=2e-3, head_learning_rate=1e-2)
@@ -117,7 +111,7 @@ def test_rag_train_fits_a_reranker_that_puts_the_answer_first(tmp_path, pipeline
                                     pipeline.embedder.query_prompt, progress=lambda line: None)
     assert record["layers"] == 2 and record["examples"] == 6 and record["dev_best"]["epoch"] >= 1
     reranker_file = tmp_path / "sentence_reranker.npz"
-    write_reranker(reranker_file, arrays, {**record, "data_sha256": "test"})
+    write_updates(reranker_file, arrays, {**record, "data_sha256": "test"})
     answer = replace(settings.answer, reranker_file=reranker_file)
     trained = SentenceReranker.for_embedder(pipeline.embedder, answer)
     assert tower_id(reranker_file) != tower_id(RERANKER_FILE)

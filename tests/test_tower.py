@@ -8,8 +8,9 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from conftest import seed_questions_with_evidence
 
-from rag.embed.tower import read_tower, tower_id
+from rag.embed.tower import read_updates, tower_id
 from rag.settings import PROJECT_ROOT, TRAINING_DATA
 
 pytestmark = pytest.mark.slow
@@ -20,7 +21,7 @@ def test_the_committed_tower_is_small_and_says_what_it_was_trained_on_and_how_it
     from rag.evaluation.train import _training_data_hash
 
     assert TOWER.stat().st_size < 5 * 2**20  # the updates alone; the rest is rebuilt from the package weights
-    updates, record = read_tower(TOWER)
+    updates, record = read_updates(TOWER)
     assert record["data_sha256"] == _training_data_hash(), "retrain the tower: `rag train --only tower`"
     assert record["examples"] >= 400 and record["dev_examples"] >= 150
     before, best = record["dev_before"], record["dev_best"]
@@ -48,18 +49,11 @@ def test_questions_go_through_the_tower_and_passages_through_the_plain_model(emb
 def test_rag_train_fits_a_tower_that_moves_questions_toward_their_answers(tmp_path, pipeline, settings):
     """A short fit on the seed letters: the record, and a question now nearer the sentence that answers it."""
     from rag.embed.model import load_embedder, resolve_model
-    from rag.embed.tower import write_tower
+    from rag.embed.tower import write_updates
     from rag.embed.tower_training import TowerData, train_tower
     from rag.evaluation.train import tower_data, with_unanswerable
 
-    asked = []
-    for question, evidence in (("Hoeveel mensen zitten in de denkgroep die de NAVO adviseert?", "De reflectiegroep is samengesteld uit 10 personen"),
-                               ("Wie sprak er namens ons land op de NAVO-top van maart 2021?", "De minister van Buitenlandse Zaken Stef Blok nam deel")):
-        for letter in pipeline.generation.letters:
-            text = pipeline.generation.document_at(letter.row).text
-            if evidence in text:
-                start = text.index(evidence)
-                asked.append((question, [(letter.doc_id, start, start + len(evidence))]))
+    asked = seed_questions_with_evidence(pipeline)
     assert len(asked) == 2
     plain = replace(pipeline, embedder=replace(pipeline.embedder, question_engine=None, tower=None))
     data = tower_data(plain, with_unanswerable(asked, ["Hoeveel kost een nieuwe fregat voor de marine?"]), 20)
@@ -71,7 +65,7 @@ def test_rag_train_fits_a_tower_that_moves_questions_toward_their_answers(tmp_pa
                                   progress=lambda line: None)
     assert record["dev_best"]["sentence_top1"] >= record["dev_before"]["sentence_top1"]
     tower_file = tmp_path / "question_tower.npz"
-    write_tower(tower_file, updates, {**record, "data_sha256": "test"})
+    write_updates(tower_file, updates, {**record, "data_sha256": "test"})
     tuned = load_embedder(replace(settings.model, tower_file=tower_file))
     assert tuned.tower == tower_id(tower_file) != tower_id(TOWER)
     example = examples[0]

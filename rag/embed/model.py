@@ -364,14 +364,14 @@ def _load(settings: ModelSettings, location: Path | str, threads: int | None) ->
     fingerprint = model_fingerprint(settings)
     if is_default(settings.name) and (settings.device or "cpu") == "cpu":
         from rag.embed.convert import int8_graph
-        from rag.embed.tower import question_encoder, tower_id
+        from rag.embed.tower import tower_id, updated_encoder
 
         folder = Path(location)
         prompts = json.loads((folder / "config_sentence_transformers.json").read_text())["prompts"]
         dimension = int(json.loads((folder / "config.json").read_text())["hidden_size"])
         int8 = settings.precision == "int8"
         engine = OnnxEngine(folder, threads, settings.max_tokens, graph=int8_graph(folder / "onnx" / "encoder.onnx") if int8 else None)
-        tuned = question_encoder(folder, settings.tower_file) if settings.question_tower else None
+        tuned = updated_encoder(folder, settings.tower_file, "question") if settings.question_tower else None
         tuned = int8_graph(tuned) if tuned and int8 else tuned
         questions = OnnxEngine(folder, threads, settings.max_tokens, graph=tuned, sharing=engine) if tuned else None
         return Embedder(settings.name, fingerprint, dimension, engine, settings, prompts["query"], prompts["document"],

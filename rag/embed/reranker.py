@@ -6,23 +6,20 @@ Today's ranking of sentences (`rag.answer.extractive`) sees the question and a s
 the sentence that repeats the question's words wins over the one that answers in others. The answer stage adds this
 model's logit to today's score times a learned weight (`rag.answer.rerank`), so it starts from today's order.
 
-What is committed is the updates, the head and the weight (`rag/embed/sentence_reranker.npz`, under 1 MB). The graph is
-built from the package weights plus those into the model's cache folder (`onnx/reranker-<id>.onnx`), as the question
-tower's is, and run on ONNX Runtime: no process that answers imports torch.
+What is committed is the updates, the head and the weight (`rag/embed/sentence_reranker.npz`, under 1 MB, written and
+read as the question tower's file is). The graph is built from the package weights plus those into the model's cache
+folder (`onnx/reranker-<id>.onnx`, `tower.updated_encoder`) and run on ONNX Runtime: no process that answers imports
+torch.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from rag.embed.tower import merged_state, tower_id
-from rag.files import built_once
+from rag.embed.tower import read_updates, updated_encoder
 from rag.settings import AnswerSettings
 
 if TYPE_CHECKING:
@@ -30,46 +27,6 @@ if TYPE_CHECKING:
 
 SECTION_WORDS = 12  # of a section title put before its sentence: the title says what the sentence is about
 PAIR_TOKENS = 72  # question and sentence together; a longer sentence is cut (its start says what it is)
-
-
-def read_reranker(path: Path) -> tuple[dict[str, np.ndarray], dict]:
-    """The updates (`layer.{i}.{target}.a`/`.b`, as the tower's), `head.weight`, `head.bias`, and the record (layers,
-    scale, score weight, data hash, metrics)."""
-    with np.load(path) as stored:
-        arrays = {name: stored[name].astype(np.float32) for name in stored.files if name != "record"}
-        record = json.loads(str(stored["record"]))
-    return arrays, record
-
-
-def write_reranker(path: Path, arrays: dict[str, np.ndarray], record: dict) -> None:
-    """The arrays in fp16 with their record, written atomically."""
-    with tempfile.NamedTemporaryFile(dir=Path(path).parent, suffix=".npz", delete=False) as handle:
-        np.savez_compressed(handle, record=np.array(json.dumps(record, sort_keys=True)),
-                            **{name: value.astype(np.float16) for name, value in arrays.items()})
-    os.chmod(handle.name, 0o644)
-    os.replace(handle.name, path)
-
-
-def reranker_graph(model_folder: Path, path: Path) -> Path | None:
-    """The reranker's encoder (its first layers of the model, updated) as an ONNX graph in the model's cache folder,
-    built on first use; None without a trained reranker."""
-    identity = tower_id(path)
-    if identity is None:
-        return None
-
-    def build(staging: Path) -> None:
-        from safetensors.numpy import load_file
-
-        from rag.embed.convert import export_encoder
-
-        arrays, record = read_reranker(path)
-        updates = {name: value for name, value in arrays.items() if name.startswith("layer.")}
-        state = {name: value.astype(np.float32)
-                 for name, value in load_file(str(Path(model_folder) / "model.safetensors")).items()}
-        export_encoder(Path(model_folder), merged_state(state, updates, float(record["scale"])), staging,
-                       layers=int(record["layers"]))
-
-    return built_once(Path(model_folder) / "onnx" / f"reranker-{identity}.onnx", build)
 
 
 def pair_ids(question: list[int], sentence: list[int], eos: int) -> list[int]:
@@ -107,10 +64,10 @@ class SentenceReranker:
         if not settings.rerank or not is_default(embedder.name):
             return None
         folder = Path(resolve_model(embedder.settings))
-        graph = reranker_graph(folder, settings.reranker_file)
+        graph = updated_encoder(folder, settings.reranker_file, "reranker")
         if graph is None:
             return None
-        arrays, record = read_reranker(settings.reranker_file)
+        arrays, record = read_updates(settings.reranker_file)
         sharing = embedder.engine if isinstance(embedder.engine, OnnxEngine) else None  # its tokenizer and words
         return cls(OnnxEngine(folder, embedder.settings.query_threads, PAIR_TOKENS, graph=graph, sharing=sharing),
                    arrays["head.weight"].reshape(-1), float(arrays["head.bias"].reshape(-1)[0]),

@@ -22,7 +22,7 @@ import numpy as np
 
 from rag.embed.reranker import PAIR_TOKENS, second_text
 from rag.embed.tower import TARGETS
-from rag.embed.tower_training import _LowRank, _updates
+from rag.embed.tower_training import low_rank_model, low_rank_updates
 from rag.settings import RerankerSettings, quiet_libraries
 
 
@@ -39,7 +39,7 @@ class RerankerExample:
 
 def train_reranker(model_folder: Path, training: list[RerankerExample], dev: list[RerankerExample],
                    settings: RerankerSettings, query_prompt: str, progress=print) -> tuple[dict[str, np.ndarray], dict]:
-    """The arrays `reranker.write_reranker` stores (updates and head) of the epoch that did best on `dev`, and the
+    """The arrays `tower.write_updates` stores (updates and head) of the epoch that did best on `dev`, and the
     record of the training (dev before and after)."""
     quiet_libraries()
     import torch
@@ -48,7 +48,7 @@ def train_reranker(model_folder: Path, training: list[RerankerExample], dev: lis
     torch.manual_seed(settings.seed)
     order = random.Random(settings.seed)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    tokenizer, model = _reranker_model(model_folder, settings, device, _LowRank)
+    tokenizer, model = low_rank_model(model_folder, settings.rank, settings.alpha, device, settings.layers)
     head = torch.nn.Linear(model.config.hidden_size, 1).to(device)
     torch.nn.init.normal_(head.weight, std=0.02)
     torch.nn.init.zeros_(head.bias)
@@ -107,7 +107,7 @@ def train_reranker(model_folder: Path, training: list[RerankerExample], dev: lis
                  f"({time.perf_counter() - started:.0f} s)")
         if best is None or scores["gold_first"] > best["gold_first"]:
             best = {"epoch": epoch + 1, **scores}
-            best_arrays = {**_updates(model), "head.weight": head.weight.detach().cpu().numpy().copy(),
+            best_arrays = {**low_rank_updates(model), "head.weight": head.weight.detach().cpu().numpy().copy(),
                            "head.bias": head.bias.detach().cpu().numpy().copy()}
             best_scalars = {"score_weight": round(float(score_weight.detach()), 4), "none": round(float(none.detach()), 4)}
     record = {"layers": settings.layers, "rank": settings.rank, "scale": settings.alpha / settings.rank,
@@ -115,21 +115,3 @@ def train_reranker(model_folder: Path, training: list[RerankerExample], dev: lis
               "examples": len(training), "dev_examples": len(dev), "device": device,
               "seconds": round(time.perf_counter() - started)}
     return best_arrays, record
-
-
-def _reranker_model(model_folder: Path, settings: RerankerSettings, device: str, low_rank):
-    import torch
-    from transformers import AutoModel, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(str(model_folder))
-    model = AutoModel.from_pretrained(str(model_folder), dtype=torch.float32).to(device)
-    model.encoder.layer = model.encoder.layer[:settings.layers]
-    model.config.num_hidden_layers = settings.layers
-    for parameter in model.parameters():
-        parameter.requires_grad = False
-    for layer in model.encoder.layer:
-        for target in TARGETS:
-            owner_path, _, name = target.rpartition(".")
-            owner = layer.get_submodule(owner_path)
-            setattr(owner, name, low_rank(getattr(owner, name), settings.rank, settings.alpha))
-    return tokenizer, model.train()

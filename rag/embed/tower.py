@@ -34,16 +34,17 @@ def tower_id(path: Path) -> str | None:
         return None
 
 
-def read_tower(path: Path) -> tuple[dict[str, np.ndarray], dict]:
-    """The updates (`layer.{i}.{target}.a` of rank x in, `.b` of out x rank) and what was recorded with them."""
+def read_updates(path: Path) -> tuple[dict[str, np.ndarray], dict]:
+    """A trained file's arrays (the tower's and the sentence reranker's updates, `layer.{i}.{target}.a` of rank x in,
+    `.b` of out x rank; the reranker's head beside them) and what was recorded with them."""
     with np.load(path) as stored:
         updates = {name: stored[name].astype(np.float32) for name in stored.files if name != "record"}
         record = json.loads(str(stored["record"]))
     return updates, record
 
 
-def write_tower(path: Path, updates: dict[str, np.ndarray], record: dict) -> None:
-    """The updates in fp16 (a few MB) with their record (rank, scale, data hash, metrics), written atomically."""
+def write_updates(path: Path, updates: dict[str, np.ndarray], record: dict) -> None:
+    """The arrays in fp16 (a few MB at most) with their record (rank, scale, data hash, metrics), written atomically."""
     arrays = {name: value.astype(np.float16) for name, value in updates.items()}
     with tempfile.NamedTemporaryFile(dir=Path(path).parent, suffix=".npz", delete=False) as handle:
         np.savez_compressed(handle, record=np.array(json.dumps(record, sort_keys=True)), **arrays)
@@ -60,10 +61,11 @@ def merged_state(state: dict[str, np.ndarray], updates: dict[str, np.ndarray], s
     return merged
 
 
-def question_encoder(model_folder: Path, tower_path: Path) -> Path | None:
-    """The tuned encoder's ONNX graph in the model's cache folder, built on first use (atomically); None without a
-    trained tower."""
-    identity = tower_id(tower_path)
+def updated_encoder(model_folder: Path, path: Path, kind: str) -> Path | None:
+    """The encoder with a trained file's updates merged in (the question tower's; the sentence reranker's, of the first
+    layers its record names) as an ONNX graph in the model's cache folder, `onnx/{kind}-{id}.onnx`, built on first use
+    (atomically); None without a trained file."""
+    identity = tower_id(path)
     if identity is None:
         return None
 
@@ -72,9 +74,11 @@ def question_encoder(model_folder: Path, tower_path: Path) -> Path | None:
 
         from rag.embed.convert import export_encoder
 
-        updates, record = read_tower(tower_path)
+        arrays, record = read_updates(path)
+        updates = {name: value for name, value in arrays.items() if name.startswith("layer.")}
         state = {name: value.astype(np.float32)
                  for name, value in load_file(str(Path(model_folder) / "model.safetensors")).items()}
-        export_encoder(Path(model_folder), merged_state(state, updates, float(record["scale"])), staging)
+        export_encoder(Path(model_folder), merged_state(state, updates, float(record["scale"])), staging,
+                       layers=record.get("layers"))
 
-    return built_once(Path(model_folder) / "onnx" / f"question-{identity}.onnx", build)
+    return built_once(Path(model_folder) / "onnx" / f"{kind}-{identity}.onnx", build)

@@ -56,7 +56,7 @@ def train_tower(model_folder: Path, training: TowerData, dev: TowerData, setting
     torch.manual_seed(settings.seed)
     order = random.Random(settings.seed)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    tokenizer, model = _tower_model(model_folder, settings, device)
+    tokenizer, model = low_rank_model(model_folder, settings.rank, settings.alpha, device)
     # Where the nearest sentence's similarity parts questions the letters answer from those they do not (learned).
     threshold = torch.nn.Parameter(torch.tensor(settings.answer_similarity, device=device))
     trainable = [parameter for parameter in model.parameters() if parameter.requires_grad] + [threshold]
@@ -64,7 +64,7 @@ def train_tower(model_folder: Path, training: TowerData, dev: TowerData, setting
     before = _dev_scores(tokenizer, model, dev, query_prompt, device)
     progress(f"dev before training: best sentence answers {before['sentence_top1']:.3f}, a gold passage in the dense "
              f"top 5 {before['passage_hit5']:.3f}, nearest sentence tells answerable (AUC) {before['answerable_auc']:.3f}")
-    best, best_updates, history = None, _updates(model), []
+    best, best_updates, history = None, low_rank_updates(model), []
     started = time.perf_counter()
     passages = training.passages.astype(np.float32)
     stretch = settings.batch * settings.mining_steps
@@ -91,7 +91,7 @@ def train_tower(model_folder: Path, training: TowerData, dev: TowerData, setting
                  f"{scores['sentence_top1']:.3f}, gold passage in the dense top 5 {scores['passage_hit5']:.3f}, answerable "
                  f"AUC {scores['answerable_auc']:.3f} ({time.perf_counter() - started:.0f} s)")
         if best is None or _merit(scores) > _merit(best):
-            best, best_updates = {"epoch": epoch + 1, **scores}, _updates(model)
+            best, best_updates = {"epoch": epoch + 1, **scores}, low_rank_updates(model)
     record = {"rank": settings.rank, "scale": settings.alpha / settings.rank, "targets": list(TARGETS),
               "answer_similarity": round(float(threshold.detach()), 4),
               "dev_before": before, "dev_best": best, "epochs": history, "examples": len(training.examples),
@@ -104,19 +104,24 @@ def _merit(scores: dict[str, float]) -> float:
     return scores["sentence_top1"] + scores["passage_hit5"] + scores["answerable_auc"]
 
 
-def _tower_model(model_folder: Path, settings: TowerSettings, device: str):
+def low_rank_model(model_folder: Path, rank: int, alpha: float, device: str, layers: int | None = None):
+    """The tokenizer and the model (its first `layers` layers, all by default) with every weight frozen and a trained
+    low-rank update beside each of `TARGETS`, in training mode (the tower's; the sentence reranker's)."""
     import torch
     from transformers import AutoModel, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(model_folder))
     model = AutoModel.from_pretrained(str(model_folder), dtype=torch.float32).to(device)
+    if layers is not None:
+        model.encoder.layer = model.encoder.layer[:layers]
+        model.config.num_hidden_layers = layers
     for parameter in model.parameters():
         parameter.requires_grad = False
     for layer in model.encoder.layer:
         for target in TARGETS:
             owner_path, _, name = target.rpartition(".")
             owner = layer.get_submodule(owner_path)
-            setattr(owner, name, _LowRank(getattr(owner, name), settings.rank, settings.alpha))
+            setattr(owner, name, _LowRank(getattr(owner, name), rank, alpha))
     return tokenizer, model.train()
 
 
@@ -144,7 +149,7 @@ def _LowRank(base, rank: int, alpha: float):  # noqa: N802 (a class made on use:
     return _low_rank_class()(base, rank, alpha)
 
 
-def _updates(model) -> dict[str, np.ndarray]:
+def low_rank_updates(model) -> dict[str, np.ndarray]:
     """The low-rank factors by layer and target: `layer.{i}.{target}.a` and `.b`."""
     updates = {}
     for number, layer in enumerate(model.encoder.layer):

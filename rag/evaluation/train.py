@@ -23,9 +23,8 @@ from rag.answer.training import (OFF_TOPIC, asked_of_pairs, background_of, corpu
                                  write_scorer)
 from rag.answer.training_data import check_questions, data_files, load_training_data, section_pairs, write_letters
 from rag.embed.model import load_embedder, resolve_model
-from rag.embed.reranker import write_reranker
 from rag.embed.reranker_training import RerankerExample, train_reranker
-from rag.embed.tower import tower_id, write_tower
+from rag.embed.tower import tower_id, write_updates
 from rag.embed.tower_training import TowerData, TowerExample, train_tower
 from rag.errors import InputError
 from rag.evaluation.dataset import load_questions, locate
@@ -172,7 +171,7 @@ def train_question_tower(settings: Settings, work_dir: Path, progress: Progress 
                                   pipeline.embedder.query_prompt, progress)
     record["data_sha256"] = _training_data_hash()
     record["settings"] = {name: getattr(settings.tower, name) for name in settings.tower.__dataclass_fields__}
-    write_tower(settings.model.tower_file, updates, record)
+    write_updates(settings.model.tower_file, updates, record)
     record["tower"] = tower_id(settings.model.tower_file)
     return record
 
@@ -238,7 +237,7 @@ def train_sentence_reranker(settings: Settings, work_dir: Path, progress: Progre
                                     pipeline.embedder.query_prompt, progress)
     record["data_sha256"] = _training_data_hash(RERANKER_ROUNDS)
     record["settings"] = {name: getattr(settings.reranker, name) for name in settings.reranker.__dataclass_fields__}
-    write_reranker(settings.answer.reranker_file, arrays, record)
+    write_updates(settings.answer.reranker_file, arrays, record)
     record["reranker"] = tower_id(settings.answer.reranker_file)
     return record
 
